@@ -1,0 +1,26 @@
+//! klosetfs: a Kloset-style backup engine (content-defined chunks, dedup,
+//! zstd, XChaCha20-Poly1305, packfiles) whose main face is a FUSE filesystem.
+//!
+//! Layers, bottom up: [`storage`] → [`pack`] + [`index`] → [`blob`] pipeline →
+//! [`tree`] + [`snapshot`] → [`repo`] → operations ([`backup`], [`restore`], …).
+
+pub mod backup;
+pub mod blob;
+pub mod chunker;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod fsnode;
+pub mod id;
+pub mod index;
+pub mod keyfile;
+pub mod lock;
+pub mod pack;
+pub mod packer;
+pub mod repo;
+pub mod snapshot;
+pub mod storage;
+pub mod tree;
+pub mod util;
+
+pub use error::{Error, Result};

@@ -1,0 +1,221 @@
+//! The storage trait every resource implements, and the wrappers around it.
+//!
+//! # Contract
+//! A store is a flat set of objects addressed by `(Kind, name)`.
+//! - `put` is atomic and never overwrites: it either stores the whole object or
+//!   nothing, and fails with [`StorageError::AlreadyExists`] when the name is
+//!   taken. Once `put` returns `Ok`, the object is durable and readable.
+//! - `get`/`get_range` of a name that does not exist fail with
+//!   [`StorageError::NotFound`], never with another error.
+//! - `list` returns every complete object of a kind with its size, in no order.
+//! - `delete` removes one object; deleting a missing object is `NotFound`.
+//!
+//! Encryption and compression live above this layer; a backend only moves bytes.
+
+use std::fmt;
+
+pub mod local;
+pub mod memory;
+
+pub use local::LocalStorage;
+pub use memory::MemoryStorage;
+
+/// The kinds of object a store holds; each has its own namespace (folder).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Config,
+    Key,
+    Pack,
+    Index,
+    Snapshot,
+    Lock,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Config,
+        Kind::Key,
+        Kind::Pack,
+        Kind::Index,
+        Kind::Snapshot,
+        Kind::Lock,
+    ];
+
+    /// The folder (or key prefix) of this kind on every resource.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Kind::Config => "",
+            Kind::Key => "keys",
+            Kind::Pack => "packs",
+            Kind::Index => "index",
+            Kind::Snapshot => "snapshots",
+            Kind::Lock => "locks",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Config => "config",
+            Kind::Key => "key",
+            Kind::Pack => "pack",
+            Kind::Index => "index",
+            Kind::Snapshot => "snapshot",
+            Kind::Lock => "lock",
+        })
+    }
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{kind} {name} not found")]
+    NotFound { kind: Kind, name: String },
+    #[error("{kind} {name} already exists")]
+    AlreadyExists { kind: Kind, name: String },
+    #[error("invalid object name {0:?}")]
+    InvalidName(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Backend(String),
+}
+
+pub type StorageResult<T> = std::result::Result<T, StorageError>;
+
+/// A resource that holds a store. See the module documentation for the contract.
+pub trait Storage: Send + Sync {
+    fn put(&self, kind: Kind, name: &str, data: &[u8]) -> StorageResult<()>;
+    fn get(&self, kind: Kind, name: &str) -> StorageResult<Vec<u8>>;
+    /// Reads `len` bytes at `offset`; fails if the object is shorter.
+    fn get_range(&self, kind: Kind, name: &str, offset: u64, len: u64) -> StorageResult<Vec<u8>>;
+    fn list(&self, kind: Kind) -> StorageResult<Vec<(String, u64)>>;
+    fn delete(&self, kind: Kind, name: &str) -> StorageResult<()>;
+    /// A human-readable location, for messages.
+    fn location(&self) -> String;
+}
+
+/// Names are produced by the library (hex ids, `config`), but a backend still
+/// refuses anything that could escape its namespace.
+pub fn check_name(name: &str) -> StorageResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidName(name.to_string()))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod suite {
+    //! One behaviour suite, run against every backend.
+    use super::*;
+    use std::sync::Arc;
+
+    pub fn run_all(s: Arc<dyn Storage>) {
+        put_get(&*s);
+        never_overwrite(&*s);
+        not_found(&*s);
+        range_get(&*s);
+        list_and_delete(&*s);
+        concurrent_puts(s.clone());
+        rejects_bad_names(&*s);
+    }
+
+    fn put_get(s: &dyn Storage) {
+        s.put(Kind::Index, "aa01", b"hello").unwrap();
+        assert_eq!(s.get(Kind::Index, "aa01").unwrap(), b"hello");
+        s.put(Kind::Config, "config", b"cfg").unwrap();
+        assert_eq!(s.get(Kind::Config, "config").unwrap(), b"cfg");
+        s.put(Kind::Pack, "bb02", b"").unwrap();
+        assert_eq!(s.get(Kind::Pack, "bb02").unwrap(), b"");
+    }
+
+    fn never_overwrite(s: &dyn Storage) {
+        s.put(Kind::Snapshot, "cc03", b"first").unwrap();
+        let err = s.put(Kind::Snapshot, "cc03", b"second").unwrap_err();
+        assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
+        assert_eq!(s.get(Kind::Snapshot, "cc03").unwrap(), b"first");
+    }
+
+    fn not_found(s: &dyn Storage) {
+        for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Config) {
+            let e = s.get(kind, "ffff").unwrap_err();
+            assert!(matches!(e, StorageError::NotFound { .. }), "{e}");
+            let e = s.get_range(kind, "ffff", 0, 1).unwrap_err();
+            assert!(matches!(e, StorageError::NotFound { .. }), "{e}");
+            let e = s.delete(kind, "ffff").unwrap_err();
+            assert!(matches!(e, StorageError::NotFound { .. }), "{e}");
+        }
+    }
+
+    fn range_get(s: &dyn Storage) {
+        let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        s.put(Kind::Pack, "dd04", &data).unwrap();
+        assert_eq!(s.get_range(Kind::Pack, "dd04", 0, 10).unwrap(), &data[..10]);
+        assert_eq!(
+            s.get_range(Kind::Pack, "dd04", 9_990, 10).unwrap(),
+            &data[9_990..]
+        );
+        assert_eq!(
+            s.get_range(Kind::Pack, "dd04", 1234, 4000).unwrap(),
+            &data[1234..5234]
+        );
+        assert!(s.get_range(Kind::Pack, "dd04", 9_995, 10).is_err());
+    }
+
+    fn list_and_delete(s: &dyn Storage) {
+        s.put(Kind::Lock, "ee05", b"l1").unwrap();
+        s.put(Kind::Lock, "ee06", b"l22").unwrap();
+        let mut l = s.list(Kind::Lock).unwrap();
+        l.sort();
+        assert_eq!(l, vec![("ee05".into(), 2), ("ee06".into(), 3)]);
+        s.delete(Kind::Lock, "ee05").unwrap();
+        assert_eq!(s.list(Kind::Lock).unwrap(), vec![("ee06".into(), 3)]);
+        let packs: Vec<String> = s.list(Kind::Pack).unwrap().into_iter().map(|p| p.0).collect();
+        assert!(packs.contains(&"dd04".to_string()) && packs.contains(&"bb02".to_string()));
+    }
+
+    fn concurrent_puts(s: Arc<dyn Storage>) {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let mut won = 0;
+                    for i in 0..20 {
+                        let name = format!("ab{i:02}");
+                        let body = vec![t as u8; 1000 + i];
+                        match s.put(Kind::Index, &name, &body) {
+                            Ok(()) => won += 1,
+                            Err(StorageError::AlreadyExists { .. }) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    won
+                })
+            })
+            .collect();
+        let won: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(won, 20, "each name is written exactly once");
+        for i in 0..20 {
+            let body = s.get(Kind::Index, &format!("ab{i:02}")).unwrap();
+            assert_eq!(body.len(), 1000 + i);
+            assert!(body.iter().all(|b| *b == body[0]), "no torn object");
+        }
+    }
+
+    fn rejects_bad_names(s: &dyn Storage) {
+        for bad in ["", "../x", "a/b", ".."] {
+            assert!(s.put(Kind::Pack, bad, b"x").is_err());
+        }
+    }
+}
