@@ -125,7 +125,9 @@ enum Entry {
 }
 
 fn insert(map: &mut BTreeMap<Vec<u8>, Entry>, comps: &[Vec<u8>]) {
-    let Some((first, rest)) = comps.split_first() else { return };
+    let Some((first, rest)) = comps.split_first() else {
+        return;
+    };
     if rest.is_empty() {
         map.insert(first.clone(), Entry::Source);
         return;
@@ -141,18 +143,24 @@ fn insert(map: &mut BTreeMap<Vec<u8>, Entry>, comps: &[Vec<u8>]) {
 pub fn backup(repo: &Arc<Repo>, opts: &BackupOptions, progress: &Progress) -> Result<BackupResult> {
     let started = std::time::Instant::now();
     if opts.paths.is_empty() {
-        return Err(Error::InvalidInput("nothing to back up: give at least one path".into()));
+        return Err(Error::InvalidInput(
+            "nothing to back up: give at least one path".into(),
+        ));
     }
     let mut paths = Vec::new();
     for p in &opts.paths {
         let n = normalize(p)?;
-        fs::symlink_metadata(&n).map_err(|e| Error::io(format!("cannot back up {}", p.display()), e))?;
+        fs::symlink_metadata(&n)
+            .map_err(|e| Error::io(format!("cannot back up {}", p.display()), e))?;
         paths.push(n);
     }
     paths.sort();
     paths.dedup();
     let host = opts.host.clone().unwrap_or_else(crate::util::hostname);
-    let path_bytes: Vec<Vec<u8>> = paths.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
+    let path_bytes: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| p.as_os_str().as_bytes().to_vec())
+        .collect();
 
     let _lock = crate::lock::acquire(repo.storage(), repo.keys(), false)?;
     repo.load_index()?;
@@ -178,13 +186,17 @@ pub fn backup(repo: &Arc<Repo>, opts: &BackupOptions, progress: &Progress) -> Re
             })
             .collect();
         if comps.is_empty() {
-            return Err(Error::InvalidInput("backing up `/` itself: name directories below it".into()));
+            return Err(Error::InvalidInput(
+                "backing up `/` itself: name directories below it".into(),
+            ));
         }
         insert(&mut roots, &comps);
     }
 
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
     } else {
         opts.threads
     };
@@ -263,7 +275,11 @@ pub fn backup(repo: &Arc<Repo>, opts: &BackupOptions, progress: &Progress) -> Re
         },
     };
     let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupResult { id, snapshot, errors })
+    Ok(BackupResult {
+        id,
+        snapshot,
+        errors,
+    })
 }
 
 impl Walker<'_> {
@@ -336,7 +352,10 @@ impl Walker<'_> {
                 if let Some(content) = self.unchanged(&node, pnode) {
                     node.content = content;
                     self.shared.progress.files.fetch_add(1, Ordering::Relaxed);
-                    self.shared.progress.bytes.fetch_add(node.size, Ordering::Relaxed);
+                    self.shared
+                        .progress
+                        .bytes
+                        .fetch_add(node.size, Ordering::Relaxed);
                     nodes.push(node);
                 } else {
                     let (tx, rx) = bounded(1);
@@ -368,12 +387,15 @@ impl Walker<'_> {
             && p.mtime == node.mtime
             && p.ino == node.ino
             && p.content.iter().map(|c| c.size as u64).sum::<u64>() == node.size;
-        (same && p.content.iter().all(|c| self.shared.packer.is_known(&c.id))).then(|| p.content.clone())
+        (same && p.content.iter().all(|c| self.shared.packer.is_known(&c.id)))
+            .then(|| p.content.clone())
     }
 
     fn save_dir(&mut self, dir: &Path, parent: Option<BlobId>) -> Result<BlobId> {
         if self.shared.packer_failed() {
-            return Err(Error::InvalidInput("stopping: a write to the store failed".into()));
+            return Err(Error::InvalidInput(
+                "stopping: a write to the store failed".into(),
+            ));
         }
         let ptree = parent.and_then(|id| self.shared.repo.load_tree(&id).ok());
         let mut names: Vec<Vec<u8>> = match fs::read_dir(dir) {
@@ -446,7 +468,12 @@ fn collect(pending: Vec<Receiver<Option<Node>>>, nodes: &mut Vec<Node>) -> Resul
 fn file_worker(shared: &Shared<'_>, jobs: Receiver<FileJob>, chunks: Sender<(BlobId, Vec<u8>)>) {
     let params = shared.repo.config().chunker;
     let seed = shared.repo.keys().chunker_seed();
-    for FileJob { path, mut node, reply } in jobs {
+    for FileJob {
+        path,
+        mut node,
+        reply,
+    } in jobs
+    {
         let result = (|| -> std::io::Result<Vec<ChunkRef>> {
             let file = open_noatime(&path)?;
             let mut content = Vec::new();
@@ -457,7 +484,10 @@ fn file_worker(shared: &Shared<'_>, jobs: Receiver<FileJob>, chunks: Sender<(Blo
                     id,
                     size: chunk.len() as u32,
                 });
-                shared.progress.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                shared
+                    .progress
+                    .bytes
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 if shared.packer.claim(&id) && chunks.send((id, chunk)).is_err() {
                     return Err(std::io::Error::other("packing stage stopped"));
                 }

@@ -38,8 +38,8 @@ fn aad(t: BlobType, id: &BlobId) -> [u8; 33] {
 pub fn encode(keys: &Keys, t: BlobType, id: &BlobId, raw: &[u8], level: i32) -> Result<Vec<u8>> {
     let mut payload = Vec::with_capacity(raw.len() / 2 + 16);
     payload.push(ZSTD);
-    let compressed = zstd::bulk::compress(raw, level)
-        .map_err(|e| Error::io("compressing a blob", e))?;
+    let compressed =
+        zstd::bulk::compress(raw, level).map_err(|e| Error::io("compressing a blob", e))?;
     if compressed.len() < raw.len() {
         payload.extend_from_slice(&compressed);
     } else {
@@ -50,7 +50,13 @@ pub fn encode(keys: &Keys, t: BlobType, id: &BlobId, raw: &[u8], level: i32) -> 
 }
 
 /// Opens, decompresses and verifies one blob against its id.
-pub fn decode(keys: &Keys, t: BlobType, id: &BlobId, sealed: &[u8], raw_len: u32) -> Result<Vec<u8>> {
+pub fn decode(
+    keys: &Keys,
+    t: BlobType,
+    id: &BlobId,
+    sealed: &[u8],
+    raw_len: u32,
+) -> Result<Vec<u8>> {
     let what = || format!("{t:?} blob {}", id.to_hex());
     let payload = keys.open(&aad(t, id), sealed, &what())?;
     let raw = match payload.split_first() {

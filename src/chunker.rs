@@ -78,10 +78,18 @@ mod tests {
             x ^= x << 5;
             *b = x as u8;
         }
-        let before: Vec<_> = Chunker::new(&data[..], &small(), 7).map(|c| c.unwrap()).collect();
+        let before: Vec<_> = Chunker::new(&data[..], &small(), 7)
+            .map(|c| c.unwrap())
+            .collect();
         data.insert(100_000, 42);
-        let after: Vec<_> = Chunker::new(&data[..], &small(), 7).map(|c| c.unwrap()).collect();
+        let after: Vec<_> = Chunker::new(&data[..], &small(), 7)
+            .map(|c| c.unwrap())
+            .collect();
         let shared = before.iter().filter(|c| after.contains(c)).count();
-        assert!(shared * 10 >= before.len() * 8, "{shared} of {} kept", before.len());
+        assert!(
+            shared * 10 >= before.len() * 8,
+            "{shared} of {} kept",
+            before.len()
+        );
     }
 }

@@ -135,6 +135,9 @@ mod tests {
         assert!(StoreConfig::decode(&bad.encode()).is_err());
         assert!(StoreConfig::decode(b"{garbage").is_err());
         let p = StoreConfig::new(false).unwrap();
-        assert!(StoreConfig::decode(&p.encode()).unwrap().plaintext_id_key.is_some());
+        assert!(StoreConfig::decode(&p.encode())
+            .unwrap()
+            .plaintext_id_key
+            .is_some());
     }
 }

@@ -32,8 +32,12 @@ impl std::fmt::Debug for MasterKey {
 }
 
 pub fn fill_random(buf: &mut [u8]) -> Result<()> {
-    getrandom::getrandom(buf)
-        .map_err(|e| Error::io("reading OS randomness", std::io::Error::other(e.to_string())))
+    getrandom::getrandom(buf).map_err(|e| {
+        Error::io(
+            "reading OS randomness",
+            std::io::Error::other(e.to_string()),
+        )
+    })
 }
 
 /// The working keys of an open store.

@@ -71,7 +71,12 @@ fn ns(secs: i64, nsec: i64) -> i64 {
 }
 
 /// Builds a node from `lstat` data; content and subtree are filled in later.
-pub fn node_from_meta(name: &[u8], path: &Path, m: &Metadata, names: &NameCache) -> std::io::Result<Node> {
+pub fn node_from_meta(
+    name: &[u8],
+    path: &Path,
+    m: &Metadata,
+    names: &NameCache,
+) -> std::io::Result<Node> {
     let kind = kind_of(m);
     let target = if kind == NodeKind::Symlink {
         std::fs::read_link(path)?.as_os_str().as_bytes().to_vec()

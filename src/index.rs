@@ -43,7 +43,10 @@ impl IndexFile {
         let plain = keys.open(INDEX_AAD, bytes, &what)?;
         let f: IndexFile = postcard::from_bytes(&plain).map_err(|e| Error::corrupt(&what, e))?;
         if f.version != 1 {
-            return Err(Error::corrupt(&what, format!("unknown version {}", f.version)));
+            return Err(Error::corrupt(
+                &what,
+                format!("unknown version {}", f.version),
+            ));
         }
         Ok(f)
     }

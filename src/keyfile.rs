@@ -99,7 +99,10 @@ impl KeyFile {
                 m.zeroize();
                 Ok(Some(MasterKey(k)))
             }
-            Ok(_) => Err(Error::corrupt("key file", "wrapped key has the wrong length")),
+            Ok(_) => Err(Error::corrupt(
+                "key file",
+                "wrapped key has the wrong length",
+            )),
             Err(_) => Ok(None),
         }
     }

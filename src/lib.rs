@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod blob;
+pub mod check;
 pub mod chunker;
 pub mod config;
 pub mod crypto;
@@ -17,10 +18,13 @@ pub mod keyfile;
 pub mod lock;
 pub mod pack;
 pub mod packer;
+pub mod prune;
 pub mod repo;
+pub mod restore;
 pub mod snapshot;
 pub mod storage;
 pub mod tree;
+pub mod userconfig;
 pub mod util;
 
 pub use error::{Error, Result};

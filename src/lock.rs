@@ -38,7 +38,11 @@ impl LockInfo {
     pub fn describe(&self) -> String {
         format!(
             "{} lock by {}@{} pid {} since {}",
-            if self.exclusive { "exclusive" } else { "shared" },
+            if self.exclusive {
+                "exclusive"
+            } else {
+                "shared"
+            },
             self.user,
             self.host,
             self.pid,
@@ -129,7 +133,8 @@ pub fn acquire(storage: &Arc<dyn Storage>, keys: &Keys, exclusive: bool) -> Resu
     let (tx, rx) = crossbeam_channel::bounded(0);
     let shared = Arc::new(Mutex::new(name.clone()));
     let refresher = {
-        let (storage, keys, info, shared) = (storage.clone(), keys.clone(), info.clone(), shared.clone());
+        let (storage, keys, info, shared) =
+            (storage.clone(), keys.clone(), info.clone(), shared.clone());
         std::thread::spawn(move || refresh_loop(storage, keys, info, shared, rx))
     };
     let lock = Lock {
@@ -207,7 +212,9 @@ mod tests {
             user: "u".into(),
             time: crate::util::now_ns() - STALE_AFTER_NS - 1,
         };
-        let body = k.seal(LOCK_AAD, &postcard::to_stdvec(&old).unwrap()).unwrap();
+        let body = k
+            .seal(LOCK_AAD, &postcard::to_stdvec(&old).unwrap())
+            .unwrap();
         s.put(Kind::Lock, "dead", &body).unwrap();
         drop(acquire(&s, &k, true).unwrap());
         assert_eq!(break_locks(&*s, &k, false).unwrap(), 1);

@@ -89,14 +89,25 @@ impl PackWriter {
 
 /// Decodes the header from a pack's last bytes. `tail` must hold the whole
 /// sealed header plus the 4-byte length; `pack_len` is the pack's full size.
-pub fn decode_header(keys: &Keys, pack: &PackId, tail: &[u8], pack_len: u64) -> Result<Vec<PackEntry>> {
+pub fn decode_header(
+    keys: &Keys,
+    pack: &PackId,
+    tail: &[u8],
+    pack_len: u64,
+) -> Result<Vec<PackEntry>> {
     let what = format!("pack {} header", pack.short());
     let hlen = header_len(tail, pack_len).map_err(|d| Error::corrupt(&what, d))?;
+    if hlen as usize + 4 > tail.len() {
+        return Err(Error::corrupt(&what, "header longer than the bytes given"));
+    }
     let start = tail.len() - 4 - hlen as usize;
     let plain = keys.open(HEADER_AAD, &tail[start..tail.len() - 4], &what)?;
     let h: PackHeader = postcard::from_bytes(&plain).map_err(|e| Error::corrupt(&what, e))?;
     if h.version != 1 {
-        return Err(Error::corrupt(&what, format!("unknown version {}", h.version)));
+        return Err(Error::corrupt(
+            &what,
+            format!("unknown version {}", h.version),
+        ));
     }
     let body_len = pack_len - 4 - hlen as u64;
     for e in &h.entries {
@@ -107,14 +118,17 @@ pub fn decode_header(keys: &Keys, pack: &PackId, tail: &[u8], pack_len: u64) -> 
     Ok(h.entries)
 }
 
-/// The sealed header's length, checked against the pack size.
+/// The sealed header's length from the pack's last 4 bytes (the end of `tail`),
+/// checked against the pack size.
 pub fn header_len(tail: &[u8], pack_len: u64) -> std::result::Result<u32, String> {
-    if tail.len() < 4 {
+    if tail.len() < 4 || pack_len < 4 {
         return Err("pack too short".into());
     }
     let n = u32::from_le_bytes(tail[tail.len() - 4..].try_into().expect("4 bytes"));
-    if n > MAX_HEADER_LEN || n as u64 + 4 > pack_len || n as usize + 4 > tail.len() {
-        return Err(format!("header length {n} does not fit a {pack_len}-byte pack"));
+    if n > MAX_HEADER_LEN || n as u64 + 4 > pack_len {
+        return Err(format!(
+            "header length {n} does not fit a {pack_len}-byte pack"
+        ));
     }
     Ok(n)
 }

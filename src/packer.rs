@@ -82,12 +82,18 @@ impl Packer {
     /// Compresses, seals and packs a claimed blob; stores the pack when full.
     pub fn store(&self, t: BlobType, id: BlobId, raw: &[u8]) -> Result<()> {
         if self.failed.load(Ordering::Relaxed) {
-            return Err(Error::InvalidInput("an earlier write to the store failed".into()));
+            return Err(Error::InvalidInput(
+                "an earlier write to the store failed".into(),
+            ));
         }
         let sealed = blob::encode(self.repo.keys(), t, &id, raw, self.level)?;
         self.stats.new_blobs.fetch_add(1, Ordering::Relaxed);
-        self.stats.new_bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
-        self.stats.stored_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        self.stats
+            .new_bytes
+            .fetch_add(raw.len() as u64, Ordering::Relaxed);
+        self.stats
+            .stored_bytes
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
         let full = {
             let mut w = self.writer(t).lock();
             w.add(t, id, &sealed, raw.len() as u32);
@@ -132,7 +138,11 @@ impl Packer {
             return Ok(());
         }
         let p = w.finish(self.repo.keys())?;
-        match self.repo.storage().put(Kind::Pack, &p.id.to_hex(), &p.bytes) {
+        match self
+            .repo
+            .storage()
+            .put(Kind::Pack, &p.id.to_hex(), &p.bytes)
+        {
             Ok(()) | Err(StorageError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
@@ -182,7 +192,9 @@ impl Packer {
     /// pack written so far. After `Ok`, every saved blob is durable and indexed.
     pub fn flush(&self) -> Result<()> {
         if self.failed.load(Ordering::Relaxed) {
-            return Err(Error::InvalidInput("an earlier write to the store failed".into()));
+            return Err(Error::InvalidInput(
+                "an earlier write to the store failed".into(),
+            ));
         }
         for t in [BlobType::Data, BlobType::Tree] {
             let w = std::mem::take(&mut *self.writer(t).lock());
@@ -204,7 +216,16 @@ mod tests {
     fn dedups_and_flush_makes_blobs_readable() {
         let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let repo = Arc::new(
-            Repo::create(s.clone(), Some(b"pw"), KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }).unwrap(),
+            Repo::create(
+                s.clone(),
+                Some(b"pw"),
+                KdfParams {
+                    memory_kib: 64,
+                    iterations: 1,
+                    parallelism: 1,
+                },
+            )
+            .unwrap(),
         );
         let p = Packer::new(repo.clone());
         let a = p.save(BlobType::Data, b"hello").unwrap();

@@ -68,9 +68,7 @@ impl Repo {
     pub fn open(storage: Arc<dyn Storage>, passphrase: PassphraseFn<'_>) -> Result<Repo> {
         let config = match storage.get(Kind::Config, "config") {
             Ok(b) => StoreConfig::decode(&b)?,
-            Err(StorageError::NotFound { .. }) => {
-                return Err(Error::NotAStore(storage.location()))
-            }
+            Err(StorageError::NotFound { .. }) => return Err(Error::NotAStore(storage.location())),
             Err(e) => return Err(e.into()),
         };
         if !config.encrypted() {
@@ -185,7 +183,13 @@ impl Repo {
     }
 
     /// Decodes a blob already fetched from `pack` at `loc`.
-    pub fn decode_blob(&self, t: BlobType, id: &BlobId, sealed: &[u8], raw_len: u32) -> Result<Vec<u8>> {
+    pub fn decode_blob(
+        &self,
+        t: BlobType,
+        id: &BlobId,
+        sealed: &[u8],
+        raw_len: u32,
+    ) -> Result<Vec<u8>> {
         blob::decode(&self.keys, t, id, sealed, raw_len)
     }
 
@@ -338,8 +342,14 @@ pub fn unlock(storage: &dyn Storage, passphrase: &[u8]) -> Result<(KeyId, Master
     }
     let mut damaged = 0;
     for (name, _) in keys {
-        let Ok(id) = KeyId::from_hex(&name) else { continue };
-        let kf = match storage.get(Kind::Key, &name).map_err(Error::from).and_then(|b| KeyFile::decode(&b)) {
+        let Ok(id) = KeyId::from_hex(&name) else {
+            continue;
+        };
+        let kf = match storage
+            .get(Kind::Key, &name)
+            .map_err(Error::from)
+            .and_then(|b| KeyFile::decode(&b))
+        {
             Ok(kf) => kf,
             Err(e) => {
                 tracing::warn!("skipping key {}: {e}", id.short());
@@ -366,7 +376,9 @@ pub fn unlock(storage: &dyn Storage, passphrase: &[u8]) -> Result<(KeyId, Master
 pub fn list_keys(storage: &dyn Storage) -> Result<Vec<(KeyId, Option<KeyFile>)>> {
     let mut out = Vec::new();
     for (name, _) in storage.list(Kind::Key)? {
-        let Ok(id) = KeyId::from_hex(&name) else { continue };
+        let Ok(id) = KeyId::from_hex(&name) else {
+            continue;
+        };
         let kf = storage
             .get(Kind::Key, &name)
             .ok()

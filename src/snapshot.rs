@@ -57,7 +57,10 @@ impl Snapshot {
         let plain = keys.open(SNAPSHOT_AAD, bytes, &what)?;
         let s: Snapshot = postcard::from_bytes(&plain).map_err(|e| Error::corrupt(&what, e))?;
         if s.version != 1 {
-            return Err(Error::corrupt(&what, format!("unknown version {}", s.version)));
+            return Err(Error::corrupt(
+                &what,
+                format!("unknown version {}", s.version),
+            ));
         }
         Ok(s)
     }

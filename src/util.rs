@@ -77,7 +77,10 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_time(1_700_000_000_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            format_time(1_700_000_000_000_000_000),
+            "2023-11-14T22:13:20Z"
+        );
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.50 KiB");
     }

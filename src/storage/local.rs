@@ -43,7 +43,8 @@ impl LocalStorage {
         b.recursive(true).mode(0o700);
         for d in ["", "keys", "packs", "index", "snapshots", "locks", "tmp"] {
             let p = root.join(d);
-            b.create(&p).map_err(io_err(format!("creating {}", p.display())))?;
+            b.create(&p)
+                .map_err(io_err(format!("creating {}", p.display())))?;
         }
         Self::open(root)
     }

@@ -181,7 +181,12 @@ pub(crate) mod suite {
         assert_eq!(l, vec![("ee05".into(), 2), ("ee06".into(), 3)]);
         s.delete(Kind::Lock, "ee05").unwrap();
         assert_eq!(s.list(Kind::Lock).unwrap(), vec![("ee06".into(), 3)]);
-        let packs: Vec<String> = s.list(Kind::Pack).unwrap().into_iter().map(|p| p.0).collect();
+        let packs: Vec<String> = s
+            .list(Kind::Pack)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.0)
+            .collect();
         assert!(packs.contains(&"dd04".to_string()) && packs.contains(&"bb02".to_string()));
     }
 

@@ -1,0 +1,147 @@
+//! `backup`: snapshot local paths into the store.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use clap::Args;
+use klosetfs::backup::{backup, BackupOptions, Progress};
+use klosetfs::id::SnapshotId;
+use klosetfs::util::human_bytes;
+
+use super::progress::Ticker;
+use super::{Ctx, EXIT_OK, EXIT_PARTIAL};
+
+/// Back up files and directories into a new snapshot.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  klosetfs at /srv/backups backup ~/Documents ~/Pictures\n  klosetfs at @home backup --tag daily --exclude '*.tmp' --exclude-file ~/.kexclude /home\n\nExit status: 0 done, 3 done but some files could not be read (listed), 1 failed."
+)]
+pub struct BackupArgs {
+    /// Paths to back up.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag", short = 't')]
+    tags: Vec<String>,
+    /// Skip paths matching this glob (matched against full path and name; repeatable).
+    #[arg(long = "exclude", short = 'e')]
+    excludes: Vec<String>,
+    /// Read exclude globs from a file, one per line (# comments).
+    #[arg(long = "exclude-file")]
+    exclude_files: Vec<PathBuf>,
+    /// Host name recorded in the snapshot.
+    #[arg(long)]
+    host: Option<String>,
+    /// Compare with this snapshot instead of the newest of the same host and paths.
+    #[arg(long)]
+    parent: Option<String>,
+    /// Read every file again, trusting no parent snapshot.
+    #[arg(long)]
+    force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
+    let repo = ctx.open()?;
+    let mut excludes = a.excludes;
+    for f in &a.exclude_files {
+        let body = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("reading exclude file {}: {e}", f.display()))?;
+        excludes.extend(
+            body.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    let parent = match &a.parent {
+        Some(p) => Some(repo.resolve_snapshot(p)?.0),
+        None => None,
+    };
+    let opts = BackupOptions {
+        paths: a.paths,
+        tags: a.tags,
+        excludes,
+        exclude_paths: ctx
+            .local_path()
+            .and_then(|p| std::fs::canonicalize(p).ok())
+            .into_iter()
+            .collect(),
+        host: a.host,
+        parent,
+        no_parent: a.force,
+        threads: 0,
+    };
+    let progress = Arc::new(Progress::default());
+    let ticker = {
+        let p = progress.clone();
+        Ticker::start(ctx.show_progress(), None, move || {
+            (
+                format!(
+                    "{} files, {} errors",
+                    p.files.load(Ordering::Relaxed),
+                    p.errors.load(Ordering::Relaxed)
+                ),
+                p.bytes.load(Ordering::Relaxed),
+            )
+        })
+    };
+    let r = backup(&repo, &opts, &progress);
+    drop(ticker);
+    let r = r?;
+    for (path, e) in &r.errors {
+        eprintln!("klosetfs: skipped {path}: {e}");
+    }
+    let s = &r.snapshot.summary;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary_json(&r.id, &r.snapshot, &r.errors))?
+        );
+    } else if !ctx.global.quiet {
+        println!(
+            "snapshot {} saved: {} files, {} dirs, {} ({} new, {} stored) in {:.1}s{}",
+            r.id.short(),
+            s.files,
+            s.dirs,
+            human_bytes(s.bytes),
+            human_bytes(s.new_bytes),
+            human_bytes(s.stored_bytes),
+            s.duration_ns as f64 / 1e9,
+            if r.errors.is_empty() {
+                String::new()
+            } else {
+                format!(", {} entries skipped", r.errors.len())
+            }
+        );
+    }
+    Ok(if r.errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    })
+}
+
+fn summary_json(
+    id: &SnapshotId,
+    snap: &klosetfs::snapshot::Snapshot,
+    errors: &[(String, String)],
+) -> serde_json::Value {
+    let s = &snap.summary;
+    serde_json::json!({
+        "id": id.to_hex(),
+        "time": klosetfs::util::format_time(snap.time),
+        "files": s.files,
+        "dirs": s.dirs,
+        "others": s.others,
+        "bytes": s.bytes,
+        "new_bytes": s.new_bytes,
+        "stored_bytes": s.stored_bytes,
+        "new_blobs": s.new_blobs,
+        "duration_s": s.duration_ns as f64 / 1e9,
+        "errors": errors.iter().map(|(p, e)| serde_json::json!({"path": p, "error": e})).collect::<Vec<_>>(),
+    })
+}

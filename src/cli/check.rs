@@ -1,0 +1,92 @@
+//! `check`: verify the store; `--read-data` reads every byte; `--repair`
+//! rebuilds the index from pack headers.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use clap::Args;
+use klosetfs::check::{check, repair_index, CheckProgress};
+
+use super::progress::Ticker;
+use super::{Ctx, EXIT_OK, EXIT_PARTIAL};
+
+/// Verify the store's structure (and with --read-data, every blob).
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  klosetfs at /srv/backups check\n  klosetfs at /srv/backups check --read-data\n\nExit status: 0 no damage, 3 damage found (each damaged object is named), 1 could not check."
+)]
+pub struct CheckArgs {
+    /// Read and verify every pack in full.
+    #[arg(long)]
+    read_data: bool,
+    /// Rebuild the index from the pack headers before checking.
+    #[arg(long)]
+    repair: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<u8> {
+    let repo = ctx.open()?;
+    if a.repair {
+        let _lock = klosetfs::lock::acquire(repo.storage(), repo.keys(), true)?;
+        let (good, bad) = repair_index(&repo)?;
+        if !ctx.global.quiet {
+            println!("index rebuilt from {good} packs ({bad} unreadable packs left out)");
+        }
+    }
+    let total = repo
+        .storage()
+        .list(klosetfs::storage::Kind::Pack)?
+        .iter()
+        .map(|p| p.1)
+        .sum();
+    let progress = Arc::new(CheckProgress::default());
+    let ticker = {
+        let p = progress.clone();
+        Ticker::start(ctx.show_progress() && a.read_data, Some(total), move || {
+            (
+                format!("{} packs", p.packs.load(Ordering::Relaxed)),
+                p.bytes.load(Ordering::Relaxed),
+            )
+        })
+    };
+    let r = check(&repo, a.read_data, &progress);
+    drop(ticker);
+    let r = r?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "snapshots": r.snapshots, "trees": r.trees, "packs": r.packs, "blobs": r.blobs,
+                "errors": r.errors, "warnings": r.warnings,
+            }))?
+        );
+    } else {
+        for w in &r.warnings {
+            eprintln!("warning: {w}");
+        }
+        for e in &r.errors {
+            println!("error: {e}");
+        }
+        if !ctx.global.quiet {
+            println!(
+                "checked {} snapshots, {} trees, {} packs{}: {}",
+                r.snapshots,
+                r.trees,
+                r.packs,
+                if a.read_data { " (all data read)" } else { "" },
+                if r.errors.is_empty() {
+                    "no errors".to_string()
+                } else {
+                    format!("{} errors", r.errors.len())
+                }
+            );
+        }
+    }
+    Ok(if r.errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    })
+}

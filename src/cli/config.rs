@@ -1,0 +1,91 @@
+//! `config store create|set|show|rm`: named stores, so `@name` works.
+
+use anyhow::bail;
+use clap::Subcommand;
+use klosetfs::userconfig::{parse_settings, path, UserConfig};
+
+use super::EXIT_OK;
+
+#[derive(Subcommand)]
+pub enum ConfigCmd {
+    /// Named stores (`klosetfs at @NAME ...`).
+    Store {
+        #[command(subcommand)]
+        cmd: StoreCfg,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum StoreCfg {
+    /// Add a named store: `create NAME location=PATH [passphrase_file=F ...]`.
+    Create { name: String, settings: Vec<String> },
+    /// Change settings: `set NAME key=value ...`.
+    Set {
+        name: String,
+        #[arg(required = true)]
+        settings: Vec<String>,
+    },
+    /// Show one store's settings (secrets masked), or list all.
+    Show { name: Option<String> },
+    /// Forget a named store (the store itself is untouched).
+    Rm { name: String },
+}
+
+const SECRET: &[&str] = &["passphrase", "secret_access_key"];
+
+pub fn run(cmd: ConfigCmd) -> anyhow::Result<u8> {
+    let ConfigCmd::Store { cmd } = cmd;
+    let mut cfg = UserConfig::load()?;
+    match cmd {
+        StoreCfg::Create { name, settings } => {
+            if cfg.stores.contains_key(&name) {
+                bail!("store @{name} already exists; use `config store set`");
+            }
+            if name.is_empty() || name.contains(['/', '@', ' ']) {
+                bail!("invalid store name {name:?}");
+            }
+            let s = parse_settings(&settings)?;
+            if !s.iter().any(|(k, _)| k == "location") {
+                bail!("give a location: `config store create {name} location=PATH`");
+            }
+            cfg.stores.insert(name.clone(), s.into_iter().collect());
+            cfg.save()?;
+            println!("store @{name} added to {}", path()?.display());
+        }
+        StoreCfg::Set { name, settings } => {
+            let s = parse_settings(&settings)?;
+            let entry = cfg
+                .stores
+                .get_mut(&name)
+                .ok_or_else(|| anyhow::anyhow!("no store named @{name}"))?;
+            entry.extend(s);
+            cfg.save()?;
+        }
+        StoreCfg::Show { name } => {
+            for (n, s) in &cfg.stores {
+                if name.as_ref().is_some_and(|x| x != n) {
+                    continue;
+                }
+                println!("@{n}");
+                for (k, v) in s {
+                    let v = if SECRET.contains(&k.as_str()) {
+                        "********"
+                    } else {
+                        v
+                    };
+                    println!("  {k}={v}");
+                }
+            }
+            if let Some(n) = name {
+                cfg.store(&n)?;
+            }
+        }
+        StoreCfg::Rm { name } => {
+            if cfg.stores.remove(&name).is_none() {
+                bail!("no store named @{name}");
+            }
+            cfg.save()?;
+        }
+    }
+    Ok(EXIT_OK)
+}

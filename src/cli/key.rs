@@ -1,0 +1,94 @@
+//! `key add|list|rm`: several passphrases for one store.
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use klosetfs::keyfile::KdfParams;
+use klosetfs::repo::{list_keys, unlock};
+use klosetfs::storage::Kind;
+use klosetfs::util::format_time;
+
+use super::{Ctx, EXIT_OK};
+
+/// Manage the passphrases that open the store.
+#[derive(Args)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    cmd: KeyCmd,
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Add a passphrase (from --new-passphrase-file, KLOSETFS_NEW_PASSPHRASE or a prompt).
+    Add {
+        #[arg(long)]
+        new_passphrase_file: Option<std::path::PathBuf>,
+    },
+    /// List keys.
+    List,
+    /// Remove a key (not the one used to open the store).
+    Rm { id: String },
+}
+
+pub fn run(ctx: &Ctx, a: KeyArgs) -> anyhow::Result<u8> {
+    let repo = ctx.open()?;
+    if !repo.config().encrypted() {
+        bail!("this store is not encrypted: it has no keys");
+    }
+    match a.cmd {
+        KeyCmd::Add {
+            new_passphrase_file,
+        } => {
+            let pw = if let Some(f) = new_passphrase_file {
+                let s = std::fs::read(&f)?;
+                s.split(|b| *b == b'\n').next().unwrap_or_default().to_vec()
+            } else if let Some(p) = std::env::var_os("KLOSETFS_NEW_PASSPHRASE") {
+                use std::os::unix::ffi::OsStrExt;
+                p.as_bytes().to_vec()
+            } else {
+                let a = rpassword::prompt_password("new passphrase: ")?;
+                let b = rpassword::prompt_password("repeat new passphrase: ")?;
+                if a != b {
+                    bail!("the passphrases differ");
+                }
+                a.into_bytes()
+            };
+            if pw.is_empty() {
+                bail!("refusing an empty passphrase");
+            }
+            let id = repo.add_key(&pw, KdfParams::default())?;
+            println!("added key {}", id.short());
+        }
+        KeyCmd::List => {
+            let current = unlock(&**repo.storage(), &ctx.passphrase()?)?.0;
+            for (id, kf) in list_keys(&**repo.storage())? {
+                let mark = if id == current { "*" } else { " " };
+                match kf {
+                    Some(k) => println!(
+                        "{mark} {}  {}  {}@{}",
+                        id.short(),
+                        format_time(k.created),
+                        k.user,
+                        k.host
+                    ),
+                    None => println!("{mark} {}  (unreadable)", id.short()),
+                }
+            }
+        }
+        KeyCmd::Rm { id } => {
+            let current = unlock(&**repo.storage(), &ctx.passphrase()?)?.0;
+            let matches: Vec<_> = list_keys(&**repo.storage())?
+                .into_iter()
+                .filter(|(k, _)| k.to_hex().starts_with(&id.to_ascii_lowercase()))
+                .collect();
+            let [(kid, _)] = matches.as_slice() else {
+                bail!("{id:?} matches {} keys", matches.len());
+            };
+            if *kid == current {
+                bail!("refusing to remove the key you opened the store with");
+            }
+            repo.storage().delete(Kind::Key, &kid.to_hex())?;
+            println!("removed key {}", kid.short());
+        }
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,306 @@
+//! The command line: `klosetfs at <store> <command>` in the Plakar style.
+//! One file per subcommand; this module holds the shared options, store
+//! resolution, passphrase sources and exit codes.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+
+use klosetfs::repo::Repo;
+use klosetfs::storage::{LocalStorage, Storage};
+use klosetfs::userconfig::UserConfig;
+
+mod backup;
+mod cat;
+mod check;
+mod config;
+mod create;
+mod diff;
+mod info;
+mod key;
+mod locate;
+mod ls;
+mod progress;
+mod prune;
+mod restore;
+mod rm;
+mod spec;
+
+/// Exit codes, documented in the README.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+/// The work finished but some entries failed (unreadable sources, damaged data).
+pub const EXIT_PARTIAL: u8 = 3;
+
+const AFTER_HELP: &str = "Examples:
+  klosetfs at /srv/backups create
+  klosetfs at /srv/backups backup ~/Documents
+  klosetfs at /srv/backups ls
+  klosetfs at /srv/backups restore -to /tmp/out latest:/home/me/Documents
+  klosetfs config store create home location=/srv/backups passphrase_file=~/.kpass
+  klosetfs at @home ls
+
+The store can also be given with --store or KLOSETFS_STORE; the passphrase with
+KLOSETFS_PASSPHRASE, --passphrase-file, --passphrase-command, or at a prompt.
+Logs: RUST_LOG=klosetfs=debug, or -v / -vv.";
+
+#[derive(Parser)]
+#[command(name = "klosetfs", version, about = "Encrypted, deduplicating backups you can mount", after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub cmd: Top,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct Global {
+    /// The store: a path, or @name of a configured store.
+    #[arg(long, env = "KLOSETFS_STORE", global = true, value_name = "STORE")]
+    pub store: Option<String>,
+    /// Read the passphrase from the first line of this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Run this shell command and use the first line it prints as passphrase.
+    #[arg(long, global = true, value_name = "CMD")]
+    pub passphrase_command: Option<String>,
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// No progress bars and no summaries.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Top {
+    /// Run COMMAND on STORE (a path or @name).
+    At {
+        store: String,
+        #[command(subcommand)]
+        cmd: StoreCmd,
+    },
+    #[command(flatten)]
+    Store(StoreCmd),
+    /// Manage named stores in the user's config file.
+    Config {
+        #[command(subcommand)]
+        cmd: config::ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum StoreCmd {
+    Create(create::CreateArgs),
+    Backup(backup::BackupArgs),
+    Ls(ls::LsArgs),
+    Cat(cat::CatArgs),
+    Diff(diff::DiffArgs),
+    Locate(locate::LocateArgs),
+    Info(info::InfoArgs),
+    Restore(restore::RestoreArgs),
+    Check(check::CheckArgs),
+    Rm(rm::RmArgs),
+    Prune(prune::PruneArgs),
+    Key(key::KeyArgs),
+    Unlock(rm::UnlockArgs),
+}
+
+/// What every store command gets: the global options and the store spec.
+pub struct Ctx {
+    pub global: Global,
+    pub store: Option<String>,
+}
+
+impl Ctx {
+    fn settings(&self) -> anyhow::Result<(String, std::collections::BTreeMap<String, String>)> {
+        let spec = self.store.clone().ok_or_else(|| {
+            anyhow!("no store given: use `klosetfs at STORE ...`, --store or KLOSETFS_STORE")
+        })?;
+        if let Some(name) = spec.strip_prefix('@') {
+            let cfg = UserConfig::load()?;
+            let s = cfg.store(name)?.clone();
+            let loc = s
+                .get("location")
+                .cloned()
+                .ok_or_else(|| anyhow!("store @{name} has no location"))?;
+            Ok((loc, s))
+        } else {
+            Ok((spec, Default::default()))
+        }
+    }
+
+    /// The store's resource. `create` makes a local directory if needed.
+    pub fn storage(&self, create: bool) -> anyhow::Result<Arc<dyn Storage>> {
+        let (loc, _) = self.settings()?;
+        if loc.starts_with("s3://") {
+            bail!("S3 stores are not supported by this build yet");
+        }
+        let path = expand_tilde(&loc);
+        if create {
+            return Ok(Arc::new(LocalStorage::create(&path)?));
+        }
+        if !path.is_dir() {
+            bail!("no store at {}: the directory does not exist (create one with `klosetfs at {} create`)", path.display(), loc);
+        }
+        Ok(Arc::new(LocalStorage::open(&path)?))
+    }
+
+    /// The local directory of the store, when it is one.
+    pub fn local_path(&self) -> Option<PathBuf> {
+        let (loc, _) = self.settings().ok()?;
+        (!loc.contains("://")).then(|| expand_tilde(&loc))
+    }
+
+    pub fn passphrase(&self) -> anyhow::Result<Vec<u8>> {
+        let (_, settings) = self.settings()?;
+        if let Some(f) = &self.global.passphrase_file {
+            return read_first_line(f);
+        }
+        if let Some(c) = &self.global.passphrase_command {
+            return run_passphrase_command(c);
+        }
+        if let Some(p) = std::env::var_os("KLOSETFS_PASSPHRASE") {
+            use std::os::unix::ffi::OsStrExt;
+            return Ok(p.as_bytes().to_vec());
+        }
+        if let Some(f) = settings.get("passphrase_file") {
+            return read_first_line(&expand_tilde(f));
+        }
+        if let Some(c) = settings.get("passphrase_command") {
+            return run_passphrase_command(c);
+        }
+        if let Some(p) = settings.get("passphrase") {
+            return Ok(p.as_bytes().to_vec());
+        }
+        if std::io::stdin().is_terminal() {
+            let p = rpassword::prompt_password("passphrase: ").context("reading the passphrase")?;
+            return Ok(p.into_bytes());
+        }
+        bail!("the store is encrypted and no passphrase was given (KLOSETFS_PASSPHRASE, --passphrase-file, --passphrase-command)")
+    }
+
+    /// Opens the store (asking for the passphrase only if needed).
+    pub fn open(&self) -> anyhow::Result<Arc<Repo>> {
+        let storage = self.storage(false)?;
+        let ask = || {
+            self.passphrase()
+                .map_err(|e| klosetfs::Error::InvalidInput(format!("{e:#}")))
+        };
+        Ok(Arc::new(Repo::open(storage, &ask)?))
+    }
+
+    /// Opens the store and loads its index.
+    pub fn open_indexed(&self) -> anyhow::Result<Arc<Repo>> {
+        let repo = self.open()?;
+        repo.load_index()?;
+        Ok(repo)
+    }
+
+    pub fn show_progress(&self) -> bool {
+        !self.global.quiet && std::io::stderr().is_terminal()
+    }
+}
+
+pub fn expand_tilde(p: &str) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => dirs::home_dir().unwrap_or_default().join(rest),
+        None => PathBuf::from(p),
+    }
+}
+
+fn read_first_line(p: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let s = std::fs::read(p).with_context(|| format!("reading passphrase file {}", p.display()))?;
+    let line = s.split(|b| *b == b'\n').next().unwrap_or_default();
+    Ok(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+}
+
+fn run_passphrase_command(c: &str) -> anyhow::Result<Vec<u8>> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(c)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the passphrase command")?;
+    if !out.status.success() {
+        bail!("the passphrase command failed ({})", out.status);
+    }
+    let line = out.stdout.split(|b| *b == b'\n').next().unwrap_or_default();
+    Ok(line.to_vec())
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Accepts Plakar's single-dash `-to` as `--to`.
+fn normalize_args() -> Vec<std::ffi::OsString> {
+    std::env::args_os()
+        .map(|a| if a == "-to" { "--to".into() } else { a })
+        .collect()
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse_from(normalize_args());
+    init_logging(cli.global.verbose);
+    let result = match cli.cmd {
+        Top::At { store, cmd } => run(
+            Ctx {
+                global: cli.global,
+                store: Some(store),
+            },
+            cmd,
+        ),
+        Top::Store(cmd) => {
+            let store = cli.global.store.clone();
+            run(
+                Ctx {
+                    global: cli.global,
+                    store,
+                },
+                cmd,
+            )
+        }
+        Top::Config { cmd } => config::run(cmd),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("klosetfs: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(ctx: Ctx, cmd: StoreCmd) -> anyhow::Result<u8> {
+    match cmd {
+        StoreCmd::Create(a) => create::run(&ctx, a),
+        StoreCmd::Backup(a) => backup::run(&ctx, a),
+        StoreCmd::Ls(a) => ls::run(&ctx, a),
+        StoreCmd::Cat(a) => cat::run(&ctx, a),
+        StoreCmd::Diff(a) => diff::run(&ctx, a),
+        StoreCmd::Locate(a) => locate::run(&ctx, a),
+        StoreCmd::Info(a) => info::run(&ctx, a),
+        StoreCmd::Restore(a) => restore::run(&ctx, a),
+        StoreCmd::Check(a) => check::run(&ctx, a),
+        StoreCmd::Rm(a) => rm::run(&ctx, a),
+        StoreCmd::Prune(a) => prune::run(&ctx, a),
+        StoreCmd::Key(a) => key::run(&ctx, a),
+        StoreCmd::Unlock(a) => rm::unlock(&ctx, a),
+    }
+}

@@ -1,0 +1,42 @@
+//! `prune`: reclaim space held by blobs no snapshot uses.
+
+use clap::Args;
+use klosetfs::prune::{prune, PruneOptions};
+use klosetfs::util::human_bytes;
+
+use super::{Ctx, EXIT_OK};
+
+/// Delete unreferenced data and repack partly-used packs.
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  klosetfs at /srv/backups rm 3fa2c1 && klosetfs at /srv/backups prune --dry-run"
+)]
+pub struct PruneArgs {
+    /// Only report what would be done.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+}
+
+pub fn run(ctx: &Ctx, a: PruneArgs) -> anyhow::Result<u8> {
+    let repo = ctx.open()?;
+    let r = prune(
+        &repo,
+        &PruneOptions {
+            dry_run: a.dry_run,
+            ..Default::default()
+        },
+    )?;
+    if !ctx.global.quiet {
+        println!(
+            "{}{} packs deleted ({} left by interrupted backups), {} repacked into {}, {} blobs removed, {} freed",
+            if a.dry_run { "would be: " } else { "" },
+            r.packs_deleted,
+            r.orphan_packs,
+            r.packs_repacked,
+            r.packs_written,
+            r.blobs_removed,
+            human_bytes(r.bytes_freed)
+        );
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,82 @@
+//! `restore`: a snapshot (or a path in it) back into a local directory.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use clap::Args;
+use klosetfs::restore::{restore, RestoreOptions, RestoreProgress};
+use klosetfs::util::human_bytes;
+
+use super::progress::Ticker;
+use super::spec::resolve;
+use super::{Ctx, EXIT_OK, EXIT_PARTIAL};
+
+/// Restore SNAP[:PATH] into a directory.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  klosetfs at /srv/backups restore -to /tmp/out latest\n  klosetfs at /srv/backups restore -to ~/Documents 3fa2c1:/home/me/Documents\n\nA directory's contents land in the target; a file lands inside it.\nExit status: 0 done, 3 done but some files were damaged or could not be written (listed)."
+)]
+pub struct RestoreArgs {
+    /// Target directory (also `-to`).
+    #[arg(long = "to", alias = "target", value_name = "DIR")]
+    to: PathBuf,
+    /// SNAP[:PATH]
+    source: OsString,
+    /// Do not set owners even when running as root.
+    #[arg(long)]
+    no_owners: bool,
+    /// Skip files already present with the same size and mtime.
+    #[arg(long)]
+    skip_existing: bool,
+}
+
+pub fn run(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<u8> {
+    let repo = ctx.open_indexed()?;
+    let t = resolve(&repo, &a.source)?;
+    let mut opts = RestoreOptions::default();
+    opts.owners &= !a.no_owners;
+    opts.skip_existing = a.skip_existing;
+    let total = if t.node.is_dir() && t.path == b"/" {
+        Some(t.snapshot.summary.bytes)
+    } else {
+        None
+    };
+    let progress = Arc::new(RestoreProgress::default());
+    let ticker = {
+        let p = progress.clone();
+        Ticker::start(ctx.show_progress(), total, move || {
+            (
+                format!("{} files", p.files.load(Ordering::Relaxed)),
+                p.bytes.load(Ordering::Relaxed),
+            )
+        })
+    };
+    let started = std::time::Instant::now();
+    let r = restore(&repo, &t.node, &a.to, &opts, &progress);
+    drop(ticker);
+    let r = r?;
+    for (p, e) in &r.damaged {
+        eprintln!("klosetfs: damaged: {p}: {e}");
+    }
+    for (p, e) in &r.errors {
+        eprintln!("klosetfs: error: {p}: {e}");
+    }
+    if !ctx.global.quiet {
+        println!(
+            "restored {} files, {} dirs, {} other ({}) to {} in {:.1}s",
+            r.files,
+            r.dirs,
+            r.others,
+            human_bytes(r.bytes),
+            a.to.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(if r.damaged.is_empty() && r.errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    })
+}

@@ -1,0 +1,49 @@
+//! `SNAP[:PATH]` arguments: a snapshot (`latest`, id or unique prefix) and an
+//! optional path inside it, resolved to a tree node.
+
+use std::os::unix::ffi::OsStrExt;
+
+use klosetfs::repo::Repo;
+use klosetfs::snapshot::Snapshot;
+use klosetfs::tree::Node;
+
+pub struct Target {
+    pub snapshot: Snapshot,
+    /// The path inside the snapshot, as given (bytes), `/` when absent.
+    pub path: Vec<u8>,
+    pub node: Node,
+}
+
+/// Splits `SNAP:PATH` at the first colon.
+pub fn split(arg: &std::ffi::OsStr) -> (String, Vec<u8>) {
+    let b = arg.as_bytes();
+    match b.iter().position(|c| *c == b':') {
+        Some(i) => (
+            String::from_utf8_lossy(&b[..i]).into_owned(),
+            b[i + 1..].to_vec(),
+        ),
+        None => (String::from_utf8_lossy(b).into_owned(), b"/".to_vec()),
+    }
+}
+
+pub fn resolve(repo: &Repo, arg: &std::ffi::OsStr) -> anyhow::Result<Target> {
+    let (snap, path) = split(arg);
+    let (_, snapshot) = repo.resolve_snapshot(&snap)?;
+    let path = if path.is_empty() { b"/".to_vec() } else { path };
+    let node = repo.find_node(&snapshot.tree, &path)?;
+    Ok(Target {
+        snapshot,
+        path,
+        node,
+    })
+}
+
+/// Joins a directory path (bytes) and a name.
+pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = dir.to_vec();
+    if !p.ends_with(b"/") {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}

@@ -1,0 +1,224 @@
+//! `prune`: drops blobs no snapshot references. Packs with nothing in use are
+//! deleted; packs mostly unused are repacked (their live blobs copied, still
+//! sealed, into new packs). Runs under an exclusive lock and refuses to act on an
+//! incomplete view: if any snapshot or tree cannot be read, nothing is deleted.
+//! Order: new packs → new index (superseding the old) → delete old indexes → delete packs.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::check::write_full_index;
+use crate::error::{Error, Result};
+use crate::id::{BlobId, IndexId, PackId};
+use crate::index::IndexPack;
+use crate::pack::{PackEntry, PackWriter};
+use crate::repo::Repo;
+use crate::storage::{Kind, StorageError};
+
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    pub dry_run: bool,
+    /// Repack a pack when less than this fraction of its bytes is in use.
+    pub repack_below: f64,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            repack_below: 0.8,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct PruneReport {
+    pub packs_deleted: usize,
+    pub packs_repacked: usize,
+    pub packs_written: usize,
+    pub orphan_packs: usize,
+    pub bytes_freed: u64,
+    pub blobs_removed: usize,
+}
+
+/// Every blob reachable from a snapshot. Fails if anything is unreadable.
+pub fn used_blobs(repo: &Repo) -> Result<HashSet<BlobId>> {
+    let mut used = HashSet::new();
+    for (name, _) in repo.storage().list(Kind::Snapshot)? {
+        let id = crate::id::SnapshotId::from_hex(&name)?;
+        let s = repo.load_snapshot(&id).map_err(|e| {
+            Error::InvalidInput(format!(
+                "snapshot {name} is unreadable ({e}); refusing to prune (run `check`)"
+            ))
+        })?;
+        let mut stack = vec![s.tree];
+        while let Some(t) = stack.pop() {
+            if !used.insert(t) {
+                continue;
+            }
+            let tree = repo.load_tree(&t).map_err(|e| {
+                Error::InvalidInput(format!(
+                    "tree {} is unreadable ({e}); refusing to prune (run `check`)",
+                    t.short()
+                ))
+            })?;
+            for n in &tree.nodes {
+                used.extend(n.content.iter().map(|c| c.id));
+                if let Some(sub) = n.subtree.filter(|_| n.is_dir()) {
+                    stack.push(sub);
+                }
+            }
+        }
+    }
+    Ok(used)
+}
+
+pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
+    let _lock = crate::lock::acquire(repo.storage(), repo.keys(), true)?;
+    let bad = repo.load_index()?;
+    if !bad.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "{} index object(s) are damaged; run `check --repair` before pruning",
+            bad.len()
+        )));
+    }
+    let used = used_blobs(repo)?;
+    let stored: HashMap<String, u64> = repo.storage().list(Kind::Pack)?.into_iter().collect();
+
+    let mut packs: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+    for (id, l) in repo.index().read().blobs() {
+        packs.entry(l.pack).or_default().push(PackEntry {
+            blob_type: l.blob_type,
+            id: *id,
+            offset: l.offset,
+            length: l.length,
+            raw_length: l.raw_length,
+        });
+    }
+    for (id, entries) in &packs {
+        if !stored.contains_key(&id.to_hex()) && entries.iter().any(|e| used.contains(&e.id)) {
+            return Err(Error::InvalidInput(format!(
+                "pack {} is missing but still in use; refusing to prune (run `check`)",
+                id.to_hex()
+            )));
+        }
+    }
+
+    let mut report = PruneReport::default();
+    let mut keep = Vec::new();
+    let mut delete = Vec::new();
+    let mut repack = Vec::new();
+    for (id, entries) in packs {
+        let total: u64 = entries.iter().map(|e| e.length as u64).sum();
+        let live: u64 = entries
+            .iter()
+            .filter(|e| used.contains(&e.id))
+            .map(|e| e.length as u64)
+            .sum();
+        if live == 0 {
+            report.blobs_removed += entries.len();
+            delete.push(id);
+        } else if (live as f64) < opts.repack_below * total as f64 {
+            report.blobs_removed += entries.iter().filter(|e| !used.contains(&e.id)).count();
+            repack.push((id, entries));
+        } else {
+            keep.push(IndexPack { id, entries });
+        }
+    }
+    let indexed: HashSet<String> = keep
+        .iter()
+        .map(|p| p.id.to_hex())
+        .chain(delete.iter().map(|p| p.to_hex()))
+        .chain(repack.iter().map(|p| p.0.to_hex()))
+        .collect();
+    let orphans: Vec<String> = stored
+        .keys()
+        .filter(|n| !indexed.contains(*n))
+        .cloned()
+        .collect();
+    report.orphan_packs = orphans.len();
+    report.packs_deleted = delete.len() + orphans.len();
+    report.packs_repacked = repack.len();
+    let size_of = |n: &str| stored.get(n).copied().unwrap_or(0);
+    report.bytes_freed = delete.iter().map(|p| size_of(&p.to_hex())).sum::<u64>()
+        + orphans.iter().map(|n| size_of(n)).sum::<u64>();
+    if opts.dry_run {
+        return Ok(report);
+    }
+
+    // Copy live blobs out of packs being repacked, verifying each on the way.
+    let mut written = Vec::new();
+    let mut writer = PackWriter::new();
+    let mut copied = HashSet::new();
+    for (id, entries) in &repack {
+        let bytes = repo.storage().get(Kind::Pack, &id.to_hex())?;
+        for e in entries.iter().filter(|e| used.contains(&e.id)) {
+            if !copied.insert(e.id) {
+                continue;
+            }
+            let sealed = bytes
+                .get(e.offset as usize..(e.offset + e.length) as usize)
+                .ok_or_else(|| {
+                    Error::corrupt(format!("pack {}", id.short()), "blob past the end")
+                })?;
+            repo.decode_blob(e.blob_type, &e.id, sealed, e.raw_length)?;
+            writer.add(e.blob_type, e.id, sealed, e.raw_length);
+            if writer.size() >= repo.config().pack_size as usize {
+                written.push(store_pack(repo, std::mem::take(&mut writer))?);
+            }
+        }
+        report.bytes_freed += size_of(&id.to_hex());
+    }
+    if !writer.is_empty() {
+        written.push(store_pack(repo, writer)?);
+    }
+    report.packs_written = written.len();
+    report.bytes_freed = report
+        .bytes_freed
+        .saturating_sub(written.iter().map(|(_, n)| *n).sum::<u64>());
+
+    let old: Vec<IndexId> = repo
+        .storage()
+        .list(Kind::Index)?
+        .into_iter()
+        .filter_map(|(n, _)| IndexId::from_hex(&n).ok())
+        .collect();
+    keep.extend(written.into_iter().map(|(p, _)| p));
+    write_full_index(repo, keep, old.clone())?;
+    for id in old {
+        ignore_missing(repo.storage().delete(Kind::Index, &id.to_hex()))?;
+    }
+    for id in delete.iter().chain(repack.iter().map(|r| &r.0)) {
+        ignore_missing(repo.storage().delete(Kind::Pack, &id.to_hex()))?;
+    }
+    for n in &orphans {
+        ignore_missing(repo.storage().delete(Kind::Pack, n))?;
+    }
+    repo.load_index()?;
+    Ok(report)
+}
+
+fn store_pack(repo: &Repo, w: PackWriter) -> Result<(IndexPack, u64)> {
+    let p = w.finish(repo.keys())?;
+    ignore_exists(repo.storage().put(Kind::Pack, &p.id.to_hex(), &p.bytes))?;
+    Ok((
+        IndexPack {
+            id: p.id,
+            entries: p.entries,
+        },
+        p.bytes.len() as u64,
+    ))
+}
+
+fn ignore_missing(r: std::result::Result<(), StorageError>) -> Result<()> {
+    match r {
+        Ok(()) | Err(StorageError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn ignore_exists(r: std::result::Result<(), StorageError>) -> Result<()> {
+    match r {
+        Ok(()) | Err(StorageError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
