@@ -97,11 +97,12 @@ impl StoreConfig {
         }
         let ch = c.chunker;
         use fastcdc::v2020 as cdc;
-        if !(cdc::MINIMUM_MIN..=cdc::MINIMUM_MAX).contains(&ch.min_size)
-            || !(cdc::AVERAGE_MIN..=cdc::AVERAGE_MAX).contains(&ch.avg_size)
-            || !(cdc::MAXIMUM_MIN..=cdc::MAXIMUM_MAX).contains(&ch.max_size)
-            || !(ch.min_size <= ch.avg_size && ch.avg_size <= ch.max_size)
-        {
+        let ok = (cdc::MINIMUM_MIN..=cdc::MINIMUM_MAX).contains(&ch.min_size)
+            && (cdc::AVERAGE_MIN..=cdc::AVERAGE_MAX).contains(&ch.avg_size)
+            && (cdc::MAXIMUM_MIN..=cdc::MAXIMUM_MAX).contains(&ch.max_size)
+            && ch.min_size <= ch.avg_size
+            && ch.avg_size <= ch.max_size;
+        if !ok {
             return Err(Error::corrupt("config", "chunker parameters out of range"));
         }
         if !(1024..=1024 * 1024 * 1024).contains(&c.pack_size) {

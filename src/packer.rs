@@ -36,6 +36,8 @@ pub struct Packer {
     inflight: Mutex<HashSet<BlobId>>,
     pending: Mutex<Vec<IndexPack>>,
     failed: AtomicBool,
+    /// The first store failure, repeated to every later caller.
+    first_error: Mutex<Option<String>>,
     pub stats: PackerStats,
 }
 
@@ -52,6 +54,7 @@ impl Packer {
             inflight: Mutex::new(HashSet::new()),
             pending: Mutex::new(Vec::new()),
             failed: AtomicBool::new(false),
+            first_error: Mutex::new(None),
             stats: PackerStats::default(),
         }
     }
@@ -81,11 +84,7 @@ impl Packer {
 
     /// Compresses, seals and packs a claimed blob; stores the pack when full.
     pub fn store(&self, t: BlobType, id: BlobId, raw: &[u8]) -> Result<()> {
-        if self.failed.load(Ordering::Relaxed) {
-            return Err(Error::InvalidInput(
-                "an earlier write to the store failed".into(),
-            ));
-        }
+        self.check_failed()?;
         let sealed = blob::encode(self.repo.keys(), t, &id, raw, self.level)?;
         self.stats.new_blobs.fetch_add(1, Ordering::Relaxed);
         self.stats
@@ -125,10 +124,25 @@ impl Packer {
         }
     }
 
+    fn check_failed(&self) -> Result<()> {
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let why = self.first_error.lock().clone().unwrap_or_default();
+        Err(Error::InvalidInput(format!(
+            "writing to the store failed: {why}"
+        )))
+    }
+
+    fn fail(&self, e: &Error) {
+        self.first_error.lock().get_or_insert_with(|| e.to_string());
+        self.failed.store(true, Ordering::Release);
+    }
+
     fn write_pack(&self, w: PackWriter) -> Result<()> {
         let result = self.write_pack_inner(w);
-        if result.is_err() {
-            self.failed.store(true, Ordering::Relaxed);
+        if let Err(e) = &result {
+            self.fail(e);
         }
         result
     }
@@ -182,8 +196,9 @@ impl Packer {
         match self.repo.storage().put(Kind::Index, &id.to_hex(), &bytes) {
             Ok(()) | Err(StorageError::AlreadyExists { .. }) => Ok(Some(id)),
             Err(e) => {
-                self.failed.store(true, Ordering::Relaxed);
-                Err(e.into())
+                let e = e.into();
+                self.fail(&e);
+                Err(e)
             }
         }
     }
@@ -191,11 +206,7 @@ impl Packer {
     /// The write barrier: stores partly-filled packs, then the index of every
     /// pack written so far. After `Ok`, every saved blob is durable and indexed.
     pub fn flush(&self) -> Result<()> {
-        if self.failed.load(Ordering::Relaxed) {
-            return Err(Error::InvalidInput(
-                "an earlier write to the store failed".into(),
-            ));
-        }
+        self.check_failed()?;
         for t in [BlobType::Data, BlobType::Tree] {
             let w = std::mem::take(&mut *self.writer(t).lock());
             self.write_pack(w)?;

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the tests need (as root, on a fresh Debian machine) and runs
+# every test: formatting, lints, unit, property and end-to-end tests (real
+# mounts need /dev/fuse and fusermount3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pkg_cmd in fuse3:fusermount3 rsync:rsync attr:getfattr; do
+  command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need+=("${pkg_cmd%%:*}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing packages (install them as root): ${need[*]}" >&2
+    exit 1
+  fi
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+# Mount tests each carry their own timeout; the whole run is bounded here too.
+timeout 1500 cargo test --locked --all-targets -- --test-threads=2

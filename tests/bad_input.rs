@@ -1,0 +1,365 @@
+//! Bad input gets a clear message and a non-zero exit, never a panic, and
+//! loses nothing.
+
+mod common;
+use common::*;
+use std::process::Output;
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_fails(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn wrong_passphrase_missing_store_and_existing_store() {
+    let env = Env::new();
+    let o = env.run(&[&"ls"]);
+    assert_fails(&o, 1, "no store at");
+    std::fs::create_dir_all(&env.store).unwrap();
+    let o = env.run(&[&"ls"]);
+    assert_fails(&o, 1, "is not a klosetfs store");
+    env.create();
+    let o = env
+        .cmd(&[&"ls"])
+        .env("KLOSETFS_PASSPHRASE", "nope")
+        .output()
+        .unwrap();
+    assert_fails(&o, 1, "wrong passphrase");
+    let o = env.run(&[&"create"]);
+    assert_fails(&o, 1, "already holds a store");
+    // A non-empty directory that is not a store is never taken over.
+    let other = env.path("stuff");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("precious"), "x").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_klosetfs"))
+        .env("KLOSETFS_PASSPHRASE", PASS)
+        .args(["at".as_ref(), other.as_os_str(), "create".as_ref()])
+        .output()
+        .unwrap();
+    assert_fails(&o, 1, "not empty");
+    // No passphrase and no terminal.
+    let o = env
+        .cmd(&[&"ls"])
+        .env_remove("KLOSETFS_PASSPHRASE")
+        .output()
+        .unwrap();
+    assert_fails(&o, 1, "no passphrase");
+}
+
+#[test]
+fn passphrase_sources_and_extra_keys() {
+    let env = Env::new();
+    env.create();
+    let pf = env.path("pw");
+    std::fs::write(&pf, format!("{PASS}\n")).unwrap();
+    let o = env
+        .cmd(&[&"ls", &"--passphrase-file", &pf])
+        .env_remove("KLOSETFS_PASSPHRASE")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env
+        .cmd(&[&"ls", &"--passphrase-command", &format!("echo '{PASS}'")])
+        .env_remove("KLOSETFS_PASSPHRASE")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env
+        .cmd(&[&"key", &"add"])
+        .env("KLOSETFS_NEW_PASSPHRASE", "second")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env
+        .cmd(&[&"ls"])
+        .env("KLOSETFS_PASSPHRASE", "second")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "the second passphrase opens the store: {}",
+        stderr(&o)
+    );
+    let keys = env.ok(&[&"key", &"list"]);
+    assert_eq!(keys.lines().count(), 2, "{keys}");
+    let current = keys.lines().find(|l| l.starts_with('*')).unwrap()[2..10].to_string();
+    let other = keys.lines().find(|l| !l.starts_with('*')).unwrap()[2..10].to_string();
+    assert_fails(
+        &env.run(&[&"key", &"rm", &current]),
+        1,
+        "refusing to remove the key you opened",
+    );
+    env.ok(&[&"key", &"rm", &other]);
+    let o = env
+        .cmd(&[&"ls"])
+        .env("KLOSETFS_PASSPHRASE", "second")
+        .output()
+        .unwrap();
+    assert_fails(&o, 1, "wrong passphrase");
+}
+
+#[test]
+fn named_stores_from_the_config_file() {
+    let env = Env::new();
+    let cfg = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_klosetfs"))
+            .env("KLOSETFS_CONFIG", env.path("config.toml"))
+            .env_remove("KLOSETFS_PASSPHRASE")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let pf = env.path("pw");
+    std::fs::write(&pf, PASS).unwrap();
+    let loc = format!("location={}", env.store.display());
+    let pfs = format!("passphrase_file={}", pf.display());
+    assert!(cfg(&["config", "store", "create", "home", &loc, &pfs])
+        .status
+        .success());
+    assert!(cfg(&["at", "@home", "create"]).status.success());
+    let o = cfg(&["--store", "@home", "ls"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let show = cfg(&["config", "store", "show", "home"]);
+    assert!(String::from_utf8_lossy(&show.stdout).contains("passphrase_file="));
+    assert_fails(
+        &cfg(&["config", "store", "set", "home", "bogus=1"]),
+        1,
+        "unknown setting",
+    );
+    assert_fails(
+        &cfg(&["at", "@nowhere", "ls"]),
+        1,
+        "no store named @nowhere",
+    );
+    assert!(cfg(&["config", "store", "rm", "home"]).status.success());
+    assert_fails(&cfg(&["at", "@home", "ls"]), 1, "no store named @home");
+}
+
+#[test]
+fn ambiguous_and_unknown_snapshot_ids() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    env.create();
+    let mut ids = Vec::new();
+    // Enough snapshots that two share a first hex digit.
+    for i in 0..20 {
+        std::fs::write(src.join("f"), format!("{i}")).unwrap();
+        ids.push(env.backup(&src));
+    }
+    let mut shared = None;
+    for a in &ids {
+        if ids.iter().filter(|b| b[..1] == a[..1]).count() > 1 {
+            shared = Some(a[..1].to_string());
+        }
+    }
+    let prefix = shared.expect("20 ids share some first digit");
+    assert_fails(&env.run(&[&"ls", &prefix]), 1, "ambiguous");
+    assert_fails(&env.run(&[&"ls", &"zz"]), 1, "not a snapshot id");
+    let unused = (0..16)
+        .map(|d| format!("{d:x}{d:x}{d:x}{d:x}{d:x}{d:x}"))
+        .find(|p| !ids.iter().any(|i| i.starts_with(p)))
+        .unwrap();
+    assert_fails(&env.run(&[&"ls", &unused]), 1, "no snapshot matches");
+    assert_fails(
+        &env.run(&[&"ls", &format!("latest:{}/missing", src.display())]),
+        1,
+        "no such file",
+    );
+}
+
+#[test]
+fn damaged_objects_are_named_and_the_rest_restores() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // Separate packs: a 20 MiB file fills one, the small file lands in the last.
+    std::fs::write(src.join("big"), noise(5, 20 << 20)).unwrap();
+    std::fs::write(src.join("small"), "small and intact").unwrap();
+    env.create();
+    env.backup(&src);
+    env.ok(&[&"check", &"--read-data"]);
+    // Flip a byte in the middle of the biggest pack.
+    let mut packs: Vec<_> = walk(&env.store.join("packs"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let victim = packs.last().unwrap();
+    let mut bytes = std::fs::read(victim).unwrap();
+    bytes[1000] ^= 0x40;
+    std::fs::write(victim, bytes).unwrap();
+    let name = victim.file_name().unwrap().to_string_lossy().to_string();
+
+    let o = env.run(&[&"check", &"--read-data"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&name),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let out = env.path("out");
+    let o = env.run(&[
+        &"restore",
+        &"-to",
+        &out,
+        &format!("latest:{}", src.display()),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("damaged") && stderr(&o).contains("big"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(out.join("small")).unwrap(),
+        b"small and intact"
+    );
+    assert_eq!(std::fs::metadata(out.join("big")).unwrap().len(), 20 << 20);
+
+    // A truncated snapshot object is named by check and skipped by ls.
+    let snap = walk(&env.store.join("snapshots")).pop().unwrap();
+    let b = std::fs::read(&snap).unwrap();
+    std::fs::write(&snap, &b[..b.len() / 2]).unwrap();
+    let o = env.run(&[&"check"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("snapshot"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(env.ok(&[&"ls"]).lines().count(), 0);
+}
+
+#[test]
+fn missing_index_is_repaired_from_packs() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src, 0);
+    env.create();
+    env.backup(&src);
+    for i in walk(&env.store.join("index")) {
+        std::fs::remove_file(i).unwrap();
+    }
+    let o = env.run(&[&"check"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "missing index means missing blobs"
+    );
+    env.ok(&[&"check", &"--repair"]);
+    env.ok(&[&"check", &"--read-data"]);
+    let out = env.path("out");
+    env.ok(&[
+        &"restore",
+        &"-to",
+        &out,
+        &format!("latest:{}", src.display()),
+    ]);
+    assert_same_tree(&src, &out);
+}
+
+#[test]
+fn missing_source_path_is_an_error_and_nothing_is_written() {
+    let env = Env::new();
+    env.create();
+    let o = env.run(&[&"backup", &env.path("nope")]);
+    assert_fails(&o, 1, "cannot back up");
+    assert_eq!(walk(&env.store.join("snapshots")).len(), 0);
+}
+
+#[test]
+fn full_disk_at_the_store_fails_cleanly() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("needs root to mount a small tmpfs; covered in CI");
+        return;
+    }
+    let env = Env::new();
+    let mnt = env.path("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    sh(&format!(
+        "mount -t tmpfs -o size=4m tmpfs {}",
+        mnt.display()
+    ));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let store = mnt.join("store");
+    let run = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_klosetfs"));
+        c.env("KLOSETFS_PASSPHRASE", PASS).arg("at").arg(&store);
+        for a in args {
+            c.arg(a.as_ref());
+        }
+        c.output().unwrap()
+    };
+    assert!(run(&[&"create"]).status.success());
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), noise(9, 40 << 20)).unwrap();
+    let o = run(&[&"backup", &src]);
+    assert_fails(&o, 1, "No space left");
+    assert!(
+        walk(&store.join("snapshots")).is_empty(),
+        "no snapshot after a failed backup"
+    );
+    assert!(
+        walk(&store.join("locks")).is_empty(),
+        "the lock is released"
+    );
+    let o = run(&[&"check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn unreadable_source_files_are_skipped_and_reported() {
+    // Root reads everything, so run the backup as `nobody` when we are root.
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("ok"), "fine").unwrap();
+    std::fs::write(src.join("secret"), "hidden").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(src.join("secret"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    env.create();
+    let root = nix::unistd::geteuid().is_root();
+    if root {
+        // Let `nobody` reach the test directory and own the store.
+        sh(&format!(
+            "chmod 755 {} && chown -R nobody {}",
+            env.dir.path().display(),
+            env.store.display()
+        ));
+        sh(&format!("chmod 755 {}", src.display()));
+    }
+    let bin = env!("CARGO_BIN_EXE_klosetfs");
+    let mut c = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", bin]);
+        c
+    } else {
+        std::process::Command::new(bin)
+    };
+    let o = c
+        .env("KLOSETFS_PASSPHRASE", PASS)
+        .arg("at")
+        .arg(&env.store)
+        .arg("backup")
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("secret"), "{}", stderr(&o));
+    let ls = env.ok(&[&"ls", &format!("latest:{}", src.display())]);
+    assert_eq!(ls.trim(), "ok");
+}

@@ -1,0 +1,234 @@
+//! Helpers shared by the end-to-end tests: run the real binary against real
+//! directories, build awkward source trees, and compare trees with rsync.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PASS: &str = "correct horse battery staple";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub store: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("kfs-test")
+            .tempdir()
+            .unwrap();
+        let store = dir.path().join("store");
+        Env { dir, store }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// `klosetfs at <store> args...` with the test passphrase.
+    pub fn cmd(&self, args: &[&dyn AsRef<OsStr>]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_klosetfs"));
+        c.env("KLOSETFS_PASSPHRASE", PASS)
+            .env("KLOSETFS_CONFIG", self.path("config.toml"))
+            .env_remove("KLOSETFS_STORE")
+            .arg("at")
+            .arg(&self.store);
+        for a in args {
+            c.arg(a.as_ref());
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&dyn AsRef<OsStr>]) -> Output {
+        self.cmd(args).output().expect("klosetfs runs")
+    }
+
+    /// Runs and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&dyn AsRef<OsStr>]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "klosetfs {:?} failed ({}):\n{}\n{}",
+            args.iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned())
+                .collect::<Vec<_>>(),
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn create(&self) {
+        self.ok(&[&"create"]);
+    }
+
+    /// Backs up `src`; returns the new snapshot's full id.
+    pub fn backup(&self, src: &Path) -> String {
+        let out = self.ok(&[&"backup", &"--json", &src]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    pub fn backup_json(&self, src: &Path) -> serde_json::Value {
+        let out = self.ok(&[&"backup", &"--json", &src]);
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// Total bytes of the store's packs.
+    pub fn store_bytes(&self) -> u64 {
+        dir_bytes(&self.store.join("packs"))
+    }
+}
+
+pub fn dir_bytes(p: &Path) -> u64 {
+    let mut n = 0;
+    for e in walk(p) {
+        if e.is_file() {
+            n += std::fs::metadata(&e).unwrap().len();
+        }
+    }
+    n
+}
+
+pub fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let e = e.unwrap().path();
+            if std::fs::symlink_metadata(&e).unwrap().is_dir() {
+                stack.push(e.clone());
+            }
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// Deterministic pseudo-random bytes (xorshift), fast enough for hundreds of MiB.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn sh(script: &str) {
+    let o = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A tree with every kind of entry the store must keep: empty, small,
+/// multi-chunk and (optionally) big files, symlinks, hard links, a fifo, a device
+/// node, xattrs, odd names and odd modes.
+pub fn make_tree(root: &Path, big_mib: usize) {
+    use std::os::unix::fs::PermissionsExt;
+    let w = |p: &str, data: &[u8]| {
+        let path = root.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    };
+    std::fs::create_dir_all(root).unwrap();
+    w("empty", b"");
+    w("small.txt", b"hello, world\n");
+    w("dir/sub/deep/file.txt", b"deep\n");
+    w("dir/multi.bin", &noise(1, 5 * 1024 * 1024 + 123));
+    w(
+        "dir/text.log",
+        "line of fairly compressible text\n"
+            .repeat(50_000)
+            .as_bytes(),
+    );
+    if big_mib > 0 {
+        w("big.bin", &noise(2, big_mib * 1024 * 1024));
+    }
+    std::os::unix::fs::symlink("small.txt", root.join("link")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", root.join("dangling")).unwrap();
+    std::os::unix::fs::symlink("../small.txt", root.join("dir/up")).unwrap();
+    std::fs::hard_link(root.join("small.txt"), root.join("dir/hardlink")).unwrap();
+    std::fs::hard_link(root.join("small.txt"), root.join("hard2")).unwrap();
+    nix::unistd::mkfifo(
+        &root.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .unwrap();
+    if nix::unistd::geteuid().is_root() {
+        nix::sys::stat::mknod(
+            &root.join("null-dev"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .unwrap();
+        std::os::unix::fs::lchown(root.join("dir/text.log"), Some(1234), Some(5678)).unwrap();
+    }
+    let odd: Vec<&[u8]> = vec![
+        b"new\nline",
+        b"\xff\xfe not utf8",
+        b"sp ace",
+        b"-dash",
+        b"star*?[x]",
+    ];
+    for n in odd {
+        std::fs::write(root.join(OsStr::from_bytes(n)), n).unwrap();
+    }
+    let long = vec![b'L'; 255];
+    std::fs::write(root.join(OsStr::from_bytes(&long)), b"long name").unwrap();
+    xattr::set(root.join("small.txt"), "user.color", b"blue").unwrap();
+    xattr::set(root.join("dir"), "user.dirattr", b"\x00\x01binary").unwrap();
+    let modes = [
+        ("dir/text.log", 0o600),
+        ("dir/sub", 0o750),
+        ("small.txt", 0o4755),
+    ];
+    for (p, m) in modes {
+        std::fs::set_permissions(root.join(p), std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    // Old, nanosecond-precise times.
+    filetime::set_file_mtime(
+        root.join("empty"),
+        filetime::FileTime::from_unix_time(1_000_000_000, 123_456_789),
+    )
+    .unwrap();
+    filetime::set_symlink_file_times(
+        root.join("link"),
+        filetime::FileTime::from_unix_time(1_100_000_000, 1),
+        filetime::FileTime::from_unix_time(1_200_000_000, 2),
+    )
+    .unwrap();
+}
+
+/// Asserts `rsync -aHAXn --checksum --itemize-changes a/ b/` prints nothing:
+/// same content, modes, owners, times, links, xattrs.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let o = Command::new("rsync")
+        .args(["-aHAXn", "--checksum", "--itemize-changes", "--delete"])
+        .arg(format!("{}/", a.display()))
+        .arg(format!("{}/", b.display()))
+        .output()
+        .expect("rsync is installed");
+    assert!(
+        o.status.success(),
+        "rsync failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let diff = String::from_utf8_lossy(&o.stdout);
+    assert!(diff.trim().is_empty(), "trees differ:\n{diff}");
+}
