@@ -19,11 +19,11 @@ pub enum Error {
     Locked(String),
     #[error("{0}")]
     InvalidInput(String),
-    #[error("{context}: {source}")]
+    /// The source is part of the message (not a `source()`), so chains print it once.
+    #[error("{context}: {err}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
 }
 
@@ -38,7 +38,7 @@ impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            err: source,
         }
     }
 

@@ -6,16 +6,19 @@
 
 pub mod backup;
 pub mod blob;
+pub mod cache;
 pub mod check;
 pub mod chunker;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod fsnode;
+pub mod fuse;
 pub mod id;
 pub mod index;
 pub mod keyfile;
 pub mod lock;
+pub mod mount;
 pub mod pack;
 pub mod packer;
 pub mod prune;
@@ -26,5 +29,6 @@ pub mod storage;
 pub mod tree;
 pub mod userconfig;
 pub mod util;
+pub mod vfs;
 
 pub use error::{Error, Result};

@@ -24,6 +24,7 @@ mod info;
 mod key;
 mod locate;
 mod ls;
+mod mount;
 mod progress;
 mod prune;
 mod restore;
@@ -108,12 +109,18 @@ pub enum StoreCmd {
     Prune(prune::PruneArgs),
     Key(key::KeyArgs),
     Unlock(rm::UnlockArgs),
+    Mount(mount::MountArgs),
 }
+
+/// Set in a detached mount's child: the passphrase arrives on stdin.
+pub const DAEMON_CHILD: &str = "KLOSETFS_DAEMON_CHILD";
 
 /// What every store command gets: the global options and the store spec.
 pub struct Ctx {
     pub global: Global,
     pub store: Option<String>,
+    /// The passphrase once asked for, so one command never asks twice.
+    pass: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl Ctx {
@@ -157,6 +164,24 @@ impl Ctx {
     }
 
     pub fn passphrase(&self) -> anyhow::Result<Vec<u8>> {
+        if let Some(p) = self.pass.get() {
+            return Ok(p.clone());
+        }
+        let p = self.find_passphrase()?;
+        Ok(self.pass.get_or_init(|| p).clone())
+    }
+
+    /// The passphrase if one was needed so far.
+    pub fn cached_passphrase(&self) -> Option<Vec<u8>> {
+        self.pass.get().cloned()
+    }
+
+    fn find_passphrase(&self) -> anyhow::Result<Vec<u8>> {
+        if std::env::var_os(DAEMON_CHILD).is_some() {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            return Ok(line.trim_end_matches('\n').as_bytes().to_vec());
+        }
         let (_, settings) = self.settings()?;
         if let Some(f) = &self.global.passphrase_file {
             return read_first_line(f);
@@ -244,6 +269,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }
@@ -263,6 +289,7 @@ pub fn main() -> ExitCode {
             Ctx {
                 global: cli.global,
                 store: Some(store),
+                pass: Default::default(),
             },
             cmd,
         ),
@@ -272,6 +299,7 @@ pub fn main() -> ExitCode {
                 Ctx {
                     global: cli.global,
                     store,
+                    pass: Default::default(),
                 },
                 cmd,
             )
@@ -302,5 +330,6 @@ fn run(ctx: Ctx, cmd: StoreCmd) -> anyhow::Result<u8> {
         StoreCmd::Prune(a) => prune::run(&ctx, a),
         StoreCmd::Key(a) => key::run(&ctx, a),
         StoreCmd::Unlock(a) => rm::unlock(&ctx, a),
+        StoreCmd::Mount(a) => mount::run(&ctx, a),
     }
 }

@@ -17,7 +17,7 @@ pub struct LocalStorage {
 }
 
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> StorageError {
-    move |source| StorageError::Io { context, source }
+    move |err| StorageError::Io { context, err }
 }
 
 impl LocalStorage {
@@ -76,7 +76,7 @@ impl LocalStorage {
             } else {
                 StorageError::Io {
                     context: format!("reading {kind} {name}"),
-                    source: e,
+                    err: e,
                 }
             }
         }

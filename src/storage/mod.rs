@@ -76,11 +76,11 @@ pub enum StorageError {
     AlreadyExists { kind: Kind, name: String },
     #[error("invalid object name {0:?}")]
     InvalidName(String),
-    #[error("{context}: {source}")]
+    /// The source is part of the message (not a `source()`), so chains print it once.
+    #[error("{context}: {err}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("{0}")]
     Backend(String),

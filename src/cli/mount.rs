@@ -1,0 +1,192 @@
+//! `mount`: the store (or one snapshot path) as a read-only filesystem.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use klosetfs::fuse::ReadOnlyFs;
+use klosetfs::mount::{check_mountpoint, serve, MountConfig};
+use klosetfs::vfs::{Vfs, VfsOptions};
+
+use super::spec::resolve;
+use super::{Ctx, EXIT_OK};
+
+/// Mount the store (or SNAP[:PATH]) read-only; runs until unmounted or signalled.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  klosetfs at /srv/backups mount /mnt/backups\n  ls /mnt/backups/snapshots /mnt/backups/latest/\n  klosetfs at /srv/backups mount latest:/home/me /mnt/home\n  rsync -aHAX /mnt/backups/latest/home/me/ /home/me/\n  umount /mnt/backups   # or Ctrl-C / SIGTERM\n\nLayout of a whole-store mount: snapshots/<time>/, ids/<short-id>/,\nhosts/<host>/<time>/, tags/<tag>/<time>/, latest -> newest snapshot."
+)]
+pub struct MountArgs {
+    /// SNAP[:PATH] to mount at the root, then the mountpoint; or just the mountpoint.
+    #[arg(num_args = 1..=2, required = true, value_name = "[SNAP[:PATH]] MOUNTPOINT")]
+    args: Vec<OsString>,
+    /// Let other users see the mount (needs user_allow_other for non-root).
+    #[arg(long)]
+    allow_other: bool,
+    /// Mount over a non-empty directory.
+    #[arg(long)]
+    nonempty: bool,
+    /// Detach and run in the background (logs go to --log-file).
+    #[arg(long)]
+    daemon: bool,
+    /// Log file when detached (default: <cache dir>/klosetfs/mount.log).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+    /// Chunk cache size, e.g. 512M or 2G.
+    #[arg(long, default_value = "512M")]
+    cache_size: String,
+    /// Seconds between looks for new snapshots (whole-store mounts).
+    #[arg(long, default_value_t = 30)]
+    refresh: u64,
+    /// Show every file as owned by root.
+    #[arg(long)]
+    owner_root: bool,
+    /// Show every file as owned by this uid.
+    #[arg(long)]
+    uid: Option<u32>,
+    /// Show every file as owned by this gid.
+    #[arg(long)]
+    gid: Option<u32>,
+    /// Threads serving requests (default: 4 per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// `512M`, `2G`, `1048576`.
+pub fn parse_size(s: &str) -> anyhow::Result<usize> {
+    let s = s.trim();
+    let (num, mul) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: usize = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => bail!("unknown size suffix in {s:?}"),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: f64 = num.parse().with_context(|| format!("bad size {s:?}"))?;
+    Ok((n * mul as f64) as usize)
+}
+
+pub fn run(ctx: &Ctx, a: MountArgs) -> anyhow::Result<u8> {
+    let (target, mnt) = match a.args.as_slice() {
+        [m] => (None, PathBuf::from(m)),
+        [t, m] => (Some(t.clone()), PathBuf::from(m)),
+        _ => bail!("give [SNAP[:PATH]] MOUNTPOINT"),
+    };
+    let mnt = check_mountpoint(&mnt, a.nonempty, ctx.local_path().as_deref())?;
+    let repo = ctx.open_indexed()?;
+    if a.daemon && std::env::var_os(super::DAEMON_CHILD).is_none() {
+        return detach(ctx, &a, &mnt);
+    }
+    let opts = VfsOptions {
+        uid: if a.owner_root { Some(0) } else { a.uid },
+        gid: if a.owner_root { Some(0) } else { a.gid },
+        refresh: Duration::from_secs(a.refresh.max(1)),
+        cache_bytes: parse_size(&a.cache_size)?,
+        ..Default::default()
+    };
+    let vfs = match &target {
+        None => Vfs::whole_store(repo.clone(), opts)?,
+        Some(t) => {
+            let t = resolve(&repo, t)?;
+            if !t.node.is_dir() {
+                bail!("{} is not a directory", String::from_utf8_lossy(&t.path));
+            }
+            Vfs::single(repo.clone(), opts, t.node, &t.snapshot)
+        }
+    };
+    let threads = a
+        .threads
+        .unwrap_or_else(|| 4 * rayon::current_num_threads());
+    let cfg = MountConfig {
+        allow_other: a.allow_other,
+        read_only: true,
+        threads,
+        fsname: format!("klosetfs:{}", repo.storage().location()),
+    };
+    let quiet = ctx.global.quiet;
+    let shown = mnt.clone();
+    serve(ReadOnlyFs::new(Arc::new(vfs)), &mnt, &cfg, move || {
+        if !quiet {
+            eprintln!(
+                "klosetfs: mounted on {} (Ctrl-C or `umount` to stop)",
+                shown.display()
+            );
+        }
+    })?;
+    Ok(EXIT_OK)
+}
+
+/// Re-runs this command in a new session with the passphrase on a pipe, and
+/// returns once the mount is live (or the child failed).
+fn detach(ctx: &Ctx, a: &MountArgs, mnt: &std::path::Path) -> anyhow::Result<u8> {
+    use std::os::unix::process::CommandExt;
+    let log = match &a.log_file {
+        Some(f) => f.clone(),
+        None => dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("klosetfs/mount.log"),
+    };
+    if let Some(d) = log.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening log file {}", log.display()))?;
+    let pass = ctx.cached_passphrase();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .env(super::DAEMON_CHILD, "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(logf.try_clone()?)
+        .stderr(logf)
+        .process_group(0)
+        .spawn()
+        .context("starting the mount daemon")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        if let Some(p) = pass {
+            stdin.write_all(&p)?;
+        }
+        stdin.write_all(b"\n")?;
+    }
+    for _ in 0..300 {
+        if is_mounted(mnt) {
+            if !ctx.global.quiet {
+                println!(
+                    "mounted on {} (pid {}, log {})",
+                    mnt.display(),
+                    child.id(),
+                    log.display()
+                );
+            }
+            return Ok(EXIT_OK);
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("the mount daemon exited ({status}); see {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the mount did not come up in 30 s; see {}", log.display())
+}
+
+/// True when `mnt` appears in this process's mount table.
+pub fn is_mounted(mnt: &std::path::Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = mnt.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|p| p.replace("\\040", " ") == want)
+}

@@ -1,0 +1,648 @@
+//! The Vfs: snapshots seen as a filesystem, with no FUSE types. It resolves
+//! names to stable inode numbers, lists directories, serves file ranges through
+//! the chunk cache (with sequential read-ahead), and lays out a whole store as
+//! `snapshots/`, `ids/`, `hosts/`, `tags/` and `latest`. Trees load lazily, so
+//! memory follows what is visited.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::cache::ChunkCache;
+use crate::id::SnapshotId;
+use crate::repo::{synthetic_dir, Repo};
+use crate::snapshot::Snapshot;
+use crate::tree::{Node, NodeKind};
+
+pub const ROOT_INO: u64 = 1;
+
+/// Failures, each of which the FUSE shell maps to one errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VfsError {
+    NotFound,
+    NotDir,
+    IsDir,
+    /// No such extended attribute.
+    NoData,
+    BadHandle,
+    /// Data could not be read or verified.
+    Io(String),
+}
+
+pub type VResult<T> = std::result::Result<T, VfsError>;
+
+/// What `stat` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: NodeKind,
+    /// Permission bits (`mode & 0o7777`).
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub blocks: u64,
+    pub atime: i64,
+    pub mtime: i64,
+    pub ctime: i64,
+    pub rdev: u32,
+    /// True for snapshot content (cache it for long); false for the store's
+    /// own layout, which changes as snapshots are made.
+    pub immutable: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct VfsOptions {
+    /// Show every entry as owned by this uid / gid.
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// How often the whole-store layout looks for new snapshots.
+    pub refresh: Duration,
+    /// Chunk cache size in bytes.
+    pub cache_bytes: usize,
+    /// Chunks fetched ahead of a sequential reader.
+    pub readahead_chunks: usize,
+}
+
+impl Default for VfsOptions {
+    fn default() -> Self {
+        Self {
+            uid: None,
+            gid: None,
+            refresh: Duration::from_secs(30),
+            cache_bytes: 512 << 20,
+            readahead_chunks: 8,
+        }
+    }
+}
+
+enum What {
+    /// A directory of the store's layout: name → inode.
+    Layout(BTreeMap<Vec<u8>, u64>),
+    /// A symlink of the layout (`latest`).
+    Link(Vec<u8>),
+    /// A snapshot entry. `scope` is the inode of its snapshot's root, which
+    /// makes hard links share an inode within one snapshot.
+    Node { node: Arc<Node>, scope: u64 },
+}
+
+struct Entry {
+    parent: u64,
+    what: What,
+    /// Times for layout entries.
+    time: i64,
+}
+
+struct Handle {
+    node: Arc<Node>,
+    /// Start offset of each chunk, plus the end: binary-searched on each read.
+    offsets: Vec<u64>,
+    /// End of the last read and the chunk index read-ahead has reached.
+    cursor: Mutex<(u64, usize)>,
+}
+
+pub struct Vfs {
+    repo: Arc<Repo>,
+    cache: Arc<ChunkCache>,
+    opts: VfsOptions,
+    entries: RwLock<HashMap<u64, Arc<Entry>>>,
+    handles: RwLock<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    /// `Some` for a whole-store mount: when the layout was last rebuilt.
+    refreshed: Option<Mutex<Instant>>,
+    mounted_at: i64,
+}
+
+fn hash_ino(parts: &[&[u8]]) -> u64 {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let v = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+    // 0 is invalid and 1 is the root.
+    v.max(2)
+}
+
+fn layout_ino(path: &str) -> u64 {
+    hash_ino(&[b"layout", path.as_bytes()])
+}
+
+impl Vfs {
+    /// A whole store: the layout of every snapshot, refreshed as new ones appear.
+    pub fn whole_store(repo: Arc<Repo>, opts: VfsOptions) -> crate::Result<Self> {
+        let v = Self::new(repo, opts, true);
+        v.rebuild_layout()?;
+        Ok(v)
+    }
+
+    /// One directory of one snapshot at the root.
+    pub fn single(repo: Arc<Repo>, opts: VfsOptions, root: Node, snapshot: &Snapshot) -> Self {
+        let v = Self::new(repo, opts, false);
+        let mut root = root;
+        if root.name == b"/" {
+            root.mtime = snapshot.time;
+            root.atime = snapshot.time;
+            root.ctime = snapshot.time;
+        }
+        v.entries.write().insert(
+            ROOT_INO,
+            Arc::new(Entry {
+                parent: ROOT_INO,
+                what: What::Node {
+                    node: Arc::new(root),
+                    scope: ROOT_INO,
+                },
+                time: snapshot.time,
+            }),
+        );
+        v
+    }
+
+    fn new(repo: Arc<Repo>, opts: VfsOptions, whole: bool) -> Self {
+        let cache = Arc::new(ChunkCache::new(repo.clone(), opts.cache_bytes));
+        Self {
+            repo,
+            cache,
+            opts,
+            entries: RwLock::new(HashMap::new()),
+            handles: RwLock::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            refreshed: whole.then(|| Mutex::new(Instant::now())),
+            mounted_at: crate::util::now_ns(),
+        }
+    }
+
+    pub fn repo(&self) -> &Arc<Repo> {
+        &self.repo
+    }
+
+    /// Rebuilds `snapshots/`, `ids/`, `hosts/`, `tags/` and `latest` from the
+    /// store's current snapshots (and reloads the index for their blobs).
+    pub fn rebuild_layout(&self) -> crate::Result<()> {
+        self.repo.load_index()?;
+        let snaps = self.repo.snapshots()?;
+        let mut dirs: BTreeMap<String, BTreeMap<Vec<u8>, u64>> = BTreeMap::new();
+        let mut new_entries: Vec<(u64, Entry)> = Vec::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let dir = |dirs: &mut BTreeMap<String, BTreeMap<Vec<u8>, u64>>, path: &str| {
+            dirs.entry(path.to_string()).or_default();
+        };
+        for top in ["", "/snapshots", "/ids", "/hosts", "/tags"] {
+            dir(&mut dirs, top);
+        }
+        let mut latest = None;
+        for (id, s) in &snaps {
+            let mut time = crate::util::format_time(s.time);
+            let n = names.entry(time.clone()).or_insert(0);
+            *n += 1;
+            if *n > 1 {
+                time = format!("{time}-{}", id.short());
+            }
+            let mut places = vec![
+                ("/snapshots".to_string(), time.clone()),
+                ("/ids".to_string(), id.short()),
+                (format!("/hosts/{}", safe_component(&s.host)), time.clone()),
+            ];
+            for t in &s.tags {
+                places.push((format!("/tags/{}", safe_component(t)), time.clone()));
+            }
+            for (parent, name) in places {
+                if parent.matches('/').count() == 2 {
+                    let (up, leaf) = parent.rsplit_once('/').expect("has a slash");
+                    dir(&mut dirs, &parent);
+                    dirs.get_mut(up)
+                        .expect("top-level dirs exist")
+                        .insert(leaf.as_bytes().to_vec(), layout_ino(&parent));
+                }
+                let path = format!("{parent}/{name}");
+                let ino = layout_ino(&path);
+                dirs.get_mut(&parent)
+                    .expect("created above")
+                    .insert(name.into_bytes(), ino);
+                new_entries.push((ino, self.snapshot_root(layout_ino(&parent), id, s)));
+            }
+            latest = Some(format!("snapshots/{time}"));
+        }
+        for top in ["snapshots", "ids", "hosts", "tags"] {
+            let ino = layout_ino(&format!("/{top}"));
+            dirs.get_mut("")
+                .expect("root")
+                .insert(top.as_bytes().to_vec(), ino);
+        }
+        if let Some(target) = latest {
+            let ino = layout_ino("/latest");
+            dirs.get_mut("")
+                .expect("root")
+                .insert(b"latest".to_vec(), ino);
+            new_entries.push((
+                ino,
+                Entry {
+                    parent: ROOT_INO,
+                    what: What::Link(target.into_bytes()),
+                    time: snaps.last().map(|s| s.1.time).unwrap_or(self.mounted_at),
+                },
+            ));
+        }
+        let newest = snaps.last().map(|s| s.1.time).unwrap_or(self.mounted_at);
+        let mut entries = self.entries.write();
+        for (path, children) in dirs {
+            let (ino, parent) = if path.is_empty() {
+                (ROOT_INO, ROOT_INO)
+            } else {
+                let up = path.rsplit_once('/').map(|x| x.0).unwrap_or("");
+                (
+                    layout_ino(&path),
+                    if up.is_empty() {
+                        ROOT_INO
+                    } else {
+                        layout_ino(up)
+                    },
+                )
+            };
+            entries.insert(
+                ino,
+                Arc::new(Entry {
+                    parent,
+                    what: What::Layout(children),
+                    time: newest,
+                }),
+            );
+        }
+        for (ino, e) in new_entries {
+            entries.entry(ino).or_insert_with(|| Arc::new(e));
+        }
+        Ok(())
+    }
+
+    fn snapshot_root(&self, parent: u64, _id: &SnapshotId, s: &Snapshot) -> Entry {
+        let mut root = synthetic_dir(s.tree);
+        root.atime = s.time;
+        root.mtime = s.time;
+        root.ctime = s.time;
+        Entry {
+            parent,
+            what: What::Node {
+                node: Arc::new(root),
+                scope: 0,
+            },
+            time: s.time,
+        }
+    }
+
+    fn maybe_refresh(&self) {
+        let Some(last) = &self.refreshed else { return };
+        let due = {
+            let mut l = last.lock();
+            if l.elapsed() >= self.opts.refresh {
+                *l = Instant::now();
+                true
+            } else {
+                false
+            }
+        };
+        if due {
+            if let Err(e) = self.rebuild_layout() {
+                tracing::warn!("could not look for new snapshots: {e}");
+            }
+        }
+    }
+
+    fn entry(&self, ino: u64) -> VResult<Arc<Entry>> {
+        self.entries
+            .read()
+            .get(&ino)
+            .cloned()
+            .ok_or(VfsError::NotFound)
+    }
+
+    fn attr_of(&self, ino: u64, e: &Entry) -> Attr {
+        let (uid, gid) = (self.opts.uid, self.opts.gid);
+        match &e.what {
+            What::Layout(children) => Attr {
+                ino,
+                kind: NodeKind::Dir,
+                perm: 0o555,
+                nlink: 2 + children.len() as u32,
+                uid: uid.unwrap_or(0),
+                gid: gid.unwrap_or(0),
+                size: 0,
+                blocks: 0,
+                atime: e.time,
+                mtime: e.time,
+                ctime: e.time,
+                rdev: 0,
+                immutable: false,
+            },
+            What::Link(t) => Attr {
+                ino,
+                kind: NodeKind::Symlink,
+                perm: 0o777,
+                nlink: 1,
+                uid: uid.unwrap_or(0),
+                gid: gid.unwrap_or(0),
+                size: t.len() as u64,
+                blocks: 0,
+                atime: e.time,
+                mtime: e.time,
+                ctime: e.time,
+                rdev: 0,
+                immutable: false,
+            },
+            What::Node { node: n, .. } => {
+                let size = match n.kind {
+                    NodeKind::File => n.size,
+                    NodeKind::Symlink => n.target.len() as u64,
+                    _ => 0,
+                };
+                Attr {
+                    ino,
+                    kind: n.kind,
+                    perm: (n.mode & 0o7777) as u16,
+                    nlink: if n.is_dir() {
+                        2
+                    } else {
+                        n.nlink.clamp(1, u32::MAX as u64) as u32
+                    },
+                    uid: uid.unwrap_or(n.uid),
+                    gid: gid.unwrap_or(n.gid),
+                    size,
+                    blocks: size.div_ceil(512),
+                    atime: n.atime,
+                    mtime: n.mtime,
+                    ctime: n.ctime,
+                    rdev: n.rdev as u32,
+                    immutable: true,
+                }
+            }
+        }
+    }
+
+    pub fn getattr(&self, ino: u64) -> VResult<Attr> {
+        let e = self.entry(ino)?;
+        if matches!(e.what, What::Layout(_)) {
+            self.maybe_refresh();
+        }
+        let e = self.entry(ino)?;
+        Ok(self.attr_of(ino, &e))
+    }
+
+    /// The inode of a child node, registering it.
+    fn child(&self, parent: u64, scope: u64, n: &Node) -> u64 {
+        let scope = if scope == 0 { parent } else { scope };
+        let ino = if n.is_hardlinked() {
+            hash_ino(&[
+                b"hardlink",
+                &scope.to_le_bytes(),
+                &n.dev.to_le_bytes(),
+                &n.ino.to_le_bytes(),
+            ])
+        } else {
+            hash_ino(&[b"child", &parent.to_le_bytes(), &n.name])
+        };
+        let mut entries = self.entries.write();
+        entries.entry(ino).or_insert_with(|| {
+            Arc::new(Entry {
+                parent,
+                what: What::Node {
+                    node: Arc::new(n.clone()),
+                    scope,
+                },
+                time: n.mtime,
+            })
+        });
+        ino
+    }
+
+    fn node_tree(&self, node: &Node) -> VResult<Arc<crate::tree::Tree>> {
+        let sub = node.subtree.ok_or(VfsError::NotDir)?;
+        self.repo.load_tree(&sub).map_err(|e| {
+            tracing::error!("tree {}: {e}", sub.short());
+            VfsError::Io(e.to_string())
+        })
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> VResult<Attr> {
+        let e = self.entry(parent)?;
+        let ino = match &e.what {
+            What::Layout(_) => {
+                self.maybe_refresh();
+                match &self.entry(parent)?.what {
+                    What::Layout(children) => *children.get(name).ok_or(VfsError::NotFound)?,
+                    _ => return Err(VfsError::NotDir),
+                }
+            }
+            What::Link(_) => return Err(VfsError::NotDir),
+            What::Node { node, scope } => {
+                if !node.is_dir() {
+                    return Err(VfsError::NotDir);
+                }
+                let tree = self.node_tree(node)?;
+                let n = tree.find(name).ok_or(VfsError::NotFound)?;
+                self.child(parent, *scope, n)
+            }
+        };
+        self.getattr(ino)
+    }
+
+    /// Entries of a directory (without `.` and `..`): inode, kind, name.
+    pub fn readdir(&self, ino: u64) -> VResult<Vec<(u64, NodeKind, Vec<u8>)>> {
+        let e = self.entry(ino)?;
+        match &e.what {
+            What::Layout(_) => {
+                self.maybe_refresh();
+                let e = self.entry(ino)?;
+                let What::Layout(children) = &e.what else {
+                    return Err(VfsError::NotDir);
+                };
+                let entries = self.entries.read();
+                Ok(children
+                    .iter()
+                    .map(|(name, i)| {
+                        let kind = match entries.get(i).map(|e| &e.what) {
+                            Some(What::Link(_)) => NodeKind::Symlink,
+                            _ => NodeKind::Dir,
+                        };
+                        (*i, kind, name.clone())
+                    })
+                    .collect())
+            }
+            What::Link(_) => Err(VfsError::NotDir),
+            What::Node { node, scope } => {
+                if !node.is_dir() {
+                    return Err(VfsError::NotDir);
+                }
+                let tree = self.node_tree(node)?;
+                Ok(tree
+                    .nodes
+                    .iter()
+                    .map(|n| (self.child(ino, *scope, n), n.kind, n.name.clone()))
+                    .collect())
+            }
+        }
+    }
+
+    /// Attributes of every entry of a directory (for `readdirplus`).
+    pub fn readdir_plus(&self, ino: u64) -> VResult<Vec<(Vec<u8>, Attr)>> {
+        self.readdir(ino)?
+            .into_iter()
+            .map(|(i, _, name)| Ok((name, self.getattr(i)?)))
+            .collect()
+    }
+
+    pub fn parent(&self, ino: u64) -> VResult<u64> {
+        Ok(self.entry(ino)?.parent)
+    }
+
+    pub fn readlink(&self, ino: u64) -> VResult<Vec<u8>> {
+        match &self.entry(ino)?.what {
+            What::Link(t) => Ok(t.clone()),
+            What::Node { node, .. } if node.kind == NodeKind::Symlink => Ok(node.target.clone()),
+            _ => Err(VfsError::NotFound),
+        }
+    }
+
+    fn node(&self, ino: u64) -> VResult<Option<Arc<Node>>> {
+        Ok(match &self.entry(ino)?.what {
+            What::Node { node, .. } => Some(node.clone()),
+            _ => None,
+        })
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> VResult<Vec<u8>> {
+        let n = self.node(ino)?.ok_or(VfsError::NoData)?;
+        n.xattrs
+            .iter()
+            .find(|x| x.name == name)
+            .map(|x| x.value.clone())
+            .ok_or(VfsError::NoData)
+    }
+
+    pub fn listxattr(&self, ino: u64) -> VResult<Vec<Vec<u8>>> {
+        Ok(self
+            .node(ino)?
+            .map(|n| n.xattrs.iter().map(|x| x.name.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    /// Opens a regular file for reading; returns a handle.
+    pub fn open(&self, ino: u64) -> VResult<u64> {
+        let n = self.node(ino)?.ok_or(VfsError::IsDir)?;
+        match n.kind {
+            NodeKind::File => {}
+            NodeKind::Dir => return Err(VfsError::IsDir),
+            _ => return Err(VfsError::NotFound),
+        }
+        let mut offsets = Vec::with_capacity(n.content.len() + 1);
+        let mut at = 0u64;
+        for c in &n.content {
+            offsets.push(at);
+            at += c.size as u64;
+        }
+        offsets.push(at);
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.write().insert(
+            fh,
+            Arc::new(Handle {
+                node: n,
+                offsets,
+                cursor: Mutex::new((u64::MAX, 0)),
+            }),
+        );
+        Ok(fh)
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handles.write().remove(&fh);
+    }
+
+    /// Up to `size` bytes at `offset` (short only at end of file).
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> VResult<Vec<u8>> {
+        let h = self
+            .handles
+            .read()
+            .get(&fh)
+            .cloned()
+            .ok_or(VfsError::BadHandle)?;
+        let file_end = *h.offsets.last().expect("has the end offset");
+        if offset >= file_end || size == 0 {
+            return Ok(Vec::new());
+        }
+        let end = (offset + size as u64).min(file_end);
+        // The chunk holding `offset`: the last start offset <= offset.
+        let first = h.offsets.partition_point(|o| *o <= offset) - 1;
+        self.read_ahead(&h, offset, end, first);
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut i = first;
+        while (out.len() as u64) < end - offset {
+            let c = &h.node.content[i];
+            let data = self.cache.get(&c.id).map_err(|e| {
+                tracing::error!(
+                    "read of {:?} at {offset}: chunk {} failed: {e}",
+                    String::from_utf8_lossy(&h.node.name),
+                    c.id.to_hex()
+                );
+                VfsError::Io(e.to_string())
+            })?;
+            let start = h.offsets[i];
+            let from = offset.max(start) - start;
+            let to = (end.min(h.offsets[i + 1]) - start) as usize;
+            if data.len() < to {
+                return Err(VfsError::Io("chunk shorter than recorded".into()));
+            }
+            out.extend_from_slice(&data[from as usize..to]);
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    /// On a sequential read, fetch the next chunks in the background.
+    fn read_ahead(&self, h: &Arc<Handle>, offset: u64, end: u64, first: usize) {
+        let n = self.opts.readahead_chunks;
+        let todo = {
+            let mut cur = h.cursor.lock();
+            let sequential = cur.0 == offset || offset == 0;
+            cur.0 = end;
+            if !sequential || n == 0 {
+                return;
+            }
+            let from = cur.1.max(first + 1);
+            let to = (first + 1 + n).min(h.node.content.len());
+            if from >= to {
+                return;
+            }
+            cur.1 = to;
+            from..to
+        };
+        let ids: Vec<_> = h.node.content[todo].iter().map(|c| c.id).collect();
+        let cache = self.cache.clone();
+        rayon::spawn(move || cache.prefetch(&ids));
+    }
+
+    /// Bytes of unique data in the store, for `statfs`.
+    pub fn store_bytes(&self) -> u64 {
+        self.repo
+            .index()
+            .read()
+            .blobs()
+            .map(|(_, l)| l.length as u64)
+            .sum()
+    }
+}
+
+/// A layout directory name from free text: no `/`, never empty or dot-only.
+fn safe_component(s: &str) -> String {
+    let c: String = s
+        .chars()
+        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .collect();
+    if c.is_empty() || c == "." || c == ".." {
+        "_".into()
+    } else {
+        c
+    }
+}
