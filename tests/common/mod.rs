@@ -232,3 +232,100 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     let diff = String::from_utf8_lossy(&o.stdout);
     assert!(diff.trim().is_empty(), "trees differ:\n{diff}");
 }
+
+/// A live `klosetfs mount` child process. Dropping it sends SIGTERM and waits
+/// for the unmount; a watchdog kills it and detaches the mount if the test
+/// takes longer than its deadline, so a hung mount fails one test, not CI.
+pub struct Mounted {
+    pub mnt: PathBuf,
+    pub child: Option<std::process::Child>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub fn is_mounted(mnt: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = mnt.to_string_lossy().to_string();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|p| p == want)
+}
+
+impl Mounted {
+    /// Mounts with `args` (e.g. `["mount", "/mnt"]` or with a snapshot spec) as
+    /// given to `klosetfs at <store>`.
+    pub fn start(env: &Env, mnt: &Path, args: &[&dyn AsRef<OsStr>], deadline_secs: u64) -> Self {
+        Self::start_cmd(env.cmd(args), mnt, deadline_secs)
+    }
+
+    pub fn start_cmd(mut cmd: Command, mnt: &Path, deadline_secs: u64) -> Self {
+        std::fs::create_dir_all(mnt).ok();
+        let mnt = std::fs::canonicalize(mnt).unwrap();
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let start = std::time::Instant::now();
+        while !is_mounted(&mnt) {
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!("mount exited early: {st}");
+            }
+            assert!(start.elapsed().as_secs() < 20, "mount did not come up");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let (pid, d, m) = (child.id(), done.clone(), mnt.clone());
+        std::thread::spawn(move || {
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(deadline_secs);
+            while std::time::Instant::now() < end {
+                if d.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            eprintln!(
+                "watchdog: mount on {} outlived its deadline; killing it",
+                m.display()
+            );
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        });
+        Mounted {
+            mnt,
+            child: Some(child),
+            done,
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for the process to exit and the mount to go.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break Some(st);
+            }
+            if start.elapsed().as_secs() > 15 {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        status
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
