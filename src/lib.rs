@@ -30,5 +30,6 @@ pub mod tree;
 pub mod userconfig;
 pub mod util;
 pub mod vfs;
+pub mod writable;
 
 pub use error::{Error, Result};

@@ -3,6 +3,7 @@
 //! resolution, passphrase sources and exit codes.
 
 use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ mod ls;
 mod mount;
 mod progress;
 mod prune;
+mod recover;
 mod restore;
 mod rm;
 mod spec;
@@ -87,6 +89,8 @@ pub enum Top {
     },
     #[command(flatten)]
     Store(StoreCmd),
+    /// Commit a snapshot of a writable mount now; prints its id.
+    Commit { mountpoint: PathBuf },
     /// Manage named stores in the user's config file.
     Config {
         #[command(subcommand)]
@@ -110,6 +114,7 @@ pub enum StoreCmd {
     Key(key::KeyArgs),
     Unlock(rm::UnlockArgs),
     Mount(mount::MountArgs),
+    Recover(recover::RecoverArgs),
 }
 
 /// Set in a detached mount's child: the passphrase arrives on stdin.
@@ -305,6 +310,7 @@ pub fn main() -> ExitCode {
             )
         }
         Top::Config { cmd } => config::run(cmd),
+        Top::Commit { mountpoint } => commit(&mountpoint),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -331,5 +337,19 @@ fn run(ctx: Ctx, cmd: StoreCmd) -> anyhow::Result<u8> {
         StoreCmd::Key(a) => key::run(&ctx, a),
         StoreCmd::Unlock(a) => rm::unlock(&ctx, a),
         StoreCmd::Mount(a) => mount::run(&ctx, a),
+        StoreCmd::Recover(a) => recover::run(&ctx, a),
     }
+}
+
+/// Asks a writable mount to commit by reading its hidden control file.
+fn commit(mnt: &std::path::Path) -> anyhow::Result<u8> {
+    let f = mnt.join(std::ffi::OsStr::from_bytes(klosetfs::writable::COMMIT_FILE));
+    let out = std::fs::read_to_string(&f).with_context(|| {
+        format!(
+            "{} is not a writable klosetfs mount (or the commit failed)",
+            mnt.display()
+        )
+    })?;
+    println!("snapshot {}", out.trim());
+    Ok(EXIT_OK)
 }

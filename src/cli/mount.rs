@@ -54,6 +54,38 @@ pub struct MountArgs {
     /// Threads serving requests (default: 4 per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Writable backup-on-close mount: files copied in become a snapshot.
+    #[arg(long)]
+    writable: bool,
+    /// Start the writable tree from this snapshot (id prefix or `latest`).
+    #[arg(long, requires = "writable")]
+    base: Option<String>,
+    /// Where written files are staged (default: <cache dir>/klosetfs/spool/...).
+    #[arg(long, requires = "writable")]
+    spool: Option<PathBuf>,
+    /// Staged bytes before closed files are flushed out of the spool, e.g. 2G.
+    #[arg(long, default_value = "1G", requires = "writable")]
+    spool_size: String,
+    /// Commit a snapshot every this many seconds when something changed.
+    #[arg(long, requires = "writable")]
+    commit_interval: Option<u64>,
+    /// Tag for snapshots the writable mount commits (repeatable).
+    #[arg(long = "tag", requires = "writable")]
+    tags: Vec<String>,
+    /// Host name for snapshots the writable mount commits.
+    #[arg(long, requires = "writable")]
+    host: Option<String>,
+}
+
+/// The spool directory of a writable mount: per store and mountpoint, so the
+/// next mount at the same place finds (and recovers) what a crash left.
+pub fn default_spool(store_id: &str, mnt: &std::path::Path) -> PathBuf {
+    let key = blake3::hash(mnt.as_os_str().as_encoded_bytes()).to_hex();
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("klosetfs/spool")
+        .join(&store_id[..16.min(store_id.len())])
+        .join(&key[..16])
 }
 
 /// `512M`, `2G`, `1048576`.
@@ -86,6 +118,12 @@ pub fn run(ctx: &Ctx, a: MountArgs) -> anyhow::Result<u8> {
     let repo = ctx.open_indexed()?;
     if a.daemon && std::env::var_os(super::DAEMON_CHILD).is_none() {
         return detach(ctx, &a, &mnt);
+    }
+    if a.writable {
+        if target.is_some() {
+            bail!("a writable mount takes --base SNAP, not SNAP[:PATH]");
+        }
+        return run_writable(ctx, &a, repo, &mnt);
     }
     let opts = VfsOptions {
         uid: if a.owner_root { Some(0) } else { a.uid },
@@ -189,4 +227,78 @@ pub fn is_mounted(mnt: &std::path::Path) -> bool {
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))
         .any(|p| p.replace("\\040", " ") == want)
+}
+
+fn run_writable(
+    ctx: &Ctx,
+    a: &MountArgs,
+    repo: Arc<klosetfs::repo::Repo>,
+    mnt: &std::path::Path,
+) -> anyhow::Result<u8> {
+    use klosetfs::writable::fuse::WritableFuse;
+    use klosetfs::writable::{recover_dir, WritableFs, WritableOptions};
+    let _lock = klosetfs::lock::acquire(repo.storage(), repo.keys(), false)?;
+    let spool = a
+        .spool
+        .clone()
+        .unwrap_or_else(|| default_spool(&repo.config().id, mnt));
+    if let Some(id) = recover_dir(&repo, &spool)? {
+        eprintln!(
+            "klosetfs: recovered files closed before an interrupted mount: snapshot {}",
+            id.short()
+        );
+    }
+    let base = match &a.base {
+        Some(b) => Some(repo.resolve_snapshot(b)?.0),
+        None => None,
+    };
+    let opts = WritableOptions {
+        spool_dir: spool,
+        spool_cap: parse_size(&a.spool_size)? as u64,
+        host: a.host.clone().unwrap_or_else(klosetfs::util::hostname),
+        tags: a.tags.clone(),
+        cache_bytes: parse_size(&a.cache_size)?,
+    };
+    let (fs, _) = WritableFs::new(repo.clone(), base, opts)?;
+    let fs = Arc::new(fs);
+    if let Some(secs) = a.commit_interval {
+        let fs = fs.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(secs.max(1)));
+            if fs.has_changes() {
+                match fs.commit() {
+                    Ok(id) => println!("snapshot {}", id.to_hex()),
+                    Err(e) => tracing::error!("periodic commit failed: {e:?}"),
+                }
+            }
+        });
+    }
+    let cfg = MountConfig {
+        allow_other: a.allow_other,
+        read_only: false,
+        threads: a
+            .threads
+            .unwrap_or_else(|| 4 * rayon::current_num_threads()),
+        fsname: format!("klosetfs:{}", repo.storage().location()),
+    };
+    let quiet = ctx.global.quiet;
+    let shown = mnt.to_path_buf();
+    serve(WritableFuse::new(fs.clone()), mnt, &cfg, move || {
+        if !quiet {
+            eprintln!(
+                "klosetfs: writable mount on {} (unmount to commit)",
+                shown.display()
+            );
+        }
+    })?;
+    let id = if fs.has_changes() {
+        Some(fs.commit().map_err(|e| anyhow::anyhow!("committing at unmount: {e:?} (files stay in the spool; run `klosetfs at STORE recover`)"))?)
+    } else {
+        fs.last_commit()
+    };
+    match id {
+        Some(id) => println!("snapshot {}", id.to_hex()),
+        None => eprintln!("klosetfs: nothing changed; no snapshot written"),
+    }
+    Ok(EXIT_OK)
 }

@@ -1,0 +1,62 @@
+# Shared by the benchmark scripts: fetch real data (Debian's linux-source
+# packages, two versions of one kernel tree), install restic, time commands.
+set -euo pipefail
+BENCH_DIR=${BENCH_DIR:-/var/tmp/klosetfs-bench}
+V1=${V1:-6.1.190-1}
+V2=${V2:-6.1.192-2}
+mkdir -p "$BENCH_DIR"
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+K="$ROOT/target/release/klosetfs"
+export KLOSETFS_PASSPHRASE=bench-pass RESTIC_PASSWORD=bench-pass
+
+need_tools() {
+  local missing=()
+  command -v restic >/dev/null || missing+=(restic)
+  [ -x /usr/bin/time ] || missing+=(time)
+  command -v rsync >/dev/null || missing+=(rsync)
+  command -v fusermount3 >/dev/null || missing+=(fuse3)
+  command -v xz >/dev/null || missing+=(xz-utils)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  (cd "$ROOT" && cargo build --release --locked -q)
+}
+
+# kernel_tree VERSION -> prints the unpacked tree's path
+kernel_tree() {
+  local v=$1 d="$BENCH_DIR/linux-$1"
+  if [ ! -d "$d/tree" ]; then
+    mkdir -p "$d"
+    (cd "$d" && apt-get download -qq "linux-source-6.1=$v" >/dev/null && dpkg-deb -x linux-source-6.1_*.deb pkg)
+    mkdir -p "$d/tree"
+    tar -C "$d/tree" -xJf "$d"/pkg/usr/src/linux-source-6.1.tar.xz
+    rm -rf "$d/pkg/usr/src/linux-config"* 
+  fi
+  echo "$d/tree"
+}
+
+# kernel_tarball VERSION -> path of the uncompressed .tar (a ~1.4 GB real file)
+kernel_tarball() {
+  local v=$1 d="$BENCH_DIR/linux-$1"
+  kernel_tree "$v" >/dev/null
+  if [ ! -f "$d/linux.tar" ]; then
+    xz -dc "$d"/pkg/usr/src/linux-source-6.1.tar.xz > "$d/linux.tar"
+  fi
+  echo "$d/linux.tar"
+}
+
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+
+# timed NAME CMD... : runs CMD, records "NAME seconds maxrss_kib" in $RESULTS
+timed() {
+  local name=$1; shift
+  local t; t=$(mktemp)
+  /usr/bin/time -f "%e %M" -o "$t" "$@" >/dev/null
+  echo "$name $(cat "$t")" | tee -a "$RESULTS"
+  rm -f "$t"
+}
+
+# result NAME -> seconds
+secs() { awk -v n="$1" '$1==n {print $2}' "$RESULTS" | tail -1; }
+rss() { awk -v n="$1" '$1==n {print $3}' "$RESULTS" | tail -1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
