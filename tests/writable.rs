@@ -1,0 +1,316 @@
+//! The writable backup-on-close mount, with real mounts and real tools.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn writable(env: &Env, mnt: &Path, extra: &[&str]) -> Mounted {
+    let spool = env.path("spool");
+    let mut args: Vec<Box<dyn AsRef<std::ffi::OsStr>>> = vec![
+        Box::new("mount"),
+        Box::new("--writable"),
+        Box::new("--spool"),
+        Box::new(spool),
+    ];
+    for e in extra {
+        args.push(Box::new(e.to_string()));
+    }
+    args.push(Box::new(mnt.to_path_buf()));
+    let refs: Vec<&dyn AsRef<std::ffi::OsStr>> = args
+        .iter()
+        .map(|b| b.as_ref() as &dyn AsRef<std::ffi::OsStr>)
+        .collect();
+    Mounted::start(env, mnt, &refs, 300)
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+#[test]
+fn cp_a_into_an_empty_mount_makes_an_identical_snapshot() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src, 256);
+    env.create();
+    let mnt = env.path("mnt");
+    let mut m = writable(&env, &mnt, &[]);
+    run(Command::new("cp").arg("-a").arg(&src).arg(&m.mnt));
+    // Reads of files not yet committed return what was written.
+    assert_eq!(
+        std::fs::read(m.mnt.join("src/dir/multi.bin")).unwrap(),
+        std::fs::read(src.join("dir/multi.bin")).unwrap()
+    );
+    assert!(m.stop().unwrap().success());
+    let out = env.path("out");
+    env.ok(&[&"restore", &"-to", &out, &"latest:/src"]);
+    assert_same_tree(&src, &out);
+    env.ok(&[&"check", &"--read-data"]);
+}
+
+#[test]
+fn rsync_into_a_mount_on_a_base_sends_only_changes() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..100 {
+        let d = src.join(format!("d{}", i % 10));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("f{i}")), noise(i, 256 * 1024)).unwrap();
+    }
+    env.create();
+    let mnt = env.path("mnt");
+    let mut m = writable(&env, &mnt, &[]);
+    run(Command::new("rsync")
+        .arg("-a")
+        .arg(&src)
+        .arg(format!("{}/", m.mnt.display())));
+    assert!(m.stop().unwrap().success());
+    let before = env.store_bytes();
+
+    // Change 1% of the files.
+    std::fs::write(src.join("d7/f7"), noise(1000, 256 * 1024)).unwrap();
+    let mut m = writable(&env, &mnt, &["--base", "latest"]);
+    let o = run(Command::new("rsync")
+        .args(["-a", "--stats"])
+        .arg(&src)
+        .arg(format!("{}/", m.mnt.display())));
+    let stats = String::from_utf8_lossy(&o.stdout);
+    let line = stats
+        .lines()
+        .find(|l| l.starts_with("Number of regular files transferred"))
+        .unwrap();
+    assert!(
+        line.ends_with(": 1"),
+        "only the changed file is sent: {line}"
+    );
+    assert!(m.stop().unwrap().success());
+    let grown = env.store_bytes() - before;
+    assert!(
+        grown < 600 * 1024,
+        "store grew by about the change ({grown} bytes)"
+    );
+    let out = env.path("out");
+    env.ok(&[&"restore", &"-to", &out, &"latest:/src"]);
+    assert_same_tree(&src, &out);
+}
+
+#[test]
+fn files_closed_before_kill_9_survive() {
+    let env = Env::new();
+    env.create();
+    let mnt = env.path("mnt");
+    let m = writable(&env, &mnt, &[]);
+    std::fs::create_dir_all(m.mnt.join("docs")).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            m.mnt.join(format!("docs/file{i}")),
+            noise(i, 100_000 + i as usize),
+        )
+        .unwrap();
+    }
+    std::fs::rename(m.mnt.join("docs/file0"), m.mnt.join("docs/renamed")).unwrap();
+    let pid = m.child.as_ref().unwrap().id();
+    sh(&format!("kill -9 {pid}"));
+    drop(m);
+    assert_eq!(
+        walk(&env.store.join("snapshots")).len(),
+        0,
+        "nothing was committed before the crash"
+    );
+    // The next mount at the same place recovers and commits them.
+    let mut m = writable(&env, &mnt, &[]);
+    assert!(m.stop().unwrap().success());
+    let ls = env.ok(&[&"ls", &"latest:/docs"]);
+    assert_eq!(ls.lines().count(), 20, "{ls}");
+    let out = env.path("out");
+    env.ok(&[&"restore", &"-to", &out, &"latest:/docs"]);
+    assert_eq!(
+        std::fs::read(out.join("renamed")).unwrap(),
+        noise(0, 100_000)
+    );
+    for i in 1..20 {
+        assert_eq!(
+            std::fs::read(out.join(format!("file{i}"))).unwrap(),
+            noise(i, 100_000 + i as usize)
+        );
+    }
+    env.ok(&[&"check", &"--read-data"]);
+}
+
+#[test]
+fn recover_command_commits_a_dead_mount() {
+    let env = Env::new();
+    env.create();
+    let mnt = env.path("mnt");
+    let m = writable(&env, &mnt, &[]);
+    std::fs::write(m.mnt.join("only"), "closed then crashed").unwrap();
+    sh(&format!("kill -9 {}", m.child.as_ref().unwrap().id()));
+    drop(m);
+    let out = env.ok(&[&"recover", &"--spool", &env.path("spool")]);
+    assert!(out.contains("snapshot"), "{out}");
+    assert_eq!(env.ok(&[&"cat", &"latest:/only"]), "closed then crashed");
+}
+
+#[test]
+fn a_failing_store_fails_the_copy_and_commits_nothing_broken() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("needs root to mount a small tmpfs; covered in CI");
+        return;
+    }
+    let env = Env::new();
+    let small = env.path("small");
+    std::fs::create_dir_all(&small).unwrap();
+    sh(&format!(
+        "mount -t tmpfs -o size=6m tmpfs {}",
+        small.display()
+    ));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _g = Unmount(small.clone());
+    let store = small.join("store");
+    let k = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_klosetfs"));
+        c.env("KLOSETFS_PASSPHRASE", PASS).arg("at").arg(&store);
+        for a in args {
+            c.arg(a.as_ref());
+        }
+        c
+    };
+    assert!(k(&[&"create"]).status().unwrap().success());
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), noise(4, 40 << 20)).unwrap();
+    let mnt = env.path("mnt");
+    let spool = env.path("spool");
+    let mut m = Mounted::start_cmd(
+        k(&[&"mount", &"--writable", &"--spool", &spool, &mnt]),
+        &mnt,
+        120,
+    );
+    let o = Command::new("cp")
+        .arg(src.join("big"))
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "cp must see the failure");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("Input/output error") || err.contains("No space"),
+        "{err}"
+    );
+    m.stop();
+    let o = k(&[&"check"]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn editor_pattern_and_tar_x_work() {
+    let env = Env::new();
+    env.create();
+    let mnt = env.path("mnt");
+    let mut m = writable(&env, &mnt, &[]);
+    let root = m.mnt.clone();
+    // Editor: write a temp file, fsync, rename over the original.
+    std::fs::write(root.join("notes.txt"), "version 1").unwrap();
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(root.join(".notes.txt.swp")).unwrap();
+        f.write_all(b"version 2").unwrap();
+        f.sync_all().unwrap();
+    }
+    std::fs::rename(root.join(".notes.txt.swp"), root.join("notes.txt")).unwrap();
+    assert_eq!(std::fs::read(root.join("notes.txt")).unwrap(), b"version 2");
+    // Appends, truncation, random writes.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(root.join("notes.txt"))
+            .unwrap();
+        f.write_all(b" appended").unwrap();
+        drop(f);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(root.join("random.bin"))
+            .unwrap();
+        f.seek(SeekFrom::Start(1000)).unwrap();
+        f.write_all(b"at 1000").unwrap();
+        f.seek(SeekFrom::Start(10)).unwrap();
+        f.write_all(b"at 10").unwrap();
+    }
+    // tar x of a real archive.
+    let t = env.path("t");
+    make_tree(&t, 0);
+    let tarball = env.path("t.tar");
+    run(Command::new("tar")
+        .args(["--xattrs", "-cf"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&t)
+        .arg("."));
+    std::fs::create_dir_all(root.join("untarred")).unwrap();
+    run(Command::new("tar")
+        .args(["--xattrs", "-xpf"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(root.join("untarred")));
+    // Directory operations.
+    std::fs::create_dir_all(root.join("a/b/c")).unwrap();
+    std::fs::rename(root.join("a/b"), root.join("moved")).unwrap();
+    assert!(
+        std::fs::remove_dir(root.join("moved")).is_err(),
+        "not empty"
+    );
+    std::fs::remove_dir(root.join("moved/c")).unwrap();
+    std::fs::remove_dir(root.join("moved")).unwrap();
+    let id = Command::new(env!("CARGO_BIN_EXE_klosetfs"))
+        .arg("commit")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        id.status.success(),
+        "{}",
+        String::from_utf8_lossy(&id.stderr)
+    );
+    assert!(m.stop().unwrap().success());
+    assert_eq!(
+        env.ok(&[&"cat", &"latest:/notes.txt"]),
+        "version 2 appended"
+    );
+    let r = env
+        .cmd(&[&"cat", &"latest:/random.bin"])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(r.len(), 1007);
+    assert_eq!(&r[10..15], b"at 10");
+    assert_eq!(&r[1000..], b"at 1000");
+    assert!(r[..10].iter().all(|b| *b == 0));
+    let out = env.path("out");
+    env.ok(&[&"restore", &"-to", &out, &"latest:/untarred"]);
+    assert_same_tree(&t, &out);
+    let ls = env.ok(&[&"ls", &"latest"]);
+    assert_eq!(
+        ls.lines().collect::<Vec<_>>(),
+        vec!["a", "notes.txt", "random.bin", "untarred"]
+    );
+}
