@@ -477,7 +477,7 @@ fn file_worker(shared: &Shared<'_>, jobs: Receiver<FileJob>, chunks: Sender<(Blo
         let result = (|| -> std::io::Result<Vec<ChunkRef>> {
             let file = open_noatime(&path)?;
             let mut content = Vec::new();
-            for chunk in Chunker::new(file, &params, seed) {
+            for chunk in Chunker::with_size_hint(file, node.size, &params, seed)? {
                 let chunk = chunk?;
                 let id = shared.repo.keys().blob_id(&chunk);
                 content.push(ChunkRef {

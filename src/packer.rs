@@ -119,11 +119,17 @@ impl Packer {
 
     /// Chunks a whole stream and saves every chunk: the file path of the
     /// writable mount, sharing dedup, compression, sealing and packing with backup.
-    pub fn save_stream(&self, r: impl std::io::Read) -> Result<Vec<crate::tree::ChunkRef>> {
+    pub fn save_stream(
+        &self,
+        r: impl std::io::Read,
+        size: u64,
+    ) -> Result<Vec<crate::tree::ChunkRef>> {
         let params = self.repo.config().chunker;
         let seed = self.repo.keys().chunker_seed();
         let mut out = Vec::new();
-        for chunk in crate::chunker::Chunker::new(r, &params, seed) {
+        let chunker = crate::chunker::Chunker::with_size_hint(r, size, &params, seed)
+            .map_err(|e| Error::io("reading spooled data", e))?;
+        for chunk in chunker {
             let chunk = chunk.map_err(|e| Error::io("reading spooled data", e))?;
             let id = self.save(BlobType::Data, &chunk)?;
             out.push(crate::tree::ChunkRef {

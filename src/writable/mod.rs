@@ -623,8 +623,9 @@ impl WritableFs {
         let f = self.spool_file(&spool)?;
         f.sync_data()
             .map_err(|e| WError::Io(format!("spool: {e}")))?;
+        let len = f.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
         let reader = std::io::BufReader::with_capacity(1 << 20, SpoolReader { f: &f, pos: 0 });
-        let chunks = self.packer.save_stream(reader)?;
+        let chunks = self.packer.save_stream(reader, len)?;
         let size: u64 = chunks.iter().map(|c| c.size as u64).sum();
         {
             let mut ns = self.ns.lock();
@@ -1003,7 +1004,7 @@ fn replay(
                     .ok_or(WError::Io("content lost: no spool file".into()))?;
                 let f = File::open(spool.join(name))
                     .map_err(|e| WError::Io(format!("spool {name}: {e}")))?;
-                let c = packer.save_stream(std::io::BufReader::new(f))?;
+                let c = packer.save_stream(std::io::BufReader::new(f), *size)?;
                 let total: u64 = c.iter().map(|x| x.size as u64).sum();
                 if total != *size {
                     return Err(WError::Io(format!(
