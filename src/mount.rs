@@ -104,6 +104,7 @@ pub fn serve<FS: Filesystem>(
     c: &MountConfig,
     ready: impl FnOnce(),
 ) -> Result<()> {
+    raise_fd_limit();
     let session = Session::new(fs, mnt, &fuser_config(c))
         .map_err(|e| Error::io(format!("mounting on {}", mnt.display()), e))?;
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
@@ -145,6 +146,16 @@ pub fn unmount(mnt: &Path) -> Result<()> {
             } else {
                 Err(Error::InvalidInput(format!("fusermount3 -u failed ({st})")))
             }
+        }
+    }
+}
+
+/// A filesystem daemon serves many open files at once: use the hard limit.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }
 }

@@ -38,6 +38,17 @@ impl Repo {
         passphrase: Option<&[u8]>,
         kdf: KdfParams,
     ) -> Result<Repo> {
+        let config = StoreConfig::new(passphrase.is_some())?;
+        Self::create_with(storage, passphrase, kdf, config)
+    }
+
+    /// Like [`Repo::create`] with chosen parameters (tests use tiny packs).
+    pub fn create_with(
+        storage: Arc<dyn Storage>,
+        passphrase: Option<&[u8]>,
+        kdf: KdfParams,
+        config: StoreConfig,
+    ) -> Result<Repo> {
         match storage.get(Kind::Config, "config") {
             Ok(_) => {
                 return Err(Error::InvalidInput(format!(
@@ -48,12 +59,15 @@ impl Repo {
             Err(StorageError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let config = StoreConfig::new(passphrase.is_some())?;
+        if config.encrypted() != passphrase.is_some() {
+            return Err(Error::InvalidInput(
+                "an encrypted store needs a passphrase, a plaintext one none".into(),
+            ));
+        }
         let (keys, master) = match passphrase {
             Some(pw) => {
                 let master = MasterKey::random()?;
-                let (_, body) = KeyFile::new(&master, pw, kdf)?.encode();
-                let (id, body) = (KeyId(crate::id::content_hash(&body)), body);
+                let (id, body) = KeyFile::new(&master, pw, kdf)?.encode();
                 storage.put(Kind::Key, &id.to_hex(), &body)?;
                 (Keys::encrypted(&master), Some(master))
             }

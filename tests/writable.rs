@@ -314,3 +314,29 @@ fn editor_pattern_and_tar_x_work() {
         vec!["a", "notes.txt", "random.bin", "untarred"]
     );
 }
+
+#[test]
+fn copying_many_files_does_not_exhaust_descriptors() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..600 {
+        std::fs::write(src.join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    env.create();
+    let mnt = env.path("mnt");
+    // The daemon gets 200 descriptors in all: one per written file would run out.
+    let mut c = Command::new("prlimit");
+    c.args(["--nofile=200:200", env!("CARGO_BIN_EXE_klosetfs")])
+        .env("KLOSETFS_PASSPHRASE", PASS)
+        .arg("at")
+        .arg(&env.store)
+        .args(["mount", "--writable", "--spool"])
+        .arg(env.path("spool"))
+        .arg(&mnt);
+    let mut m = Mounted::start_cmd(c, &mnt, 120);
+    run(Command::new("cp").arg("-a").arg(&src).arg(&m.mnt));
+    assert!(m.stop().unwrap().success());
+    assert_eq!(env.ok(&[&"ls", &"latest:/src"]).lines().count(), 600);
+    assert_eq!(env.ok(&[&"cat", &"latest:/src/f599"]), "file 599");
+}

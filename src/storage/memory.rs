@@ -15,6 +15,13 @@ impl MemoryStorage {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// An independent copy of every object: the state a crash would leave.
+    pub fn fork(&self) -> Self {
+        Self {
+            objects: RwLock::new(self.objects.read().clone()),
+        }
+    }
 }
 
 impl Storage for MemoryStorage {

@@ -14,9 +14,11 @@
 
 use std::fmt;
 
+pub mod fault;
 pub mod local;
 pub mod memory;
 
+pub use fault::{FaultPlan, FaultStorage};
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;
 

@@ -501,6 +501,7 @@ impl WritableFs {
         self.truncate_spool(ino, &spool, size)?;
         if self.ns.lock().get(ino)?.open_handles == 0 {
             self.store_content(ino)?;
+            self.spool_files.lock().remove(&spool);
         }
         Ok(())
     }
@@ -658,6 +659,13 @@ impl WritableFs {
         let mut ns = self.ns.lock();
         if let Ok(i) = ns.get_mut(h.ino) {
             i.open_handles = i.open_handles.saturating_sub(1);
+            if i.open_handles == 0 {
+                // Close the spool's descriptor with the last handle: a copy of
+                // 80k files must not hold 80k descriptors.
+                if let Some(s) = &i.spool {
+                    self.spool_files.lock().remove(s);
+                }
+            }
             if i.open_handles == 0 && i.links.is_empty() {
                 let spool = i.spool.clone();
                 ns.inodes.remove(&h.ino);
