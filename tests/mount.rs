@@ -395,3 +395,46 @@ fn a_normal_user_can_mount_and_read() {
     assert_eq!(o.stdout, b"user data");
     drop(m);
 }
+
+#[test]
+fn the_mount_helper_takes_fstab_style_options() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "via helper").unwrap();
+    env.create();
+    env.backup(&src);
+    let pass = env.path("pass");
+    std::fs::write(&pass, PASS).unwrap();
+    let mnt = env.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let helper = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/mount.klosetfs");
+    let o = Command::new("timeout")
+        .args(["60", "sh", helper])
+        .arg(&env.store)
+        .arg(&mnt)
+        .arg("-o")
+        .arg(format!(
+            "defaults,_netdev,passphrase_file={},cache_size=64M,refresh=5",
+            pass.display()
+        ))
+        .env("KLOSETFS", env!("CARGO_BIN_EXE_klosetfs"))
+        .env_remove("KLOSETFS_PASSPHRASE")
+        .output()
+        .unwrap();
+    let mnt = std::fs::canonicalize(&mnt).unwrap();
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _g = Unmount(mnt.clone());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(is_mounted(&mnt));
+    let f = mnt
+        .join("latest")
+        .join(src.strip_prefix("/").unwrap())
+        .join("f");
+    assert_eq!(std::fs::read(f).unwrap(), b"via helper");
+}

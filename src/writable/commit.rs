@@ -1,0 +1,322 @@
+//! Committing a writable mount (packs → index → trees → snapshot, then a new
+//! journal) and recovering one that died: replay its journal and commit.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::id::{BlobId, SnapshotId};
+use crate::packer::Packer;
+use crate::repo::Repo;
+use crate::snapshot::{Snapshot, Summary};
+use crate::tree::{Node, NodeKind, Tree};
+
+use super::journal::{self, Journal, Record};
+use super::namespace::{Namespace, ROOT};
+use super::{now, WError, WResult, WritableFs, WritableOptions, MOUNT_DEV};
+
+impl WritableFs {
+    /// Writes a snapshot of everything closed so far: packs → index → trees →
+    /// snapshot; then starts a new journal on top of it.
+    pub fn commit(&self) -> WResult<SnapshotId> {
+        let _g = self.commit_lock.lock();
+        let started = std::time::Instant::now();
+        self.packer.flush()?;
+        let mut summary = Summary::default();
+        let root = {
+            let ns = self.ns.lock();
+            self.build_tree(&ns, ROOT, &mut summary)?
+        };
+        self.packer.flush()?;
+        let st = &self.packer.stats;
+        summary.new_bytes = st.new_bytes.load(Ordering::Relaxed);
+        summary.stored_bytes = st.stored_bytes.load(Ordering::Relaxed);
+        summary.new_blobs = st.new_blobs.load(Ordering::Relaxed);
+        summary.duration_ns = started.elapsed().as_nanos() as u64;
+        let base = *self.base.lock();
+        let snap = Snapshot {
+            version: 1,
+            time: now(),
+            host: self.opts.host.clone(),
+            user: crate::util::username(),
+            paths: vec![b"/".to_vec()],
+            tags: self.opts.tags.clone(),
+            tree: root,
+            parent: base,
+            summary,
+        };
+        let id = self.repo.save_snapshot(&snap)?;
+        let header = Record::Header {
+            store_id: self.repo.config().id.clone(),
+            base: Some(id),
+            host: self.opts.host.clone(),
+            tags: self.opts.tags.clone(),
+        };
+        // Hold the namespace while switching journals so no change falls between.
+        let freed: Vec<String> = {
+            let mut ns = self.ns.lock();
+            *self.journal.lock() = Journal::create(&self.opts.spool_dir.join("journal"), &header)?;
+            *self.base.lock() = Some(id);
+            self.changed.store(false, Ordering::Relaxed);
+            ns.inodes
+                .values_mut()
+                .filter(|i| !i.dirty && i.open_handles == 0)
+                .filter_map(|i| i.spool.take())
+                .collect()
+        };
+        for s in freed {
+            self.drop_spool(&s);
+        }
+        *self.last_commit.lock() = Some(id);
+        tracing::info!("committed snapshot {}", id.short());
+        Ok(id)
+    }
+
+    pub(super) fn build_tree(
+        &self,
+        ns: &Namespace,
+        dir: u64,
+        sum: &mut Summary,
+    ) -> WResult<BlobId> {
+        let mut nodes = Vec::new();
+        for (name, ino) in ns.to_nodes(dir) {
+            let i = ns.get(ino)?;
+            let subtree = if i.is_dir() {
+                sum.dirs += 1;
+                Some(self.build_tree(ns, ino, sum)?)
+            } else {
+                None
+            };
+            let size = match i.kind {
+                NodeKind::File => {
+                    sum.files += 1;
+                    let s: u64 = i.content.iter().map(|c| c.size as u64).sum();
+                    sum.bytes += s;
+                    s
+                }
+                NodeKind::Dir => 0,
+                _ => {
+                    sum.others += 1;
+                    0
+                }
+            };
+            let nlink = if i.is_dir() {
+                1
+            } else {
+                i.links.len().max(1) as u64
+            };
+            nodes.push(Node {
+                name,
+                kind: i.kind,
+                mode: i.mode,
+                uid: i.uid,
+                gid: i.gid,
+                user: if i.user.is_empty() {
+                    self.names.user(i.uid)
+                } else {
+                    i.user.clone()
+                },
+                group: if i.group.is_empty() {
+                    self.names.group(i.gid)
+                } else {
+                    i.group.clone()
+                },
+                size,
+                atime: i.atime,
+                mtime: i.mtime,
+                ctime: i.ctime,
+                dev: MOUNT_DEV,
+                ino,
+                nlink,
+                rdev: i.rdev,
+                xattrs: i.xattrs.clone(),
+                target: i.target.clone(),
+                content: if i.kind == NodeKind::File {
+                    i.content.clone()
+                } else {
+                    Vec::new()
+                },
+                subtree,
+            });
+        }
+        let tree = Tree::new(nodes);
+        Ok(self
+            .packer
+            .save(crate::blob::BlobType::Tree, &tree.encode())?)
+    }
+}
+
+/// Replays and commits a journal left in `spool` by a mount that did not
+/// finish. Returns the snapshot it committed, if there was anything to do.
+pub fn recover_dir(repo: &Arc<Repo>, spool: &Path) -> Result<Option<SnapshotId>> {
+    let path = spool.join("journal");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let records = journal::read(&path)?;
+    let Some(Record::Header {
+        store_id,
+        base,
+        host,
+        tags,
+    }) = records.first().cloned()
+    else {
+        return Err(Error::corrupt("journal", "no header"));
+    };
+    if store_id != repo.config().id {
+        return Err(Error::InvalidInput(format!(
+            "the journal in {} belongs to another store ({})",
+            spool.display(),
+            &store_id[..8.min(store_id.len())]
+        )));
+    }
+    if records.len() == 1 {
+        let _ = std::fs::remove_file(&path);
+        return Ok(None);
+    }
+    repo.load_index()?;
+    let (tree, time) = match base {
+        Some(id) => {
+            let s = repo.load_snapshot(&id)?;
+            (Some(s.tree), s.time)
+        }
+        None => (None, now()),
+    };
+    let mut ns = Namespace::load(repo, tree.map(|t| (t, time)), time)?;
+    let packer = Packer::new(repo.clone());
+    for r in &records[1..] {
+        if let Err(e) = replay(&mut ns, r, spool, &packer, repo) {
+            tracing::warn!("journal replay: skipping {r:?}: {e:?}");
+        }
+    }
+    let opts = WritableOptions {
+        spool_dir: spool.to_path_buf(),
+        spool_cap: u64::MAX,
+        host,
+        tags,
+        cache_bytes: 64 << 20,
+    };
+    let header = Record::Header {
+        store_id,
+        base,
+        host: opts.host.clone(),
+        tags: opts.tags.clone(),
+    };
+    let journal = Journal::create(&spool.join("journal.recovering"), &header)?;
+    let fs = WritableFs::assemble(repo.clone(), opts, ns, journal, base, |_| packer);
+    let id = fs
+        .commit()
+        .map_err(|e| Error::InvalidInput(format!("committing recovered files: {e:?}")))?;
+    // The commit wrote a fresh journal; the mount that follows replaces it.
+    let _ = std::fs::remove_file(spool.join("journal.recovering"));
+    let _ = std::fs::remove_file(&path);
+    for e in std::fs::read_dir(spool).into_iter().flatten().flatten() {
+        if e.file_name() != "journal" {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(Some(id))
+}
+
+fn replay(
+    ns: &mut Namespace,
+    r: &Record,
+    spool: &Path,
+    packer: &Packer,
+    repo: &Arc<Repo>,
+) -> WResult<()> {
+    let t = now();
+    match r {
+        Record::Header { .. } => {}
+        Record::Create { path, meta } => {
+            let (dir, name) = ns.resolve_parent(path)?;
+            ns.create(dir, name, meta)?;
+        }
+        Record::Link { target, path } => {
+            let ino = ns.resolve(target)?;
+            let (dir, name) = ns.resolve_parent(path)?;
+            ns.link(ino, dir, name, t)?;
+        }
+        Record::Unlink { path } => {
+            let (dir, name) = ns.resolve_parent(path)?;
+            let is_dir = ns.get(ns.lookup(dir, name)?)?.is_dir();
+            ns.unlink(dir, name, is_dir, t)?;
+        }
+        Record::Rename { from, to } => {
+            let (d1, n1) = ns.resolve_parent(from)?;
+            let (d2, n2) = ns.resolve_parent(to)?;
+            ns.rename(d1, n1, d2, n2, false, t)?;
+        }
+        Record::SetAttr {
+            path,
+            mode,
+            uid,
+            gid,
+            atime,
+            mtime,
+            ctime,
+        } => {
+            let i = ns.get_mut(ns.resolve(path)?)?;
+            if let Some(m) = mode {
+                i.mode = m & 0o7777;
+            }
+            if let Some(u) = uid {
+                i.uid = *u;
+                i.user.clear();
+            }
+            if let Some(g) = gid {
+                i.gid = *g;
+                i.group.clear();
+            }
+            if let Some(a) = atime {
+                i.atime = *a;
+            }
+            if let Some(m) = mtime {
+                i.mtime = *m;
+            }
+            i.ctime = *ctime;
+        }
+        Record::SetXattrs { path, xattrs } => {
+            ns.get_mut(ns.resolve(path)?)?.xattrs = xattrs.clone();
+        }
+        Record::Content {
+            path,
+            size,
+            mtime,
+            chunks,
+            spool: file,
+        } => {
+            let ino = ns.resolve(path)?;
+            let all_stored = {
+                let idx = repo.index().read();
+                chunks.iter().all(|c| idx.contains(&c.id))
+            };
+            let content = if all_stored {
+                chunks.clone()
+            } else {
+                // The packs with these chunks never became durable: store the
+                // bytes again from the spool.
+                let name = file
+                    .as_ref()
+                    .ok_or(WError::Io("content lost: no spool file".into()))?;
+                let f = File::open(spool.join(name))
+                    .map_err(|e| WError::Io(format!("spool {name}: {e}")))?;
+                let c = packer.save_stream(std::io::BufReader::new(f), *size)?;
+                let total: u64 = c.iter().map(|x| x.size as u64).sum();
+                if total != *size {
+                    return Err(WError::Io(format!(
+                        "spool {name} no longer matches its close"
+                    )));
+                }
+                c
+            };
+            let i = ns.get_mut(ino)?;
+            i.content = content;
+            i.size = *size;
+            i.mtime = *mtime;
+        }
+    }
+    Ok(())
+}

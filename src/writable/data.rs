@@ -1,0 +1,368 @@
+//! The data path of the writable mount: spool files (copy on first write),
+//! reads of uncommitted files, writes, and storing a file's bytes through the
+//! packer when it is closed.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::tree::NodeKind;
+
+use super::journal::Record;
+use super::namespace::NsError;
+use super::{now, OpenFile, WError, WResult, WritableFs, COMMIT_INO};
+
+impl WritableFs {
+    pub(super) fn spool_path(&self, name: &str) -> PathBuf {
+        self.opts.spool_dir.join(name)
+    }
+
+    pub(super) fn spool_file(&self, name: &str) -> WResult<Arc<File>> {
+        if let Some(f) = self.spool_files.lock().get(name) {
+            return Ok(f.clone());
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.spool_path(name))
+            .map_err(|e| WError::Io(format!("spool: {e}")))?;
+        let f = Arc::new(f);
+        self.spool_files.lock().insert(name.to_string(), f.clone());
+        Ok(f)
+    }
+
+    pub(super) fn drop_spool(&self, name: &str) {
+        self.spool_files.lock().remove(name);
+        let p = self.spool_path(name);
+        if let Ok(m) = std::fs::metadata(&p) {
+            self.spool_bytes.fetch_sub(
+                m.len().min(self.spool_bytes.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+        }
+        let _ = std::fs::remove_file(p);
+    }
+
+    /// Gives `ino` a spool file holding its current bytes (copy on first write).
+    pub(super) fn ensure_spool(&self, ino: u64, truncate: bool) -> WResult<String> {
+        let (existing, content) = {
+            let ns = self.ns.lock();
+            let i = ns.get(ino)?;
+            if i.kind != NodeKind::File {
+                return Err(NsError::IsDir.into());
+            }
+            (i.spool.clone(), i.content.clone())
+        };
+        if let Some(s) = existing {
+            return Ok(s);
+        }
+        let name = format!("{ino}-{}", self.spool_seq.fetch_add(1, Ordering::Relaxed));
+        let f = self.spool_file(&name)?;
+        if !truncate {
+            let mut off = 0u64;
+            for c in &content {
+                let d = self.cache.get(&c.id)?;
+                f.write_all_at(&d, off)
+                    .map_err(|e| WError::Io(format!("spool: {e}")))?;
+                off += d.len() as u64;
+            }
+            self.spool_bytes.fetch_add(off, Ordering::Relaxed);
+        }
+        let mut ns = self.ns.lock();
+        let i = ns.get_mut(ino)?;
+        if let Some(s) = &i.spool {
+            // Another thread won the race.
+            let s = s.clone();
+            drop(ns);
+            self.drop_spool(&name);
+            return Ok(s);
+        }
+        i.spool = Some(name.clone());
+        Ok(name)
+    }
+
+    pub fn open(&self, ino: u64, write: bool, truncate: bool) -> WResult<u64> {
+        if ino == COMMIT_INO {
+            // Opening the control file commits; reads then serve the id.
+            let id = self.commit()?;
+            let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+            let text = Some(format!("{}\n", id.to_hex()).into_bytes());
+            self.handles.lock().insert(
+                fh,
+                OpenFile {
+                    ino,
+                    write: false,
+                    text,
+                },
+            );
+            return Ok(fh);
+        }
+        if write {
+            let reopened_clean = self
+                .ns
+                .lock()
+                .get(ino)
+                .map(|i| i.spool.is_some() && !i.dirty)?;
+            if reopened_clean {
+                // The spool is about to change: make the chunks its last close
+                // stored durable first, so the journal never needs the old bytes.
+                self.packer.flush()?;
+            }
+            let spool = self.ensure_spool(ino, truncate)?;
+            if truncate {
+                self.truncate_spool(ino, &spool, 0)?;
+            }
+        }
+        self.ns.lock().get_mut(ino)?.open_handles += 1;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(
+            fh,
+            OpenFile {
+                ino,
+                write,
+                text: None,
+            },
+        );
+        Ok(fh)
+    }
+
+    pub(super) fn truncate_spool(&self, ino: u64, spool: &str, size: u64) -> WResult<()> {
+        let f = self.spool_file(spool)?;
+        let old = f.metadata().map(|m| m.len()).unwrap_or(0);
+        f.set_len(size)
+            .map_err(|e| WError::Io(format!("spool: {e}")))?;
+        if size > old {
+            self.spool_bytes.fetch_add(size - old, Ordering::Relaxed);
+        } else {
+            self.spool_bytes.fetch_sub(
+                (old - size).min(self.spool_bytes.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+        }
+        let mut ns = self.ns.lock();
+        let i = ns.get_mut(ino)?;
+        i.size = size;
+        i.dirty = true;
+        i.generation += 1;
+        i.mtime = now();
+        i.ctime = i.mtime;
+        Ok(())
+    }
+
+    pub(super) fn truncate(&self, ino: u64, size: u64) -> WResult<()> {
+        let spool = self.ensure_spool(ino, size == 0)?;
+        self.truncate_spool(ino, &spool, size)?;
+        if self.ns.lock().get(ino)?.open_handles == 0 {
+            self.store_content(ino)?;
+            self.spool_files.lock().remove(&spool);
+        }
+        Ok(())
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> WResult<Vec<u8>> {
+        let ino = {
+            let handles = self.handles.lock();
+            let h = handles.get(&fh).ok_or(WError::BadHandle)?;
+            if let Some(t) = &h.text {
+                let from = (offset as usize).min(t.len());
+                let to = (from + size as usize).min(t.len());
+                return Ok(t[from..to].to_vec());
+            }
+            h.ino
+        };
+        let (spool, content, file_size) = {
+            let ns = self.ns.lock();
+            let i = ns.get(ino)?;
+            (i.spool.clone(), i.content.clone(), i.size)
+        };
+        if offset >= file_size {
+            return Ok(Vec::new());
+        }
+        let len = (size as u64).min(file_size - offset) as usize;
+        let mut out = vec![0u8; len];
+        if let Some(s) = spool {
+            let f = self.spool_file(&s)?;
+            let mut done = 0;
+            while done < len {
+                match f.read_at(&mut out[done..], offset + done as u64) {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(e) => return Err(WError::Io(format!("spool: {e}"))),
+                }
+            }
+            return Ok(out);
+        }
+        let mut start = 0u64;
+        let mut filled = 0usize;
+        for c in content {
+            let end = start + c.size as u64;
+            if end > offset && start < offset + len as u64 {
+                let d = self.cache.get(&c.id)?;
+                let from = offset.max(start) - start;
+                let to = ((offset + len as u64).min(end) - start) as usize;
+                let n = to - from as usize;
+                out[filled..filled + n].copy_from_slice(&d[from as usize..to]);
+                filled += n;
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> WResult<u32> {
+        let ino = match self.handles.lock().get(&fh) {
+            Some(h) if h.write => h.ino,
+            _ => return Err(WError::BadHandle),
+        };
+        if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
+            self.drain_spool()?;
+            if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
+                return Err(WError::NoSpace);
+            }
+        }
+        let spool = self.ensure_spool(ino, false)?;
+        let f = self.spool_file(&spool)?;
+        f.write_all_at(data, offset).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                WError::NoSpace
+            } else {
+                WError::Io(format!("spool: {e}"))
+            }
+        })?;
+        let end = offset + data.len() as u64;
+        let mut ns = self.ns.lock();
+        let i = ns.get_mut(ino)?;
+        if end > i.size {
+            self.spool_bytes.fetch_add(end - i.size, Ordering::Relaxed);
+            i.size = end;
+        }
+        i.dirty = true;
+        i.generation += 1;
+        i.mtime = now();
+        i.ctime = i.mtime;
+        Ok(data.len() as u32)
+    }
+
+    /// On close (flush) and fsync: store the file's bytes through the pipeline
+    /// and journal them. An error here reaches the writer's `close()`.
+    pub fn flush(&self, fh: u64) -> WResult<()> {
+        let Some(ino) = self
+            .handles
+            .lock()
+            .get(&fh)
+            .filter(|h| h.write)
+            .map(|h| h.ino)
+        else {
+            return Ok(());
+        };
+        self.store_content(ino)
+    }
+
+    pub(super) fn store_content(&self, ino: u64) -> WResult<()> {
+        let (spool, generation, path, mtime) = {
+            let ns = self.ns.lock();
+            let i = ns.get(ino)?;
+            if !i.dirty {
+                return Ok(());
+            }
+            (
+                i.spool
+                    .clone()
+                    .ok_or(WError::Io("dirty file without spool".into()))?,
+                i.generation,
+                ns.path(ino),
+                i.mtime,
+            )
+        };
+        let f = self.spool_file(&spool)?;
+        f.sync_data()
+            .map_err(|e| WError::Io(format!("spool: {e}")))?;
+        let len = f.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        let reader = std::io::BufReader::with_capacity(1 << 20, SpoolReader { f: &f, pos: 0 });
+        let chunks = self.packer.save_stream(reader, len)?;
+        let size: u64 = chunks.iter().map(|c| c.size as u64).sum();
+        {
+            let mut ns = self.ns.lock();
+            let i = ns.get_mut(ino)?;
+            i.content = chunks.clone();
+            if i.generation == generation {
+                i.dirty = false;
+            }
+        }
+        if let Some(path) = path {
+            let r = Record::Content {
+                path,
+                size,
+                mtime,
+                chunks,
+                spool: Some(spool),
+            };
+            self.log(r, true)?;
+        }
+        Ok(())
+    }
+
+    pub fn release(&self, fh: u64) {
+        let Some(h) = self.handles.lock().remove(&fh) else {
+            return;
+        };
+        if h.text.is_some() {
+            return;
+        }
+        let mut ns = self.ns.lock();
+        if let Ok(i) = ns.get_mut(h.ino) {
+            i.open_handles = i.open_handles.saturating_sub(1);
+            if i.open_handles == 0 {
+                // Close the spool's descriptor with the last handle: a copy of
+                // 80k files must not hold 80k descriptors.
+                if let Some(s) = &i.spool {
+                    self.spool_files.lock().remove(s);
+                }
+            }
+            if i.open_handles == 0 && i.links.is_empty() {
+                let spool = i.spool.clone();
+                ns.inodes.remove(&h.ino);
+                drop(ns);
+                if let Some(s) = spool {
+                    self.drop_spool(&s);
+                }
+            }
+        }
+    }
+
+    /// Makes every stored chunk durable, then frees the spool of closed files.
+    pub(super) fn drain_spool(&self) -> WResult<()> {
+        self.packer.flush()?;
+        let freed: Vec<String> = {
+            let mut ns = self.ns.lock();
+            ns.inodes
+                .values_mut()
+                .filter(|i| !i.dirty && i.open_handles == 0)
+                .filter_map(|i| i.spool.take())
+                .collect()
+        };
+        for s in freed {
+            self.drop_spool(&s);
+        }
+        Ok(())
+    }
+}
+
+/// `Read` over a spool file by position, without a shared cursor.
+struct SpoolReader<'a> {
+    f: &'a File,
+    pos: u64,
+}
+
+impl std::io::Read for SpoolReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.f.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
