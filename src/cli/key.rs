@@ -11,6 +11,9 @@ use super::{Ctx, EXIT_OK};
 
 /// Manage the passphrases that open the store.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  KLOSETFS_NEW_PASSPHRASE=... klosetfs at /srv/backups key add\n  klosetfs at /srv/backups key list\n  klosetfs at /srv/backups key rm 1a2b3c4d"
+)]
 pub struct KeyArgs {
     #[command(subcommand)]
     cmd: KeyCmd,

@@ -89,9 +89,16 @@ pub enum Top {
     },
     #[command(flatten)]
     Store(StoreCmd),
+    /// Print shell completions, e.g. `klosetfs completions bash > /etc/bash_completion.d/klosetfs`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), e.g. `klosetfs man > /usr/local/share/man/man1/klosetfs.1`.
+    Man,
     /// Commit a snapshot of a writable mount now; prints its id.
     Commit { mountpoint: PathBuf },
     /// Manage named stores in the user's config file.
+    #[command(
+        after_help = "Examples:\n  klosetfs config store create home location=/srv/backups passphrase_file=~/.kpass\n  klosetfs config store show\n  klosetfs at @home ls"
+    )]
     Config {
         #[command(subcommand)]
         cmd: config::ConfigCmd,
@@ -311,6 +318,23 @@ pub fn main() -> ExitCode {
         }
         Top::Config { cmd } => config::run(cmd),
         Top::Commit { mountpoint } => commit(&mountpoint),
+        Top::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "klosetfs",
+                &mut std::io::stdout(),
+            );
+            Ok(EXIT_OK)
+        }
+        Top::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map(|_| EXIT_OK)
+                .map_err(Into::into)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

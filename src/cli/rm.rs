@@ -35,6 +35,7 @@ pub fn run(ctx: &Ctx, a: RmArgs) -> anyhow::Result<u8> {
 
 /// Remove stale locks (from killed processes), or all with --all.
 #[derive(Args)]
+#[command(after_help = "Example:\n  klosetfs at /srv/backups unlock")]
 pub struct UnlockArgs {
     /// Remove every lock, even live ones.
     #[arg(long)]

@@ -287,6 +287,7 @@ fn replay(
             mtime,
             chunks,
             spool: file,
+            inline,
         } => {
             let ino = ns.resolve(path)?;
             let all_stored = {
@@ -295,6 +296,8 @@ fn replay(
             };
             let content = if all_stored {
                 chunks.clone()
+            } else if let Some(bytes) = inline {
+                packer.save_stream(&bytes[..], *size)?
             } else {
                 // The packs with these chunks never became durable: store the
                 // bytes again from the spool.

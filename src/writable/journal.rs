@@ -76,6 +76,8 @@ pub enum Record {
         mtime: i64,
         chunks: Vec<ChunkRef>,
         spool: Option<String>,
+        /// The bytes themselves, for small files (then the spool is not synced).
+        inline: Option<Vec<u8>>,
     },
 }
 
