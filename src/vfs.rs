@@ -74,7 +74,7 @@ impl Default for VfsOptions {
             uid: None,
             gid: None,
             refresh: Duration::from_secs(30),
-            cache_bytes: 512 << 20,
+            cache_bytes: 128 << 20,
             readahead_chunks: 8,
         }
     }

@@ -36,8 +36,9 @@ pub struct MountArgs {
     /// Log file when detached (default: <cache dir>/klosetfs/mount.log).
     #[arg(long)]
     log_file: Option<PathBuf>,
-    /// Chunk cache size, e.g. 512M or 2G.
-    #[arg(long, default_value = "512M")]
+    /// Chunk cache size, e.g. 128M or 2G. The kernel's page cache keeps file
+    /// data too, so this mostly serves read-ahead.
+    #[arg(long, default_value = "128M")]
     cache_size: String,
     /// Seconds between looks for new snapshots (whole-store mounts).
     #[arg(long, default_value_t = 30)]
@@ -75,6 +76,11 @@ pub struct MountArgs {
     /// Host name for snapshots the writable mount commits.
     #[arg(long, requires = "writable")]
     host: Option<String>,
+    /// When closed files become durable: `close` (fsync on every close: they
+    /// survive a power cut) or `commit` (they survive a crash of the daemon at
+    /// once, a power cut after the next commit; much faster for many small files).
+    #[arg(long, default_value = "close", value_parser = ["close", "commit"], requires = "writable")]
+    sync: String,
 }
 
 /// The spool directory of a writable mount: per store and mountpoint, so the
@@ -258,6 +264,7 @@ fn run_writable(
         host: a.host.clone().unwrap_or_else(klosetfs::util::hostname),
         tags: a.tags.clone(),
         cache_bytes: parse_size(&a.cache_size)?,
+        sync_on_close: a.sync == "close",
     };
     let (fs, _) = WritableFs::new(repo.clone(), base, opts)?;
     let fs = Arc::new(fs);

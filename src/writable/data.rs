@@ -14,7 +14,18 @@ use super::journal::Record;
 use super::namespace::NsError;
 use super::{now, OpenFile, WError, WResult, WritableFs, COMMIT_INO};
 
-/// Files up to this size are journaled with their bytes.
+fn io_err(e: std::io::Error) -> WError {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        WError::NoSpace
+    } else {
+        WError::Io(format!("spool: {e}"))
+    }
+}
+
+/// Spool bytes of closed files that trigger writing their packs out.
+const DRAIN_AT: u64 = 128 * 1024 * 1024;
+
+/// Files up to this size are staged in memory and journaled with their bytes.
 const INLINE_LIMIT: u64 = 256 * 1024;
 
 impl WritableFs {
@@ -39,7 +50,76 @@ impl WritableFs {
         Ok(f)
     }
 
+    /// Writes into a spool, spilling a memory spool to a file when it outgrows
+    /// [`INLINE_LIMIT`].
+    fn spool_write_at(&self, name: &str, data: &[u8], off: u64) -> WResult<()> {
+        {
+            let mut mem = self.mem_spools.lock();
+            if let Some(v) = mem.get_mut(name) {
+                let end = off as usize + data.len();
+                if end as u64 <= INLINE_LIMIT {
+                    if v.len() < end {
+                        v.resize(end, 0);
+                    }
+                    v[off as usize..end].copy_from_slice(data);
+                    return Ok(());
+                }
+                let v = mem.remove(name).expect("present");
+                self.spool_file(name)?.write_all_at(&v, 0).map_err(io_err)?;
+            }
+        }
+        self.spool_file(name)?
+            .write_all_at(data, off)
+            .map_err(io_err)
+    }
+
+    fn spool_read_at(&self, name: &str, out: &mut [u8], off: u64) -> WResult<usize> {
+        if let Some(v) = self.mem_spools.lock().get(name) {
+            let from = (off as usize).min(v.len());
+            let n = out.len().min(v.len() - from);
+            out[..n].copy_from_slice(&v[from..from + n]);
+            return Ok(n);
+        }
+        let f = self.spool_file(name)?;
+        let mut done = 0;
+        while done < out.len() {
+            match f.read_at(&mut out[done..], off + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Sets a spool's length; returns the old one.
+    fn spool_set_len(&self, name: &str, size: u64) -> WResult<u64> {
+        {
+            let mut mem = self.mem_spools.lock();
+            if let Some(v) = mem.get_mut(name) {
+                let old = v.len() as u64;
+                if size <= INLINE_LIMIT {
+                    v.resize(size as usize, 0);
+                    return Ok(old);
+                }
+                let v = mem.remove(name).expect("present");
+                self.spool_file(name)?.write_all_at(&v, 0).map_err(io_err)?;
+            }
+        }
+        let f = self.spool_file(name)?;
+        let old = f.metadata().map(|m| m.len()).unwrap_or(0);
+        f.set_len(size).map_err(io_err)?;
+        Ok(old)
+    }
+
     pub(super) fn drop_spool(&self, name: &str) {
+        if let Some(v) = self.mem_spools.lock().remove(name) {
+            self.spool_bytes.fetch_sub(
+                (v.len() as u64).min(self.spool_bytes.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+            return;
+        }
         self.spool_files.lock().remove(name);
         let p = self.spool_path(name);
         if let Ok(m) = std::fs::metadata(&p) {
@@ -65,13 +145,19 @@ impl WritableFs {
             return Ok(s);
         }
         let name = format!("{ino}-{}", self.spool_seq.fetch_add(1, Ordering::Relaxed));
-        let f = self.spool_file(&name)?;
+        let size: u64 = if truncate {
+            0
+        } else {
+            content.iter().map(|c| c.size as u64).sum()
+        };
+        if size <= INLINE_LIMIT {
+            self.mem_spools.lock().insert(name.clone(), Vec::new());
+        }
         if !truncate {
             let mut off = 0u64;
             for c in &content {
                 let d = self.cache.get(&c.id)?;
-                f.write_all_at(&d, off)
-                    .map_err(|e| WError::Io(format!("spool: {e}")))?;
+                self.spool_write_at(&name, &d, off)?;
                 off += d.len() as u64;
             }
             self.spool_bytes.fetch_add(off, Ordering::Relaxed);
@@ -135,10 +221,7 @@ impl WritableFs {
     }
 
     pub(super) fn truncate_spool(&self, ino: u64, spool: &str, size: u64) -> WResult<()> {
-        let f = self.spool_file(spool)?;
-        let old = f.metadata().map(|m| m.len()).unwrap_or(0);
-        f.set_len(size)
-            .map_err(|e| WError::Io(format!("spool: {e}")))?;
+        let old = self.spool_set_len(spool, size)?;
         if size > old {
             self.spool_bytes.fetch_add(size - old, Ordering::Relaxed);
         } else {
@@ -189,15 +272,8 @@ impl WritableFs {
         let len = (size as u64).min(file_size - offset) as usize;
         let mut out = vec![0u8; len];
         if let Some(s) = spool {
-            let f = self.spool_file(&s)?;
-            let mut done = 0;
-            while done < len {
-                match f.read_at(&mut out[done..], offset + done as u64) {
-                    Ok(0) => break,
-                    Ok(n) => done += n,
-                    Err(e) => return Err(WError::Io(format!("spool: {e}"))),
-                }
-            }
+            let n = self.spool_read_at(&s, &mut out, offset)?;
+            out.truncate(n);
             return Ok(out);
         }
         let mut start = 0u64;
@@ -229,14 +305,7 @@ impl WritableFs {
             }
         }
         let spool = self.ensure_spool(ino, false)?;
-        let f = self.spool_file(&spool)?;
-        f.write_all_at(data, offset).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOSPC) {
-                WError::NoSpace
-            } else {
-                WError::Io(format!("spool: {e}"))
-            }
-        })?;
+        self.spool_write_at(&spool, data, offset)?;
         let end = offset + data.len() as u64;
         let mut ns = self.ns.lock();
         let i = ns.get_mut(ino)?;
@@ -282,23 +351,29 @@ impl WritableFs {
                 i.mtime,
             )
         };
-        let f = self.spool_file(&spool)?;
-        let len = f
-            .metadata()
-            .map(|m| m.len())
-            .map_err(|e| WError::Io(format!("spool: {e}")))?;
         // Small files travel inside the journal record: one fsync per close
         // (the journal's) instead of two.
-        let (chunks, inline) = if len <= INLINE_LIMIT {
-            let mut buf = vec![0u8; len as usize];
-            f.read_exact_at(&mut buf, 0)
-                .map_err(|e| WError::Io(format!("spool: {e}")))?;
+        let in_memory = self.mem_spools.lock().get(&spool).cloned();
+        let (chunks, inline) = if let Some(buf) = in_memory {
+            let len = buf.len() as u64;
             (self.packer.save_stream(&buf[..], len)?, Some(buf))
         } else {
-            f.sync_data()
-                .map_err(|e| WError::Io(format!("spool: {e}")))?;
-            let reader = std::io::BufReader::with_capacity(1 << 20, SpoolReader { f: &f, pos: 0 });
-            (self.packer.save_stream(reader, len)?, None)
+            let f = self.spool_file(&spool)?;
+            let len = f.metadata().map(|m| m.len()).map_err(io_err)?;
+            if len <= INLINE_LIMIT {
+                let mut buf = vec![0u8; len as usize];
+                f.read_exact_at(&mut buf, 0)
+                    .map_err(|e| WError::Io(format!("spool: {e}")))?;
+                (self.packer.save_stream(&buf[..], len)?, Some(buf))
+            } else {
+                if self.opts.sync_on_close {
+                    f.sync_data()
+                        .map_err(|e| WError::Io(format!("spool: {e}")))?;
+                }
+                let reader =
+                    std::io::BufReader::with_capacity(1 << 20, SpoolReader { f: &f, pos: 0 });
+                (self.packer.save_stream(reader, len)?, None)
+            }
         };
         let size: u64 = chunks.iter().map(|c| c.size as u64).sum();
         {
@@ -319,6 +394,11 @@ impl WritableFs {
                 inline,
             };
             self.log(r, true)?;
+        }
+        // Closed files wait in the spool until their packs are durable; keep
+        // that backlog (memory for small files) modest.
+        if self.spool_bytes.load(Ordering::Relaxed) > DRAIN_AT.min(self.opts.spool_cap) {
+            self.drain_spool()?;
         }
         Ok(())
     }

@@ -70,6 +70,10 @@ pub struct WritableOptions {
     pub host: String,
     pub tags: Vec<String>,
     pub cache_bytes: usize,
+    /// fsync the journal (and large spool files) on every close, rename and
+    /// fsync, so closed files survive a power cut. Without it they survive a
+    /// crash of the daemon, and a power cut only once committed.
+    pub sync_on_close: bool,
 }
 
 struct OpenFile {
@@ -89,6 +93,9 @@ pub struct WritableFs {
     base: Mutex<Option<SnapshotId>>,
     handles: Mutex<HashMap<u64, OpenFile>>,
     spool_files: Mutex<HashMap<String, Arc<File>>>,
+    /// Spools of small files, kept in memory: creating a file per copied file
+    /// costs more than the copy. Spilled to a file past `INLINE_LIMIT`.
+    mem_spools: Mutex<HashMap<String, Vec<u8>>>,
     next_fh: AtomicU64,
     spool_seq: AtomicU64,
     spool_bytes: AtomicU64,
@@ -154,6 +161,7 @@ impl WritableFs {
             base: Mutex::new(base),
             handles: Mutex::new(HashMap::new()),
             spool_files: Mutex::new(HashMap::new()),
+            mem_spools: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             spool_seq: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(0),
@@ -168,10 +176,11 @@ impl WritableFs {
         &self.repo
     }
 
-    fn log(&self, r: Record, sync: bool) -> WResult<()> {
+    /// Appends to the journal; `durable` records are fsynced in `sync_on_close` mode.
+    fn log(&self, r: Record, durable: bool) -> WResult<()> {
         let mut j = self.journal.lock();
         j.append(&r)?;
-        if sync {
+        if durable && self.opts.sync_on_close {
             j.sync()?;
         }
         self.changed.store(true, Ordering::Relaxed);
