@@ -23,6 +23,10 @@ impl BlobType {
     }
 }
 
+/// No blob is larger than this (chunks are at most 16 MiB): a hostile index
+/// cannot make a reader allocate more.
+const MAX_BLOB: u32 = 256 * 1024 * 1024;
+
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
 
@@ -34,12 +38,42 @@ fn aad(t: BlobType, id: &BlobId) -> [u8; 33] {
     a
 }
 
+thread_local! {
+    /// One zstd context per thread: creating one per blob is costly.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().map(|(l, _)| *l) != Some(level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        let (_, comp) = c.as_mut().expect("set above");
+        comp.compress(raw)
+    })
+}
+
+/// One-shot decompression into a buffer of the recorded size (the index says
+/// how big the plaintext is, so no streaming or regrowing is needed).
+fn decompress(body: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("set above").decompress(body, raw_len)
+    })
+}
+
 /// Compresses then seals one blob.
 pub fn encode(keys: &Keys, t: BlobType, id: &BlobId, raw: &[u8], level: i32) -> Result<Vec<u8>> {
     let mut payload = Vec::with_capacity(raw.len() / 2 + 16);
     payload.push(ZSTD);
-    let compressed =
-        zstd::bulk::compress(raw, level).map_err(|e| Error::io("compressing a blob", e))?;
+    let compressed = compress(raw, level).map_err(|e| Error::io("compressing a blob", e))?;
     if compressed.len() < raw.len() {
         payload.extend_from_slice(&compressed);
     } else {
@@ -58,13 +92,17 @@ pub fn decode(
     raw_len: u32,
 ) -> Result<Vec<u8>> {
     let what = || format!("{t:?} blob {}", id.to_hex());
+    if raw_len > MAX_BLOB {
+        return Err(Error::corrupt(
+            what(),
+            format!("implausible size {raw_len}"),
+        ));
+    }
     let payload = keys.open(&aad(t, id), sealed, &what())?;
     let raw = match payload.split_first() {
         Some((&RAW, body)) => body.to_vec(),
         Some((&ZSTD, body)) => {
-            let mut out = Vec::with_capacity(raw_len as usize);
-            zstd::stream::copy_decode(body, &mut out).map_err(|e| Error::corrupt(what(), e))?;
-            out
+            decompress(body, raw_len as usize).map_err(|e| Error::corrupt(what(), e))?
         }
         _ => return Err(Error::corrupt(what(), "unknown compression flag")),
     };

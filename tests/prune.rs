@@ -28,7 +28,12 @@ fn prune_frees_space_and_keeps_every_remaining_snapshot_whole() {
     env.ok(&[&"check", &"--read-data"]);
 
     env.ok(&[&"rm", &first[..10].to_string()]);
-    let out = env.ok(&[&"prune"]);
+    let out = env.ok(&[&"prune", &"--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        report["bytes_freed"].as_u64().unwrap() >= 18 << 20,
+        "{report}"
+    );
     let after = env.store_bytes();
     assert!(
         before - after >= 18 << 20,

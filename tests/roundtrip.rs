@@ -22,7 +22,11 @@ fn round_trip_keeps_content_and_metadata() {
     assert_eq!((a.ino(), a.nlink()), (b.ino(), 3));
     // Restoring into a fresh place the whole snapshot nests the absolute path.
     let whole = env.path("whole");
-    env.ok(&[&"restore", &"--to", &whole, &"latest"]);
+    let r: serde_json::Value =
+        serde_json::from_str(&env.ok(&[&"restore", &"--json", &"--to", &whole, &"latest"]))
+            .unwrap();
+    assert!(r["bytes"].as_u64().unwrap() >= 256 << 20, "{r}");
+    assert_eq!(r["damaged"].as_array().unwrap().len(), 0);
     assert_same_tree(&src, &whole.join(src.strip_prefix("/").unwrap()));
     env.ok(&[&"check", &"--read-data"]);
 }

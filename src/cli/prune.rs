@@ -15,6 +15,9 @@ pub struct PruneArgs {
     /// Only report what would be done.
     #[arg(long, short = 'n')]
     dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(ctx: &Ctx, a: PruneArgs) -> anyhow::Result<u8> {
@@ -26,7 +29,14 @@ pub fn run(ctx: &Ctx, a: PruneArgs) -> anyhow::Result<u8> {
             ..Default::default()
         },
     )?;
-    if !ctx.global.quiet {
+    if a.json {
+        let v = serde_json::json!({
+            "dry_run": a.dry_run, "packs_deleted": r.packs_deleted, "orphan_packs": r.orphan_packs,
+            "packs_repacked": r.packs_repacked, "packs_written": r.packs_written,
+            "blobs_removed": r.blobs_removed, "bytes_freed": r.bytes_freed,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if !ctx.global.quiet {
         println!(
             "{}{} packs deleted ({} left by interrupted backups), {} repacked into {}, {} blobs removed, {} freed",
             if a.dry_run { "would be: " } else { "" },

@@ -30,6 +30,9 @@ pub struct RestoreArgs {
     /// Skip files already present with the same size and mtime.
     #[arg(long)]
     skip_existing: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<u8> {
@@ -63,7 +66,19 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<u8> {
     for (p, e) in &r.errors {
         eprintln!("klosetfs: error: {p}: {e}");
     }
-    if !ctx.global.quiet {
+    if a.json {
+        let list = |v: &[(String, String)]| -> Vec<serde_json::Value> {
+            v.iter()
+                .map(|(p, e)| serde_json::json!({"path": p, "error": e}))
+                .collect()
+        };
+        let v = serde_json::json!({
+            "files": r.files, "dirs": r.dirs, "others": r.others, "bytes": r.bytes,
+            "target": a.to.display().to_string(), "duration_s": started.elapsed().as_secs_f64(),
+            "damaged": list(&r.damaged), "errors": list(&r.errors),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if !ctx.global.quiet {
         println!(
             "restored {} files, {} dirs, {} other ({}) to {} in {:.1}s",
             r.files,
