@@ -88,16 +88,7 @@ pub fn check(repo: &Repo, read_data: bool, progress: &CheckProgress) -> Result<C
     }
     // Packs: stored vs indexed, header vs index.
     let stored: HashMap<String, u64> = repo.storage().list(Kind::Pack)?.into_iter().collect();
-    let mut indexed: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
-    for (id, loc) in repo.index().read().blobs() {
-        indexed.entry(loc.pack).or_default().push(PackEntry {
-            blob_type: loc.blob_type,
-            id: *id,
-            offset: loc.offset,
-            length: loc.length,
-            raw_length: loc.raw_length,
-        });
-    }
+    let indexed = repo.index().read().by_pack();
     for name in stored.keys() {
         match PackId::from_hex(name) {
             Ok(id) if indexed.contains_key(&id) => {}

@@ -100,6 +100,28 @@ pub fn tune_kernel(config: &mut KernelConfig) {
     }
 }
 
+/// Replies to `getxattr`: the size when asked for it, `ERANGE` when the
+/// caller's buffer is too small, else the value.
+pub fn reply_xattr(reply: ReplyXattr, value: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(value.len() as u32)
+    } else if value.len() > size as usize {
+        reply.error(Errno::ERANGE)
+    } else {
+        reply.data(value)
+    }
+}
+
+/// Replies to `listxattr` with NUL-terminated names.
+pub fn reply_xattr_names<'a>(reply: ReplyXattr, names: impl Iterator<Item = &'a [u8]>, size: u32) {
+    let mut buf = Vec::new();
+    for n in names {
+        buf.extend_from_slice(n);
+        buf.push(0);
+    }
+    reply_xattr(reply, &buf, size)
+}
+
 type Listing = Arc<Vec<(u64, NodeKind, Vec<u8>)>>;
 
 /// The read-only filesystem.
@@ -292,29 +314,14 @@ impl Filesystem for ReadOnlyFs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         match self.vfs.getxattr(ino.0, name.as_bytes()) {
-            Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
-            Ok(v) => reply.data(&v),
+            Ok(v) => reply_xattr(reply, &v, size),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         match self.vfs.listxattr(ino.0) {
-            Ok(names) => {
-                let mut buf = Vec::new();
-                for n in names {
-                    buf.extend_from_slice(&n);
-                    buf.push(0);
-                }
-                if size == 0 {
-                    reply.size(buf.len() as u32)
-                } else if buf.len() > size as usize {
-                    reply.error(Errno::ERANGE)
-                } else {
-                    reply.data(&buf)
-                }
-            }
+            Ok(names) => reply_xattr_names(reply, names.iter().map(|n| n.as_slice()), size),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -103,6 +103,21 @@ impl MasterIndex {
         self.blobs.iter()
     }
 
+    /// Every pack's entries, as the pack headers list them.
+    pub fn by_pack(&self) -> HashMap<PackId, Vec<PackEntry>> {
+        let mut packs: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+        for (id, l) in &self.blobs {
+            packs.entry(l.pack).or_default().push(PackEntry {
+                blob_type: l.blob_type,
+                id: *id,
+                offset: l.offset,
+                length: l.length,
+                raw_length: l.raw_length,
+            });
+        }
+        packs
+    }
+
     pub fn len(&self) -> usize {
         self.blobs.len()
     }

@@ -8,9 +8,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::check::write_full_index;
 use crate::error::{Error, Result};
-use crate::id::{BlobId, IndexId, PackId};
+use crate::id::{BlobId, IndexId};
 use crate::index::IndexPack;
-use crate::pack::{PackEntry, PackWriter};
+use crate::pack::PackWriter;
 use crate::repo::Repo;
 use crate::storage::{Kind, StorageError};
 
@@ -84,16 +84,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
     let used = used_blobs(repo)?;
     let stored: HashMap<String, u64> = repo.storage().list(Kind::Pack)?.into_iter().collect();
 
-    let mut packs: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
-    for (id, l) in repo.index().read().blobs() {
-        packs.entry(l.pack).or_default().push(PackEntry {
-            blob_type: l.blob_type,
-            id: *id,
-            offset: l.offset,
-            length: l.length,
-            raw_length: l.raw_length,
-        });
-    }
+    let packs = repo.index().read().by_pack();
     for (id, entries) in &packs {
         if !stored.contains_key(&id.to_hex()) && entries.iter().any(|e| used.contains(&e.id)) {
             return Err(Error::InvalidInput(format!(

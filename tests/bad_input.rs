@@ -282,18 +282,7 @@ fn full_disk_at_the_store_fails_cleanly() {
     }
     let env = Env::new();
     let mnt = env.path("small");
-    std::fs::create_dir_all(&mnt).unwrap();
-    sh(&format!(
-        "mount -t tmpfs -o size=4m tmpfs {}",
-        mnt.display()
-    ));
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let _guard = small_tmpfs(&mnt, "4m");
     let store = mnt.join("store");
     let run = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_klosetfs"));

@@ -423,12 +423,6 @@ fn the_mount_helper_takes_fstab_style_options() {
         .output()
         .unwrap();
     let mnt = std::fs::canonicalize(&mnt).unwrap();
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
     let _g = Unmount(mnt.clone());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(is_mounted(&mnt));

@@ -168,18 +168,7 @@ fn a_failing_store_fails_the_copy_and_commits_nothing_broken() {
     }
     let env = Env::new();
     let small = env.path("small");
-    std::fs::create_dir_all(&small).unwrap();
-    sh(&format!(
-        "mount -t tmpfs -o size=6m tmpfs {}",
-        small.display()
-    ));
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _g = Unmount(small.clone());
+    let _g = small_tmpfs(&small, "6m");
     let store = small.join("store");
     let k = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_klosetfs"));

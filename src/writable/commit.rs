@@ -60,15 +60,9 @@ impl WritableFs {
             *self.journal.lock() = Journal::create(&self.opts.spool_dir.join("journal"), &header)?;
             *self.base.lock() = Some(id);
             self.changed.store(false, Ordering::Relaxed);
-            ns.inodes
-                .values_mut()
-                .filter(|i| !i.dirty && i.open_handles == 0)
-                .filter_map(|i| i.spool.take())
-                .collect()
+            Self::take_clean_spools(&mut ns)
         };
-        for s in freed {
-            self.drop_spool(&s);
-        }
+        self.drop_spools(freed);
         *self.last_commit.lock() = Some(id);
         tracing::info!("committed snapshot {}", id.short());
         Ok(id)

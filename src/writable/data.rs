@@ -434,18 +434,25 @@ impl WritableFs {
     /// Makes every stored chunk durable, then frees the spool of closed files.
     pub(super) fn drain_spool(&self) -> WResult<()> {
         self.packer.flush()?;
-        let freed: Vec<String> = {
-            let mut ns = self.ns.lock();
-            ns.inodes
-                .values_mut()
-                .filter(|i| !i.dirty && i.open_handles == 0)
-                .filter_map(|i| i.spool.take())
-                .collect()
-        };
-        for s in freed {
+        let freed = Self::take_clean_spools(&mut self.ns.lock());
+        self.drop_spools(freed);
+        Ok(())
+    }
+
+    /// Detaches the spools of closed files whose content is stored; the
+    /// caller drops them once what makes them redundant is durable.
+    pub(super) fn take_clean_spools(ns: &mut super::namespace::Namespace) -> Vec<String> {
+        ns.inodes
+            .values_mut()
+            .filter(|i| !i.dirty && i.open_handles == 0)
+            .filter_map(|i| i.spool.take())
+            .collect()
+    }
+
+    pub(super) fn drop_spools(&self, names: Vec<String>) {
+        for s in names {
             self.drop_spool(&s);
         }
-        Ok(())
     }
 }
 

@@ -18,7 +18,7 @@ use fuser::{
 use super::journal::NewMeta;
 use super::namespace::{NsError, WInode};
 use super::{WError, WritableFs, COMMIT_INO};
-use crate::fuse::{file_type, system_time, tune_kernel};
+use crate::fuse::{file_type, reply_xattr, reply_xattr_names, system_time, tune_kernel};
 use crate::tree::{NodeKind, Xattr};
 
 const TTL: Duration = Duration::from_secs(1);
@@ -587,34 +587,19 @@ impl Filesystem for WritableFuse {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let i = match self.fs.inode(ino.0) {
-            Ok(i) => i,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        match i.xattrs.iter().find(|x| x.name == name.as_bytes()) {
-            None => reply.error(Errno::ENODATA),
-            Some(x) if size == 0 => reply.size(x.value.len() as u32),
-            Some(x) if x.value.len() > size as usize => reply.error(Errno::ERANGE),
-            Some(x) => reply.data(&x.value),
+        match self.fs.inode(ino.0) {
+            Ok(i) => match i.xattrs.iter().find(|x| x.name == name.as_bytes()) {
+                Some(x) => reply_xattr(reply, &x.value, size),
+                None => reply.error(Errno::ENODATA),
+            },
+            Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let i = match self.fs.inode(ino.0) {
-            Ok(i) => i,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        let mut buf = Vec::new();
-        for x in &i.xattrs {
-            buf.extend_from_slice(&x.name);
-            buf.push(0);
-        }
-        if size == 0 {
-            reply.size(buf.len() as u32)
-        } else if buf.len() > size as usize {
-            reply.error(Errno::ERANGE)
-        } else {
-            reply.data(&buf)
+        match self.fs.inode(ino.0) {
+            Ok(i) => reply_xattr_names(reply, i.xattrs.iter().map(|x| x.name.as_slice()), size),
+            Err(e) => reply.error(errno(&e)),
         }
     }
 

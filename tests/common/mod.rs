@@ -329,3 +329,22 @@ impl Drop for Mounted {
         self.stop();
     }
 }
+
+/// Detaches a mount (FUSE or tmpfs) when dropped, even if the test panicked.
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Mounts a tmpfs of `size` (e.g. "4m") at `dir`; unmounted when the guard drops.
+pub fn small_tmpfs(dir: &Path, size: &str) -> Unmount {
+    std::fs::create_dir_all(dir).unwrap();
+    sh(&format!(
+        "mount -t tmpfs -o size={size} tmpfs {}",
+        dir.display()
+    ));
+    Unmount(dir.to_path_buf())
+}
