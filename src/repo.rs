@@ -381,7 +381,10 @@ pub fn unlock(storage: &dyn Storage, passphrase: &[u8]) -> Result<(KeyId, Master
         }
     }
     if damaged > 0 {
-        tracing::warn!("{damaged} key file(s) could not be read");
+        return Err(Error::corrupt(
+            "keys",
+            format!("no readable key opens the store with this passphrase, and {damaged} key file(s) are damaged (run `key list`)"),
+        ));
     }
     Err(Error::WrongPassphrase)
 }

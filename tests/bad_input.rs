@@ -352,3 +352,58 @@ fn unreadable_source_files_are_skipped_and_reported() {
     let ls = env.ok(&[&"ls", &format!("latest:{}", src.display())]);
     assert_eq!(ls.trim(), "ok");
 }
+
+#[test]
+fn damaged_key_and_config_files_are_named() {
+    let env = Env::new();
+    env.create();
+    // A flipped byte in the only key file: not "wrong passphrase", but damage.
+    let key = walk(&env.store.join("keys")).pop().unwrap();
+    let mut b = std::fs::read(&key).unwrap();
+    let i = b.iter().position(|c| *c == b'"').unwrap() + 1;
+    b[i] ^= 0x20;
+    std::fs::write(&key, &b).unwrap();
+    let o = env.run(&[&"ls"]);
+    assert_fails(&o, 1, "damaged");
+    // A mangled config is refused with a clear message.
+    let env = Env::new();
+    env.create();
+    let cfg = env.store.join("config");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("\"version\": 1", "\"version\": 7");
+    std::fs::write(&cfg, text).unwrap();
+    assert_fails(
+        &env.run(&[&"ls"]),
+        1,
+        "newer than this klosetfs understands",
+    );
+    std::fs::write(&cfg, b"\x00garbage").unwrap();
+    assert_fails(&env.run(&[&"ls"]), 1, "corrupt config");
+    // A damaged index object is named by check and repaired.
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), noise(8, 100_000)).unwrap();
+    env.create();
+    env.backup(&src);
+    let idx = walk(&env.store.join("index")).pop().unwrap();
+    let mut b = std::fs::read(&idx).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 1;
+    std::fs::write(&idx, &b).unwrap();
+    let o = env.run(&[&"check"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stdout)
+        .contains(&idx.file_name().unwrap().to_string_lossy().to_string()));
+    env.ok(&[&"check", &"--repair"]);
+    env.ok(&[&"check", &"--read-data"]);
+    let out = env
+        .cmd(&[&"cat", &format!("latest:{}/f", src.display())])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stdout == noise(8, 100_000),
+        "the data is whole after the repair"
+    );
+}
