@@ -147,9 +147,12 @@ fn a_backup_interrupted_at_every_write_loses_nothing() {
                 ..Default::default()
             },
         ));
-        let r = backup_of(&open(faulty), &src);
+        let r = backup_of(&open(faulty.clone()), &src);
+        // Pack boundaries can differ a little between runs (worker threads), so a
+        // run may finish in fewer writes than the probe's; then it must not crash.
+        let finished_early = r.is_ok() && faulty.puts() <= crash_at;
         assert!(
-            r.is_err(),
+            r.is_err() || finished_early,
             "crash after {crash_at} of {writes} writes must fail the backup"
         );
 
@@ -225,7 +228,12 @@ fn torn_writes_and_flipped_reads_are_detected() {
                 !report.errors.is_empty(),
                 "write {n} of {writes}: a torn {kind} must be named by check"
             ),
-            None => panic!("write {n} was not torn"),
+            // This run needed fewer writes than the probe (pack boundaries vary
+            // with thread timing): nothing was torn, so the store must be whole.
+            None => {
+                assert!(faulty.puts() < n, "write {n} should have been torn");
+                assert!(report.errors.is_empty(), "{:?}", report.errors);
+            }
         }
     }
     // Flipped bytes on read: every blob read fails verification.
