@@ -30,6 +30,14 @@ impl Default for PruneOptions {
     }
 }
 
+/// Live counters for a progress display.
+#[derive(Debug, Default)]
+pub struct PruneProgress {
+    pub trees: std::sync::atomic::AtomicU64,
+    /// Bytes of packs read for repacking.
+    pub bytes: std::sync::atomic::AtomicU64,
+}
+
 #[derive(Debug, Default)]
 pub struct PruneReport {
     pub packs_deleted: usize,
@@ -41,7 +49,7 @@ pub struct PruneReport {
 }
 
 /// Every blob reachable from a snapshot. Fails if anything is unreadable.
-pub fn used_blobs(repo: &Repo) -> Result<HashSet<BlobId>> {
+pub fn used_blobs(repo: &Repo, progress: &PruneProgress) -> Result<HashSet<BlobId>> {
     let mut used = HashSet::new();
     for (name, _) in repo.storage().list(Kind::Snapshot)? {
         let id = crate::id::SnapshotId::from_hex(&name)?;
@@ -55,6 +63,9 @@ pub fn used_blobs(repo: &Repo) -> Result<HashSet<BlobId>> {
             if !used.insert(t) {
                 continue;
             }
+            progress
+                .trees
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let tree = repo.load_tree(&t).map_err(|e| {
                 Error::InvalidInput(format!(
                     "tree {} is unreadable ({e}); refusing to prune (run `check`)",
@@ -72,7 +83,7 @@ pub fn used_blobs(repo: &Repo) -> Result<HashSet<BlobId>> {
     Ok(used)
 }
 
-pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
+pub fn prune(repo: &Repo, opts: &PruneOptions, progress: &PruneProgress) -> Result<PruneReport> {
     let _lock = crate::lock::acquire(repo.storage(), repo.keys(), true)?;
     let bad = repo.load_index()?;
     if !bad.is_empty() {
@@ -81,7 +92,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
             bad.len()
         )));
     }
-    let used = used_blobs(repo)?;
+    let used = used_blobs(repo, progress)?;
     let stored: HashMap<String, u64> = repo.storage().list(Kind::Pack)?.into_iter().collect();
 
     let packs = repo.index().read().by_pack();
@@ -142,6 +153,9 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
     let mut copied = HashSet::new();
     for (id, entries) in &repack {
         let bytes = repo.storage().get(Kind::Pack, &id.to_hex())?;
+        progress
+            .bytes
+            .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         for e in entries.iter().filter(|e| used.contains(&e.id)) {
             if !copied.insert(e.id) {
                 continue;

@@ -1,7 +1,12 @@
 //! `prune`: reclaim space held by blobs no snapshot uses.
 
 use clap::Args;
-use klosetfs::prune::{prune, PruneOptions};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use klosetfs::prune::{prune, PruneOptions, PruneProgress};
+
+use super::progress::Ticker;
 use klosetfs::util::human_bytes;
 
 use super::{Ctx, EXIT_OK};
@@ -22,13 +27,23 @@ pub struct PruneArgs {
 
 pub fn run(ctx: &Ctx, a: PruneArgs) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
-    let r = prune(
-        &repo,
-        &PruneOptions {
-            dry_run: a.dry_run,
-            ..Default::default()
-        },
-    )?;
+    let progress = Arc::new(PruneProgress::default());
+    let ticker = {
+        let p = progress.clone();
+        Ticker::start(ctx.show_progress(), None, move || {
+            (
+                format!("{} trees read, repacking", p.trees.load(Ordering::Relaxed)),
+                p.bytes.load(Ordering::Relaxed),
+            )
+        })
+    };
+    let opts = PruneOptions {
+        dry_run: a.dry_run,
+        ..Default::default()
+    };
+    let r = prune(&repo, &opts, &progress);
+    drop(ticker);
+    let r = r?;
     if a.json {
         let v = serde_json::json!({
             "dry_run": a.dry_run, "packs_deleted": r.packs_deleted, "orphan_packs": r.orphan_packs,

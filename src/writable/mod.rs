@@ -110,9 +110,8 @@ fn now() -> i64 {
 }
 
 impl WritableFs {
-    /// Opens the spool: replays and commits a journal left by a crash first,
-    /// then starts from `base` (or the recovered snapshot when `base` is `None`
-    /// and one was recovered... only if asked: `base` wins).
+    /// Opens the spool (replaying and committing a journal a crash left there,
+    /// whose snapshot id is returned), then starts a tree from `base`, or empty.
     pub fn new(
         repo: Arc<Repo>,
         base: Option<SnapshotId>,
@@ -121,17 +120,14 @@ impl WritableFs {
         std::fs::create_dir_all(&opts.spool_dir)
             .map_err(|e| Error::io(format!("creating spool {}", opts.spool_dir.display()), e))?;
         let recovered = recover_dir(&repo, &opts.spool_dir)?;
-        let (ns, base_time) = match base {
+        let tree = match base {
             Some(id) => {
                 let s = repo.load_snapshot(&id)?;
-                (
-                    Namespace::load(&repo, Some((s.tree, s.time)), now())?,
-                    Some(s.time),
-                )
+                Some((s.tree, s.time))
             }
-            None => (Namespace::load(&repo, None, now())?, None),
+            None => None,
         };
-        let _ = base_time;
+        let ns = Namespace::load(&repo, tree, now())?;
         let header = Record::Header {
             store_id: repo.config().id.clone(),
             base,
