@@ -194,12 +194,7 @@ pub fn check(repo: &Repo, read_data: bool, progress: &CheckProgress) -> Result<C
 /// Rebuilds the index from the headers of every readable pack, superseding
 /// all existing index objects. Nothing is deleted before the new index is stored.
 pub fn repair_index(repo: &Repo) -> Result<(usize, usize)> {
-    let old: Vec<IndexId> = repo
-        .storage()
-        .list(Kind::Index)?
-        .into_iter()
-        .filter_map(|(n, _)| IndexId::from_hex(&n).ok())
-        .collect();
+    let old = repo.index_ids()?;
     let packs = repo.storage().list(Kind::Pack)?;
     let results: Vec<(String, Result<Vec<PackEntry>>)> = packs
         .par_iter()

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::check::write_full_index;
 use crate::error::{Error, Result};
-use crate::id::{BlobId, IndexId};
+use crate::id::BlobId;
 use crate::index::IndexPack;
 use crate::pack::PackWriter;
 use crate::repo::Repo;
@@ -181,12 +181,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, progress: &PruneProgress) -> Resu
         .bytes_freed
         .saturating_sub(written.iter().map(|(_, n)| *n).sum::<u64>());
 
-    let old: Vec<IndexId> = repo
-        .storage()
-        .list(Kind::Index)?
-        .into_iter()
-        .filter_map(|(n, _)| IndexId::from_hex(&n).ok())
-        .collect();
+    let old = repo.index_ids()?;
     keep.extend(written.into_iter().map(|(p, _)| p));
     write_full_index(repo, keep, old.clone())?;
     for id in old {

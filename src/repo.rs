@@ -138,10 +138,9 @@ impl Repo {
     /// Reads the index objects (in parallel) into the master index.
     /// Damaged index objects are skipped and returned, so readers keep working.
     pub fn load_index(&self) -> Result<Vec<(IndexId, Error)>> {
-        let names = self.storage.list(Kind::Index)?;
-        let loaded: Vec<(IndexId, Result<IndexFile>)> = names
-            .par_iter()
-            .filter_map(|(n, _)| IndexId::from_hex(n).ok())
+        let loaded: Vec<(IndexId, Result<IndexFile>)> = self
+            .index_ids()?
+            .into_par_iter()
             .map(|id| {
                 let r = self
                     .storage
@@ -176,6 +175,16 @@ impl Repo {
         }
         *self.index.write() = idx;
         Ok(bad)
+    }
+
+    /// Every index object in the store, by name.
+    pub fn index_ids(&self) -> Result<Vec<IndexId>> {
+        Ok(self
+            .storage
+            .list(Kind::Index)?
+            .into_iter()
+            .filter_map(|(n, _)| IndexId::from_hex(&n).ok())
+            .collect())
     }
 
     pub fn locate(&self, id: &BlobId) -> Option<BlobLocation> {

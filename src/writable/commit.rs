@@ -253,25 +253,8 @@ fn replay(
             mtime,
             ctime,
         } => {
-            let i = ns.get_mut(ns.resolve(path)?)?;
-            if let Some(m) = mode {
-                i.mode = m & 0o7777;
-            }
-            if let Some(u) = uid {
-                i.uid = *u;
-                i.user.clear();
-            }
-            if let Some(g) = gid {
-                i.gid = *g;
-                i.group.clear();
-            }
-            if let Some(a) = atime {
-                i.atime = *a;
-            }
-            if let Some(m) = mtime {
-                i.mtime = *m;
-            }
-            i.ctime = *ctime;
+            ns.get_mut(ns.resolve(path)?)?
+                .set_attrs(*mode, *uid, *gid, *atime, *mtime, *ctime);
         }
         Record::SetXattrs { path, xattrs } => {
             ns.get_mut(ns.resolve(path)?)?.xattrs = xattrs.clone();

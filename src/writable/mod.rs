@@ -320,24 +320,7 @@ impl WritableFs {
             let mut ns = self.ns.lock();
             let path = ns.path(ino);
             let i = ns.get_mut(ino)?;
-            if let Some(m) = mode {
-                i.mode = m & 0o7777;
-            }
-            if let Some(u) = uid {
-                i.uid = u;
-                i.user.clear();
-            }
-            if let Some(g) = gid {
-                i.gid = g;
-                i.group.clear();
-            }
-            if let Some(a) = atime {
-                i.atime = a;
-            }
-            if let Some(m) = mtime {
-                i.mtime = m;
-            }
-            i.ctime = t;
+            i.set_attrs(mode, uid, gid, atime, mtime, t);
             (path, i.clone())
         };
         if let Some(path) = path {

@@ -117,6 +117,37 @@ impl WInode {
     pub fn is_dir(&self) -> bool {
         self.kind == NodeKind::Dir
     }
+
+    /// chmod/chown/utimens: the one place both live requests and journal
+    /// replay change attributes. A new owner drops the stored owner name.
+    pub fn set_attrs(
+        &mut self,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        atime: Option<i64>,
+        mtime: Option<i64>,
+        ctime: i64,
+    ) {
+        if let Some(m) = mode {
+            self.mode = m & 0o7777;
+        }
+        if let Some(u) = uid {
+            self.uid = u;
+            self.user.clear();
+        }
+        if let Some(g) = gid {
+            self.gid = g;
+            self.group.clear();
+        }
+        if let Some(a) = atime {
+            self.atime = a;
+        }
+        if let Some(m) = mtime {
+            self.mtime = m;
+        }
+        self.ctime = ctime;
+    }
 }
 
 pub struct Namespace {
