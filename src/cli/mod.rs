@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 
 use klosetfs::repo::Repo;
-use klosetfs::storage::{LocalStorage, Storage};
+use klosetfs::storage::Storage;
 use klosetfs::userconfig::UserConfig;
 
 mod backup;
@@ -77,6 +77,12 @@ pub struct Global {
     /// No progress bars and no summaries.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Cache folder for remote stores (default ~/.cache/klosetfs).
+    #[arg(long, env = "KLOSETFS_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// No on-disk cache for remote stores.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
 }
 
 #[derive(Subcommand)]
@@ -153,20 +159,17 @@ impl Ctx {
         }
     }
 
-    /// The store's resource. `create` makes a local directory if needed.
+    /// The store's resource stack. `create` makes the folder or bucket if needed.
     pub fn storage(&self, create: bool) -> anyhow::Result<Arc<dyn Storage>> {
-        let (loc, _) = self.settings()?;
-        if loc.starts_with("s3://") {
-            bail!("S3 stores are not supported by this build yet");
-        }
-        let path = expand_tilde(&loc);
-        if create {
-            return Ok(Arc::new(LocalStorage::create(&path)?));
-        }
-        if !path.is_dir() {
-            bail!("no store at {}: the directory does not exist (create one with `klosetfs at {} create`)", path.display(), loc);
-        }
-        Ok(Arc::new(LocalStorage::open(&path)?))
+        let (loc, settings) = self.settings()?;
+        let opts = klosetfs::resource::OpenOptions {
+            create,
+            settings,
+            cache_dir: self.global.cache_dir.clone(),
+            no_cache: self.global.no_cache,
+            retry: None,
+        };
+        Ok(klosetfs::resource::open(&loc, &opts)?)
     }
 
     /// The local directory of the store, when it is one.
@@ -243,12 +246,7 @@ impl Ctx {
     }
 }
 
-pub fn expand_tilde(p: &str) -> PathBuf {
-    match p.strip_prefix("~/") {
-        Some(rest) => dirs::home_dir().unwrap_or_default().join(rest),
-        None => PathBuf::from(p),
-    }
-}
+pub use klosetfs::util::expand_tilde;
 
 fn read_first_line(p: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     let s = std::fs::read(p).with_context(|| format!("reading passphrase file {}", p.display()))?;

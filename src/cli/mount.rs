@@ -96,22 +96,7 @@ pub fn default_spool(store_id: &str, mnt: &std::path::Path) -> PathBuf {
 
 /// `512M`, `2G`, `1048576`.
 pub fn parse_size(s: &str) -> anyhow::Result<usize> {
-    let s = s.trim();
-    let (num, mul) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: usize = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => bail!("unknown size suffix in {s:?}"),
-            };
-            (&s[..i], m)
-        }
-        _ => (s, 1),
-    };
-    let n: f64 = num.parse().with_context(|| format!("bad size {s:?}"))?;
-    Ok((n * mul as f64) as usize)
+    Ok(klosetfs::util::parse_size(s)? as usize)
 }
 
 pub fn run(ctx: &Ctx, a: MountArgs) -> anyhow::Result<u8> {

@@ -16,10 +16,10 @@ use super::{Ctx, EXIT_OK, EXIT_PARTIAL};
 /// Restore SNAP[:PATH] into a directory.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  klosetfs at /srv/backups restore -to /tmp/out latest\n  klosetfs at /srv/backups restore -to ~/Documents 3fa2c1:/home/me/Documents\n\nA directory's contents land in the target; a file lands inside it.\nExit status: 0 done, 3 done but some files were damaged or could not be written (listed)."
+    after_help = "Examples:\n  klosetfs at /srv/backups restore -to /tmp/out latest\n  klosetfs at /srv/backups restore -to ~/Documents 3fa2c1:/home/me/Documents\n  klosetfs at /srv/backups restore -to s3://bucket/restored latest:/srv/www\n\nA directory's contents land in the target; a file lands inside it.\nExit status: 0 done, 3 done but some files were damaged or could not be written (listed)."
 )]
 pub struct RestoreArgs {
-    /// Target directory (also `-to`).
+    /// Target directory, or s3://bucket/prefix (also `-to`).
     #[arg(long = "to", alias = "target", value_name = "DIR")]
     to: PathBuf,
     /// SNAP[:PATH]
@@ -57,7 +57,16 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<u8> {
         })
     };
     let started = std::time::Instant::now();
-    let r = restore(&repo, &t.node, &a.to, &opts, &progress);
+    let to = a.to.to_string_lossy().into_owned();
+    let r = if to.starts_with("s3://") {
+        let o = klosetfs::connector::s3_options(&to)?;
+        let bucket = klosetfs::storage::S3Bucket::connect(&o)?;
+        bucket.ensure_exists()?;
+        let prefix = klosetfs::connector::key_prefix(&o);
+        klosetfs::connector::s3_dest::restore(&repo, &t.node, &bucket, &prefix, &progress)
+    } else {
+        restore(&repo, &t.node, &a.to, &opts, &progress)
+    };
     drop(ticker);
     let r = r?;
     for (p, e) in &r.damaged {

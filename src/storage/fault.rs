@@ -26,6 +26,11 @@ pub struct FaultPlan {
     /// Gets of this kind answer not-found.
     pub hide: Option<Kind>,
     pub latency: Option<Duration>,
+    /// This put stores the object, then reports a failure (a lost answer).
+    pub lose_answer_put: Option<u64>,
+    /// Injected failures are transient ([`StorageError::Unavailable`], retried
+    /// by the retry wrapper) instead of permanent.
+    pub transient: bool,
 }
 
 pub struct FaultStorage {
@@ -61,8 +66,13 @@ impl FaultStorage {
         self.puts.load(Ordering::SeqCst)
     }
 
-    fn injected(what: &str) -> StorageError {
-        StorageError::Backend(format!("injected fault: {what}"))
+    fn injected(&self, what: &str) -> StorageError {
+        let msg = format!("injected fault: {what}");
+        if self.plan.lock().transient {
+            StorageError::Unavailable(msg)
+        } else {
+            StorageError::Backend(msg)
+        }
     }
 
     fn on_get(
@@ -77,7 +87,7 @@ impl FaultStorage {
             std::thread::sleep(d);
         }
         if plan.fail_get == Some(n) {
-            return Err(Self::injected("get failed"));
+            return Err(self.injected("get failed"));
         }
         if plan.hide == Some(kind) {
             return Err(StorageError::NotFound {
@@ -102,10 +112,14 @@ impl Storage for FaultStorage {
             std::thread::sleep(d);
         }
         if plan.crash_after_puts.is_some_and(|c| n > c) {
-            return Err(Self::injected("crashed"));
+            return Err(self.injected("crashed"));
         }
         if plan.fail_put == Some(n) {
-            return Err(Self::injected("put failed"));
+            return Err(self.injected("put failed"));
+        }
+        if plan.lose_answer_put == Some(n) {
+            self.inner.put(kind, name, data)?;
+            return Err(self.injected("answer lost"));
         }
         if plan.tear_put == Some(n) {
             *self.torn.lock() = Some(kind);
@@ -135,7 +149,7 @@ impl Storage for FaultStorage {
             .crash_after_puts
             .is_some_and(|c| self.puts() > c)
         {
-            return Err(Self::injected("crashed"));
+            return Err(self.injected("crashed"));
         }
         self.inner.delete(kind, name)
     }

@@ -14,13 +14,21 @@
 
 use std::fmt;
 
+pub mod cache;
 pub mod fault;
+pub mod limit;
 pub mod local;
 pub mod memory;
+pub mod retry;
+pub mod s3;
 
+pub use cache::CacheStorage;
 pub use fault::{FaultPlan, FaultStorage};
+pub use limit::LimitStorage;
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;
+pub use retry::{RetryPolicy, RetryStorage};
+pub use s3::{ObjectInfo, S3Bucket, S3Options, S3Storage, PART_SIZE};
 
 /// The kinds of object a store holds; each has its own namespace (folder).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,6 +92,10 @@ pub enum StorageError {
         context: String,
         err: std::io::Error,
     },
+    /// A failure that may pass: timeouts, throttling, 5xx, a refused
+    /// connection. The retry wrapper retries these and nothing else.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Backend(String),
 }
@@ -98,6 +110,17 @@ pub trait Storage: Send + Sync {
     fn get_range(&self, kind: Kind, name: &str, offset: u64, len: u64) -> StorageResult<Vec<u8>>;
     fn list(&self, kind: Kind) -> StorageResult<Vec<(String, u64)>>;
     fn delete(&self, kind: Kind, name: &str) -> StorageResult<()>;
+    /// Like `get_range`, for ranges that hold metadata (tree blobs): a cache
+    /// keeps these always, not within its data cap.
+    fn get_meta_range(
+        &self,
+        kind: Kind,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> StorageResult<Vec<u8>> {
+        self.get_range(kind, name, offset, len)
+    }
     /// A human-readable location, for messages.
     fn location(&self) -> String;
 }
@@ -117,8 +140,8 @@ pub fn check_name(name: &str) -> StorageResult<()> {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod suite {
+#[doc(hidden)]
+pub mod suite {
     //! One behaviour suite, run against every backend.
     use super::*;
     use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! directories, build awkward source trees, and compare trees with rsync.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,10 @@ pub const PASS: &str = "correct horse battery staple";
 
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// A folder, or an `s3://` location.
     pub store: PathBuf,
+    /// Extra environment for every command (S3 endpoint and credentials).
+    pub envs: Vec<(String, String)>,
 }
 
 impl Env {
@@ -21,7 +26,19 @@ impl Env {
             .tempdir()
             .unwrap();
         let store = dir.path().join("store");
-        Env { dir, store }
+        Env {
+            dir,
+            store,
+            envs: Vec::new(),
+        }
+    }
+
+    /// A store in a fresh bucket of `server`.
+    pub fn s3(server: &s3::Weed, tag: &str) -> Self {
+        let mut e = Self::new();
+        e.store = PathBuf::from(format!("s3://{}/store", s3::unique_bucket(tag)));
+        e.envs = server.env();
+        e
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -34,6 +51,8 @@ impl Env {
         c.env("KLOSETFS_PASSPHRASE", PASS)
             .env("KLOSETFS_CONFIG", self.path("config.toml"))
             .env_remove("KLOSETFS_STORE")
+            .env("KLOSETFS_CACHE_DIR", self.path("cache"))
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .arg("at")
             .arg(&self.store);
         for a in args {
