@@ -2,8 +2,13 @@
 # packages, two versions of one kernel tree), install restic, time commands.
 set -euo pipefail
 BENCH_DIR=${BENCH_DIR:-/var/tmp/klosetfs-bench}
-V1=${V1:-6.1.190-1}
-V2=${V2:-6.1.192-2}
+# Two consecutive versions of one kernel tree. The archive only keeps recent
+# ones, so unless V1/V2 are given, take the two newest it offers.
+if [ -z "${V1:-}" ] || [ -z "${V2:-}" ]; then
+  mapfile -t _vers < <(apt-cache madison linux-source-6.1 2>/dev/null | awk '{print $3}' | sort -uV | tail -2)
+  V1=${V1:-${_vers[0]:-6.1.170-3}}
+  V2=${V2:-${_vers[1]:-6.1.172-1}}
+fi
 mkdir -p "$BENCH_DIR"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 K="$ROOT/target/release/klosetfs"
@@ -19,7 +24,7 @@ need_tools() {
   if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  (cd "$ROOT" && cargo build --release --locked -q)
+  [ -n "${SKIP_BUILD:-}" ] || (cd "$ROOT" && cargo build --release --locked -q)
 }
 
 # kernel_tree VERSION -> prints the unpacked tree's path

@@ -49,6 +49,10 @@ pub struct ChunkCache {
     capacity: usize,
     inner: Mutex<Inner>,
     inflight: Mutex<HashMap<BlobId, Arc<Slot>>>,
+    /// Threads for prefetching; `None` uses rayon's global pool (one per
+    /// core, right for a local disk). A remote store wants more requests in
+    /// flight than there are cores, since each mostly waits on the network.
+    pool: Option<rayon::ThreadPool>,
 }
 
 struct Inner {
@@ -58,6 +62,21 @@ struct Inner {
 
 impl ChunkCache {
     pub fn new(repo: Arc<Repo>, capacity: usize) -> Self {
+        Self::with_threads(repo, capacity, 0)
+    }
+
+    /// A cache whose prefetches run on `threads` threads of their own (0: the
+    /// global pool).
+    pub fn with_threads(repo: Arc<Repo>, capacity: usize, threads: usize) -> Self {
+        let pool = (threads > 0)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("klosetfs-fetch-{i}"))
+                    .build()
+                    .ok()
+            })
+            .flatten();
         Self {
             repo,
             capacity,
@@ -66,6 +85,16 @@ impl ChunkCache {
                 bytes: 0,
             }),
             inflight: Mutex::new(HashMap::new()),
+            pool,
+        }
+    }
+
+    /// Starts a prefetch of `ids` in the background.
+    pub fn spawn_prefetch(self: &Arc<Self>, ids: Vec<BlobId>) {
+        let me = self.clone();
+        match &self.pool {
+            Some(p) => p.spawn(move || me.prefetch(&ids)),
+            None => rayon::spawn(move || me.prefetch(&ids)),
         }
     }
 
@@ -171,7 +200,10 @@ impl ChunkCache {
                 _ => groups.push(vec![w]),
             }
         }
-        groups.par_iter().for_each(|g| self.fetch_group(g));
+        match &self.pool {
+            Some(p) => p.install(|| groups.par_iter().for_each(|g| self.fetch_group(g))),
+            None => groups.par_iter().for_each(|g| self.fetch_group(g)),
+        }
     }
 
     /// One range read for a group; any blob it cannot serve is loaded alone.

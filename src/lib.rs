@@ -13,6 +13,7 @@ pub mod config;
 pub mod connector;
 pub mod crypto;
 pub mod error;
+pub mod fetch;
 pub mod fsnode;
 pub mod fuse;
 pub mod id;

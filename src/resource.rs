@@ -28,6 +28,8 @@ pub struct OpenOptions {
     pub cache_dir: Option<PathBuf>,
     /// No on-disk cache at all.
     pub no_cache: bool,
+    /// Keep file data (not only metadata) in the disk cache.
+    pub data_cache: bool,
     /// Retries for remote stores; `None` is [`RetryPolicy::default`].
     pub retry: Option<RetryPolicy>,
 }
@@ -75,6 +77,7 @@ pub fn open(location: &str, opts: &OpenOptions) -> Result<Arc<dyn Storage>> {
                 .map(|s| crate::util::parse_size(s))
                 .transpose()?
                 .unwrap_or(DEFAULT_CACHE_SIZE);
+            let cap = if opts.data_cache { cap } else { 0 };
             Ok(Arc::new(CacheStorage::new(retried, dir, cap)))
         }
         None => Ok(retried),

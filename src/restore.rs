@@ -28,6 +28,9 @@ pub struct RestoreOptions {
     pub owners: bool,
     /// Leave files whose size and mtime already match alone.
     pub skip_existing: bool,
+    /// Files written at once; 0 means one per core. Remote stores want more,
+    /// to keep several range reads in flight.
+    pub threads: usize,
 }
 
 impl Default for RestoreOptions {
@@ -35,6 +38,7 @@ impl Default for RestoreOptions {
         Self {
             owners: nix::unistd::geteuid().is_root(),
             skip_existing: false,
+            threads: 0,
         }
     }
 }
@@ -62,7 +66,8 @@ struct Item {
     node: Node,
 }
 
-/// Lists `node`'s subtree depth-first (parents before children).
+/// Lists `node`'s subtree depth-first (parents before children). Sibling
+/// folders load in parallel: on a remote store each tree is a round trip.
 fn flatten(
     repo: &Repo,
     dir: &Node,
@@ -78,16 +83,26 @@ fn flatten(
             return;
         }
     };
-    for n in &tree.nodes {
-        let path = at.join(OsStr::from_bytes(&n.name));
-        let is_dir = n.is_dir();
-        out.push(Item {
-            path: path.clone(),
-            node: n.clone(),
-        });
-        if is_dir {
-            flatten(repo, n, &path, out, errors);
-        }
+    type Part = (Vec<Item>, Vec<(String, String)>);
+    let subs: Vec<Part> = tree
+        .nodes
+        .par_iter()
+        .map(|n| {
+            let path = at.join(OsStr::from_bytes(&n.name));
+            let mut items = vec![Item {
+                path: path.clone(),
+                node: n.clone(),
+            }];
+            let mut errs = Vec::new();
+            if n.is_dir() {
+                flatten(repo, n, &path, &mut items, &mut errs);
+            }
+            (items, errs)
+        })
+        .collect();
+    for (items, errs) in subs {
+        out.extend(items);
+        errors.extend(errs);
     }
 }
 
@@ -131,9 +146,21 @@ pub fn restore(
             target.display()
         )));
     }
+    let pool = (opts.threads > 0)
+        .then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(opts.threads)
+                .build()
+                .ok()
+        })
+        .flatten();
+    let in_pool = |f: &mut (dyn FnMut() + Send)| match &pool {
+        Some(p) => p.install(f),
+        None => f(),
+    };
     let mut items = Vec::new();
     let root_meta = if start.is_dir() {
-        flatten(repo, start, target, &mut items, &mut report.errors);
+        in_pool(&mut || flatten(repo, start, target, &mut items, &mut report.errors));
         // The target takes the restored directory's own metadata (not the
         // synthetic snapshot root's).
         (start.name != b"/").then(|| Item {
@@ -176,23 +203,43 @@ pub fn restore(
     }
     let is_secondary: std::collections::HashSet<usize> = secondaries.iter().map(|s| s.0).collect();
 
-    // 3. File contents, in parallel.
+    // 3. File contents, in parallel, in batches of files whose chunks lie
+    // side by side in the store (see `batches`), each batch read with few requests.
     let damaged = Mutex::new(Vec::new());
-    items
-        .par_iter()
+    let files: Vec<&Item> = items
+        .iter()
         .enumerate()
         .filter(|(i, it)| it.node.kind == NodeKind::File && !is_secondary.contains(i))
-        .for_each(|(_, it)| match restore_file(repo, it, opts, progress) {
-            Ok(bad) => {
-                if let Some(reason) = bad {
-                    damaged.lock().push((it.path.display().to_string(), reason));
-                }
-                if let Err(e) = apply_meta(&it.path, &it.node, opts) {
-                    fail(&it.path, &e);
-                }
-            }
-            Err(e) => fail(&it.path, &e),
-        });
+        .map(|(_, it)| it)
+        .collect();
+    let batches = batches(repo, files);
+    let work = || {
+        batches.par_iter().for_each(|batch| {
+            let ids: Vec<_> = batch
+                .iter()
+                .flat_map(|it| it.node.content.iter().map(|c| c.id))
+                .collect();
+            let fetched = if batch.len() > 1 || ids.len() > 1 {
+                crate::fetch::data_blobs(repo, &ids)
+            } else {
+                HashMap::new()
+            };
+            batch.par_iter().for_each(
+                |it| match restore_file(repo, it, &fetched, opts, progress) {
+                    Ok(bad) => {
+                        if let Some(reason) = bad {
+                            damaged.lock().push((it.path.display().to_string(), reason));
+                        }
+                        if let Err(e) = apply_meta(&it.path, &it.node, opts) {
+                            fail(&it.path, &e);
+                        }
+                    }
+                    Err(e) => fail(&it.path, &e),
+                },
+            )
+        })
+    };
+    in_pool(&mut || work());
 
     // 4. Hard links, specials and symlinks (last, so nothing is written through them).
     for (i, p) in &secondaries {
@@ -232,10 +279,51 @@ pub fn restore(
     Ok(report)
 }
 
+/// Bytes of file content per batch: enough for one large range read, small
+/// enough that a batch per thread stays cheap in memory.
+const BATCH_BYTES: u64 = 8 << 20;
+
+/// Groups files into batches in the order their first chunks sit in the store
+/// (a backup packs neighbouring files together), so a batch's chunks come from
+/// a few neighbouring ranges. Files larger than a batch go alone and stream.
+fn batches<'a>(repo: &Repo, mut files: Vec<&'a Item>) -> Vec<Vec<&'a Item>> {
+    let key = |it: &Item| {
+        it.node
+            .content
+            .first()
+            .and_then(|c| repo.locate(&c.id))
+            .map(|l| (l.pack, l.offset))
+    };
+    let mut keyed: Vec<_> = files.drain(..).map(|it| (key(it), it)).collect();
+    keyed.sort_by_key(|(k, _)| *k);
+    let mut out: Vec<Vec<&Item>> = Vec::new();
+    let mut current = Vec::new();
+    let mut size = 0;
+    for (_, it) in keyed {
+        let s = it.node.size;
+        if s > BATCH_BYTES / 2 {
+            out.push(vec![it]);
+            continue;
+        }
+        if size + s > BATCH_BYTES && !current.is_empty() {
+            out.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        current.push(it);
+        size += s;
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
 /// Writes one file; returns `Some(reason)` when some chunk could not be read.
+/// Chunks found in `fetched` are not read again.
 fn restore_file(
     repo: &Repo,
     it: &Item,
+    fetched: &HashMap<crate::id::BlobId, Vec<u8>>,
     opts: &RestoreOptions,
     progress: &RestoreProgress,
 ) -> std::io::Result<Option<String>> {
@@ -268,7 +356,13 @@ fn restore_file(
     let mut offset = 0u64;
     let mut damage = None;
     for c in &it.node.content {
-        match repo.read_blob(BlobType::Data, &c.id) {
+        let read = match fetched.get(&c.id) {
+            Some(d) => Ok(std::borrow::Cow::Borrowed(d)),
+            None => repo
+                .read_blob(BlobType::Data, &c.id)
+                .map(std::borrow::Cow::Owned),
+        };
+        match read {
             Ok(data) => {
                 // All-zero chunks stay holes: sparse files restore sparse.
                 if data.iter().any(|b| *b != 0) {

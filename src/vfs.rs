@@ -66,6 +66,9 @@ pub struct VfsOptions {
     pub cache_bytes: usize,
     /// Chunks fetched ahead of a sequential reader.
     pub readahead_chunks: usize,
+    /// Threads fetching ahead (0: one per core). Remote stores want many, so
+    /// that read-ahead hides network round trips.
+    pub fetch_threads: usize,
 }
 
 impl Default for VfsOptions {
@@ -76,6 +79,7 @@ impl Default for VfsOptions {
             refresh: Duration::from_secs(30),
             cache_bytes: 128 << 20,
             readahead_chunks: 8,
+            fetch_threads: 0,
         }
     }
 }
@@ -164,7 +168,11 @@ impl Vfs {
     }
 
     fn new(repo: Arc<Repo>, opts: VfsOptions, whole: bool) -> Self {
-        let cache = Arc::new(ChunkCache::new(repo.clone(), opts.cache_bytes));
+        let cache = Arc::new(ChunkCache::with_threads(
+            repo.clone(),
+            opts.cache_bytes,
+            opts.fetch_threads,
+        ));
         Self {
             repo,
             cache,
@@ -614,15 +622,17 @@ impl Vfs {
             }
             let from = cur.1.max(first + 1);
             let to = (first + 1 + n).min(h.node.content.len());
-            if from >= to {
+            // Ask in steps of an eighth of the window (at least one chunk), so
+            // a long window makes fewer, larger range reads.
+            let step = (n / 8).max(1);
+            if from >= to || (to - from < step && to < h.node.content.len()) {
                 return;
             }
             cur.1 = to;
             from..to
         };
         let ids: Vec<_> = h.node.content[todo].iter().map(|c| c.id).collect();
-        let cache = self.cache.clone();
-        rayon::spawn(move || cache.prefetch(&ids));
+        self.cache.spawn_prefetch(ids);
     }
 
     /// Bytes of unique data in the store, for `statfs`.

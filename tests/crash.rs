@@ -73,6 +73,7 @@ fn assert_restores(repo: &Arc<Repo>, snap: &str, src_copy: &Path, work: &Path, p
         &RestoreOptions {
             owners: false,
             skip_existing: false,
+            threads: 0,
         },
         &RestoreProgress::default(),
     )
@@ -166,9 +167,10 @@ fn a_backup_interrupted_at_every_write_loses_nothing() {
             report.errors
         );
         let snaps = repo.snapshots().unwrap();
+        // A run that finished before the crash point saved its snapshot whole.
         assert_eq!(
             snaps.len(),
-            1,
+            if finished_early { 2 } else { 1 },
             "crash at {crash_at}: no half-written snapshot"
         );
         assert_restores(&repo, &first_id[..8], &v1, work.path(), &src);

@@ -139,6 +139,9 @@ pub struct Ctx {
     pub store: Option<String>,
     /// The passphrase once asked for, so one command never asks twice.
     pass: std::sync::OnceLock<Vec<u8>>,
+    /// Keep file data in a remote store's disk cache (mounts re-read data;
+    /// backup, restore and check read it once).
+    pub data_cache: std::cell::Cell<bool>,
 }
 
 impl Ctx {
@@ -167,6 +170,7 @@ impl Ctx {
             settings,
             cache_dir: self.global.cache_dir.clone(),
             no_cache: self.global.no_cache,
+            data_cache: self.data_cache.get(),
             retry: None,
         };
         Ok(klosetfs::resource::open(&loc, &opts)?)
@@ -269,10 +273,12 @@ fn run_passphrase_command(c: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 fn init_logging(verbose: u8) {
+    // Other crates (the AWS SDK above all) speak up only on errors, unless
+    // RUST_LOG asks for more.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
+        0 => "error,klosetfs=warn",
+        1 => "error,klosetfs=info",
+        _ => "warn,klosetfs=debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -300,6 +306,7 @@ pub fn main() -> ExitCode {
                 global: cli.global,
                 store: Some(store),
                 pass: Default::default(),
+                data_cache: Default::default(),
             },
             cmd,
         ),
@@ -310,6 +317,7 @@ pub fn main() -> ExitCode {
                     global: cli.global,
                     store,
                     pass: Default::default(),
+                    data_cache: Default::default(),
                 },
                 cmd,
             )

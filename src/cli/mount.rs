@@ -106,6 +106,9 @@ pub fn run(ctx: &Ctx, a: MountArgs) -> anyhow::Result<u8> {
         _ => bail!("give [SNAP[:PATH]] MOUNTPOINT"),
     };
     let mnt = check_mountpoint(&mnt, a.nonempty, ctx.local_path().as_deref())?;
+    let remote = ctx.local_path().is_none();
+    // Only a mount re-reads data, so only a mount keeps it in the disk cache.
+    ctx.data_cache.set(true);
     let repo = ctx.open_indexed()?;
     if a.daemon && std::env::var_os(super::DAEMON_CHILD).is_none() {
         return detach(ctx, &a, &mnt);
@@ -121,7 +124,10 @@ pub fn run(ctx: &Ctx, a: MountArgs) -> anyhow::Result<u8> {
         gid: if a.owner_root { Some(0) } else { a.gid },
         refresh: Duration::from_secs(a.refresh.max(1)),
         cache_bytes: parse_size(&a.cache_size)?,
-        ..Default::default()
+        // A remote store: a long read-ahead window fetched by many threads
+        // keeps a sequential reader fed through network round trips.
+        readahead_chunks: if remote { 64 } else { 8 },
+        fetch_threads: if remote { 16 } else { 0 },
     };
     let vfs = match &target {
         None => Vfs::whole_store(repo.clone(), opts)?,

