@@ -286,3 +286,64 @@ fn backup_from_and_restore_to_an_s3_prefix() {
         objects.iter().find(|o| o.0 == "2024/06/big.bin").unwrap().1
     );
 }
+
+#[test]
+fn listings_follow_pagination() {
+    use klosetfs::storage::Kind;
+    let w = shared();
+    let s = Arc::new(
+        S3Storage::create(options(w, &format!("s3://{}/p", unique_bucket("pages")))).unwrap(),
+    );
+    // More keys than one ListObjectsV2 page (1000) holds.
+    std::thread::scope(|sc| {
+        for t in 0..8 {
+            let s = s.clone();
+            sc.spawn(move || {
+                for i in (t..1100).step_by(8) {
+                    s.put(Kind::Index, &format!("{i:04x}"), b"x").unwrap();
+                }
+            });
+        }
+    });
+    let l = s.list(Kind::Index).unwrap();
+    assert_eq!(l.len(), 1100);
+}
+
+#[test]
+fn two_hosts_back_up_into_one_store_at_once() {
+    let w = shared();
+    let a = Env::s3(w, "twohosts");
+    let mut b = Env::s3(w, "twohosts");
+    b.store = a.store.clone();
+    let (sa, sb) = (a.path("src"), b.path("src"));
+    make_tree(&sa, 16);
+    make_tree(&sb, 0);
+    std::fs::write(sb.join("only-b.txt"), b"host b").unwrap();
+    a.create();
+    let pa = a
+        .cmd(&[&"backup", &"--host", &"alpha", &sa])
+        .spawn()
+        .unwrap();
+    let pb = b
+        .cmd(&[&"backup", &"--host", &"beta", &sb])
+        .spawn()
+        .unwrap();
+    assert!(pa.wait_with_output().unwrap().status.success());
+    assert!(pb.wait_with_output().unwrap().status.success());
+    a.ok(&[&"check", &"--read-data"]);
+    let (oa, ob) = (a.path("out"), b.path("out"));
+    let ls = a.ok(&[&"ls"]);
+    assert_eq!(ls.lines().count(), 2, "{ls}");
+    let id = |host: &str| {
+        ls.lines()
+            .find(|l| l.contains(host))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {host} snapshot in {ls}"))
+            .to_string()
+    };
+    let (id_a, id_b) = (id("alpha"), id("beta"));
+    a.ok(&[&"restore", &"-to", &oa, &format!("{id_a}:{}", sa.display())]);
+    b.ok(&[&"restore", &"-to", &ob, &format!("{id_b}:{}", sb.display())]);
+    assert_same_tree(&sa, &oa);
+    assert_same_tree(&sb, &ob);
+}
