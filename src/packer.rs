@@ -183,6 +183,17 @@ impl Packer {
             Ok(()) | Err(StorageError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
+        let trees: Vec<(u64, u64)> = p
+            .entries
+            .iter()
+            .filter(|e| e.blob_type == BlobType::Tree)
+            .map(|e| (e.offset as u64, e.length as u64))
+            .collect();
+        if !trees.is_empty() {
+            self.repo
+                .storage()
+                .hint_meta_ranges(Kind::Pack, &p.id.to_hex(), &trees, &p.bytes);
+        }
         {
             let mut idx = self.repo.index().write();
             idx.add_pack(p.id, &p.entries);

@@ -621,7 +621,17 @@ impl Vfs {
                 return;
             }
             let from = cur.1.max(first + 1);
-            let to = (first + 1 + n).min(h.node.content.len());
+            let mut to = (first + 1 + n).min(h.node.content.len());
+            // The window never holds more than half the chunk cache: chunks
+            // fetched ahead must not evict each other before they are read.
+            let mut bytes: usize = h.node.content[first + 1..to]
+                .iter()
+                .map(|c| c.size as usize)
+                .sum();
+            while to > first + 2 && bytes > self.opts.cache_bytes / 2 {
+                to -= 1;
+                bytes -= h.node.content[to].size as usize;
+            }
             // Ask in steps of an eighth of the window (at least one chunk), so
             // a long window makes fewer, larger range reads.
             let step = (n / 8).max(1);

@@ -40,6 +40,13 @@ pub struct MountArgs {
     /// data too, so this mostly serves read-ahead.
     #[arg(long, default_value = "128M")]
     cache_size: String,
+    /// Chunks read ahead of a sequential reader, within half of --cache-size
+    /// [default: 8, 32 on S3].
+    #[arg(long, value_name = "CHUNKS")]
+    read_ahead: Option<usize>,
+    /// Threads fetching ahead [default: one per core, 8 on S3].
+    #[arg(long, value_name = "N")]
+    fetch_threads: Option<usize>,
     /// Seconds between looks for new snapshots (whole-store mounts).
     #[arg(long, default_value_t = 30)]
     refresh: u64,
@@ -126,8 +133,8 @@ pub fn run(ctx: &Ctx, a: MountArgs) -> anyhow::Result<u8> {
         cache_bytes: parse_size(&a.cache_size)?,
         // A remote store: a long read-ahead window fetched by many threads
         // keeps a sequential reader fed through network round trips.
-        readahead_chunks: if remote { 64 } else { 8 },
-        fetch_threads: if remote { 16 } else { 0 },
+        readahead_chunks: a.read_ahead.unwrap_or(if remote { 32 } else { 8 }),
+        fetch_threads: a.fetch_threads.unwrap_or(if remote { 8 } else { 0 }),
     };
     let vfs = match &target {
         None => Vfs::whole_store(repo.clone(), opts)?,

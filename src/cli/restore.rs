@@ -30,6 +30,9 @@ pub struct RestoreArgs {
     /// Skip files already present with the same size and mtime.
     #[arg(long)]
     skip_existing: bool,
+    /// Files restored at once [default: one per core, 8 from a remote store].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -41,10 +44,10 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<u8> {
     let mut opts = RestoreOptions::default();
     opts.owners &= !a.no_owners;
     opts.skip_existing = a.skip_existing;
-    if ctx.local_path().is_none() {
-        // Keep several range reads in flight against a remote store.
-        opts.threads = 8;
-    }
+    // Keep several range reads in flight against a remote store.
+    opts.threads = a
+        .threads
+        .unwrap_or(if ctx.local_path().is_none() { 8 } else { 0 });
     let total = if t.node.is_dir() && t.path == b"/" {
         Some(t.snapshot.summary.bytes)
     } else {

@@ -248,6 +248,16 @@ impl Storage for CacheStorage {
         self.cached_range(kind, name, offset, len, true)
     }
 
+    fn hint_meta_ranges(&self, kind: Kind, name: &str, ranges: &[(u64, u64)], data: &[u8]) {
+        for &(off, len) in ranges {
+            if let Some(b) = data.get(off as usize..(off + len) as usize) {
+                if !self.save(&self.entry(kind, name, Some((off, len, true))), b) {
+                    return;
+                }
+            }
+        }
+    }
+
     /// Listing always asks the remote; entries of objects gone from it are dropped.
     fn list(&self, kind: Kind) -> StorageResult<Vec<(String, u64)>> {
         let l = self.inner.list(kind)?;
@@ -352,6 +362,23 @@ mod tests {
         fs::remove_dir_all(d.path().join("c")).unwrap();
         assert_eq!(c.get_range(Kind::Pack, "ab12", 0, 5).unwrap(), &body[..5]);
         assert_eq!(c.get(Kind::Index, "cd34").unwrap(), b"index bytes");
+    }
+
+    #[test]
+    fn hinted_tree_ranges_are_served_without_the_remote() {
+        let d = tempfile::tempdir().unwrap();
+        let mem: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let f = Arc::new(FaultStorage::new(mem, FaultPlan::default()));
+        let c = CacheStorage::new(f.clone(), d.path(), 0);
+        let pack: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        c.put(Kind::Pack, "ab77", &pack).unwrap();
+        c.hint_meta_ranges(Kind::Pack, "ab77", &[(0, 100), (100, 900)], &pack);
+        let before = f.gets();
+        assert_eq!(
+            c.get_meta_range(Kind::Pack, "ab77", 100, 900).unwrap(),
+            &pack[100..1000]
+        );
+        assert_eq!(f.gets(), before, "served from the cache");
     }
 
     #[test]

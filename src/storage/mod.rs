@@ -121,6 +121,10 @@ pub trait Storage: Send + Sync {
     ) -> StorageResult<Vec<u8>> {
         self.get_range(kind, name, offset, len)
     }
+    /// A hint after a successful `put`: these `(offset, len)` ranges of the
+    /// object hold metadata (tree blobs) that will be read soon. A cache keeps
+    /// them, so a restore or mount after a backup needs no round trip per tree.
+    fn hint_meta_ranges(&self, _kind: Kind, _name: &str, _ranges: &[(u64, u64)], _data: &[u8]) {}
     /// A human-readable location, for messages.
     fn location(&self) -> String;
 }
