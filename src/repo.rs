@@ -89,7 +89,7 @@ impl Repo {
             let keys = plaintext_keys(&config)?;
             return Ok(Self::assemble(storage, config, keys, None));
         }
-        let pw = passphrase()?;
+        let pw = zeroize::Zeroizing::new(passphrase()?);
         let master = unlock(&*storage, &pw)?.1;
         let keys = Keys::encrypted(&master);
         Ok(Self::assemble(storage, config, keys, Some(master)))

@@ -44,7 +44,7 @@ pub fn run(ctx: &Ctx, a: CreateArgs) -> anyhow::Result<u8> {
         let pw = ctx.passphrase()?;
         if interactive {
             let again = rpassword::prompt_password("repeat passphrase: ")?;
-            if again.as_bytes() != pw {
+            if again.as_bytes() != pw.as_slice() {
                 bail!("the passphrases differ");
             }
         }
@@ -53,7 +53,11 @@ pub fn run(ctx: &Ctx, a: CreateArgs) -> anyhow::Result<u8> {
         }
         Some(pw)
     };
-    let repo = Repo::create(storage, pw.as_deref(), KdfParams::default())?;
+    let repo = Repo::create(
+        storage,
+        pw.as_ref().map(|p| p.as_slice()),
+        KdfParams::default(),
+    )?;
     if !ctx.global.quiet {
         println!(
             "created {} store {} at {}",

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Args, Parser, Subcommand};
+use zeroize::Zeroizing;
 
 use klosetfs::repo::Repo;
 use klosetfs::storage::Storage;
@@ -138,7 +139,7 @@ pub struct Ctx {
     pub global: Global,
     pub store: Option<String>,
     /// The passphrase once asked for, so one command never asks twice.
-    pass: std::sync::OnceLock<Vec<u8>>,
+    pass: std::sync::OnceLock<Zeroizing<Vec<u8>>>,
     /// Keep file data in a remote store's disk cache (mounts re-read data;
     /// backup, restore and check read it once).
     pub data_cache: std::cell::Cell<bool>,
@@ -182,16 +183,17 @@ impl Ctx {
         (!loc.contains("://")).then(|| expand_tilde(&loc))
     }
 
-    pub fn passphrase(&self) -> anyhow::Result<Vec<u8>> {
+    /// The passphrase (wiped from memory when the last copy is dropped).
+    pub fn passphrase(&self) -> anyhow::Result<Zeroizing<Vec<u8>>> {
         if let Some(p) = self.pass.get() {
             return Ok(p.clone());
         }
-        let p = self.find_passphrase()?;
+        let p = Zeroizing::new(self.find_passphrase()?);
         Ok(self.pass.get_or_init(|| p).clone())
     }
 
     /// The passphrase if one was needed so far.
-    pub fn cached_passphrase(&self) -> Option<Vec<u8>> {
+    pub fn cached_passphrase(&self) -> Option<Zeroizing<Vec<u8>>> {
         self.pass.get().cloned()
     }
 
@@ -233,6 +235,7 @@ impl Ctx {
         let storage = self.storage(false)?;
         let ask = || {
             self.passphrase()
+                .map(|p| p.to_vec())
                 .map_err(|e| klosetfs::Error::InvalidInput(format!("{e:#}")))
         };
         Ok(Arc::new(Repo::open(storage, &ask)?))
