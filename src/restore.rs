@@ -219,7 +219,10 @@ pub fn restore(
                 .iter()
                 .flat_map(|it| it.node.content.iter().map(|c| c.id))
                 .collect();
-            let fetched = if batch.len() > 1 || ids.len() > 1 {
+            // A file too large for a batch streams chunk by chunk instead:
+            // its chunks are never all in memory at once.
+            let small = batch.iter().map(|it| it.node.size).sum::<u64>() <= BATCH_BYTES;
+            let fetched = if small && ids.len() > 1 {
                 crate::fetch::data_blobs(repo, &ids)
             } else {
                 HashMap::new()

@@ -229,6 +229,7 @@ fn backup_from_and_restore_to_an_s3_prefix() {
         b.put(&format!("photos/{k}"), v, false, ct, "test put")
             .unwrap();
     }
+    b.put("photos/", b"", false, None, "test put").unwrap();
     b.put("photos/emptydir/", b"", false, None, "test put")
         .unwrap();
     b.put(

@@ -148,6 +148,10 @@ pub fn backup(
     let mut root = Dir::default();
     'objects: for (i, o) in objects.iter().enumerate() {
         let rel = &o.key[prefix.len()..];
+        if rel.is_empty() {
+            // The prefix's own folder marker.
+            continue;
+        }
         let mut parts: Vec<&str> = rel.split('/').collect();
         let folder_marker = rel.ends_with('/');
         if folder_marker {
