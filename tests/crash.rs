@@ -252,3 +252,88 @@ fn torn_writes_and_flipped_reads_are_detected() {
     let report = check(&repo, true, &CheckProgress::default()).unwrap();
     assert!(!report.errors.is_empty());
 }
+
+/// A prune interrupted at every write and every deletion: the store stays
+/// whole (check clean, the kept snapshot restores byte-exact), and the next
+/// prune finishes the job.
+#[test]
+fn a_prune_interrupted_at_every_write_and_delete_loses_nothing() {
+    use klosetfs::prune::{prune, PruneOptions, PruneProgress};
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    write_tree(&src, 1);
+    let base = Arc::new(MemoryStorage::new());
+    let mut cfg = StoreConfig::new(true).unwrap();
+    cfg.pack_size = 8 * 1024;
+    cfg.chunker = ChunkerParams {
+        min_size: 1024,
+        avg_size: 4096,
+        max_size: 16384,
+    };
+    Repo::create_with(base.clone(), Some(PW), kdf(), cfg).unwrap();
+    let first = backup_of(&open(base.clone()), &src).unwrap();
+    write_tree(&src, 2);
+    let second = backup_of(&open(base.clone()), &src).unwrap();
+    let v2 = work.path().join("v2");
+    std::fs::create_dir_all(&v2).unwrap();
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", src.display()))
+        .arg(&v2)
+        .status()
+        .unwrap()
+        .success());
+    // Forget the first snapshot: its unique chunks are garbage now.
+    base.delete(Kind::Snapshot, &first.id.to_hex()).unwrap();
+    let keep = second.id.to_hex();
+    let opts = PruneOptions {
+        dry_run: false,
+        repack_below: 0.99,
+    };
+
+    let probe = Arc::new(FaultStorage::new(
+        Arc::new(base.fork()),
+        FaultPlan::default(),
+    ));
+    prune(&open(probe.clone()), &opts, &PruneProgress::default()).unwrap();
+    let steps = probe.mutations();
+    assert!(
+        steps >= 4,
+        "prune writes and deletes several objects ({steps})"
+    );
+
+    for crash_at in 0..steps {
+        let state = Arc::new(base.fork());
+        let faulty = Arc::new(FaultStorage::new(
+            state.clone(),
+            FaultPlan {
+                crash_after_mutations: Some(crash_at),
+                ..Default::default()
+            },
+        ));
+        let r = prune(&open(faulty.clone()), &opts, &PruneProgress::default());
+        // The last step is releasing the lock, which fails silently (the
+        // work is done; the stale lock is broken below).
+        assert!(
+            r.is_err() || faulty.mutations() <= crash_at || crash_at + 1 == steps,
+            "crash after {crash_at} of {steps} steps must fail the prune"
+        );
+        let repo = open(state.clone());
+        klosetfs::lock::break_locks(&**repo.storage(), repo.keys(), true).unwrap();
+        let report = check(&repo, true, &CheckProgress::default()).unwrap();
+        assert!(
+            report.errors.is_empty(),
+            "crash at {crash_at} of {steps}: {:?}",
+            report.errors
+        );
+        assert_restores(&repo, &keep[..12], &v2, work.path(), &src);
+        // The next prune completes and leaves a clean store.
+        prune(&repo, &opts, &PruneProgress::default()).unwrap();
+        let repo = open(state.clone());
+        assert!(check(&repo, true, &CheckProgress::default())
+            .unwrap()
+            .errors
+            .is_empty());
+        assert_restores(&repo, &keep[..12], &v2, work.path(), &src);
+    }
+}

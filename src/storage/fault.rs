@@ -26,6 +26,9 @@ pub struct FaultPlan {
     /// Gets of this kind answer not-found.
     pub hide: Option<Kind>,
     pub latency: Option<Duration>,
+    /// Puts and deletes numbered from 1: this one and every later one fail
+    /// (a crash that can also fall between the deletions of a prune).
+    pub crash_after_mutations: Option<u64>,
     /// This put stores the object, then reports a failure (a lost answer).
     pub lose_answer_put: Option<u64>,
     /// Injected failures are transient ([`StorageError::Unavailable`], retried
@@ -38,6 +41,7 @@ pub struct FaultStorage {
     plan: Mutex<FaultPlan>,
     puts: AtomicU64,
     gets: AtomicU64,
+    mutations: AtomicU64,
     torn: Mutex<Option<Kind>>,
 }
 
@@ -48,6 +52,7 @@ impl FaultStorage {
             plan: Mutex::new(plan),
             puts: AtomicU64::new(0),
             gets: AtomicU64::new(0),
+            mutations: AtomicU64::new(0),
             torn: Mutex::new(None),
         }
     }
@@ -64,6 +69,20 @@ impl FaultStorage {
     /// Gets (and range gets) attempted so far.
     pub fn gets(&self) -> u64 {
         self.gets.load(Ordering::SeqCst)
+    }
+
+    /// Puts and deletes attempted so far.
+    pub fn mutations(&self) -> u64 {
+        self.mutations.load(Ordering::SeqCst)
+    }
+
+    /// True when the mutation just counted falls after a planned crash.
+    fn crashed_mutation(&self) -> bool {
+        let m = self.mutations.fetch_add(1, Ordering::SeqCst) + 1;
+        self.plan
+            .lock()
+            .crash_after_mutations
+            .is_some_and(|c| m > c)
     }
 
     /// Puts attempted so far.
@@ -112,6 +131,9 @@ impl FaultStorage {
 impl Storage for FaultStorage {
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> StorageResult<()> {
         let n = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.crashed_mutation() {
+            return Err(self.injected("crashed"));
+        }
         let plan = self.plan.lock().clone();
         if let Some(d) = plan.latency {
             std::thread::sleep(d);
@@ -148,6 +170,9 @@ impl Storage for FaultStorage {
     }
 
     fn delete(&self, kind: Kind, name: &str) -> StorageResult<()> {
+        if self.crashed_mutation() {
+            return Err(self.injected("crashed"));
+        }
         if self
             .plan
             .lock()
