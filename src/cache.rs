@@ -8,14 +8,11 @@ use std::sync::Arc;
 
 use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
-use rayon::prelude::*;
 
 use crate::blob::BlobType;
 use crate::error::{Error, Result};
 use crate::id::BlobId;
-use crate::index::BlobLocation;
 use crate::repo::Repo;
-use crate::storage::Kind;
 
 type Loaded = std::result::Result<Arc<Vec<u8>>, String>;
 
@@ -40,9 +37,6 @@ impl Slot {
         self.ready.notify_all();
     }
 }
-
-/// Blobs closer than this in one pack are read together.
-const COALESCE_GAP: u64 = 256 * 1024;
 
 pub struct ChunkCache {
     repo: Arc<Repo>,
@@ -168,71 +162,38 @@ impl ChunkCache {
             .map_err(|e| e.to_string())
     }
 
-    /// Loads the chunks not yet cached or loading, coalescing range reads per
-    /// pack and decoding in parallel.
+    /// Loads the chunks not yet cached or loading, with the coalesced range
+    /// reads of [`crate::fetch`]; each chunk is published as its range arrives.
     pub fn prefetch(&self, ids: &[BlobId]) {
-        let mut want: Vec<(BlobId, BlobLocation, Arc<Slot>)> = Vec::new();
+        let mut want: HashMap<BlobId, Arc<Slot>> = HashMap::new();
         {
             let mut inflight = self.inflight.lock();
             for id in ids {
-                if self.contains(id) || inflight.contains_key(id) {
+                if self.contains(id) || inflight.contains_key(id) || self.repo.locate(id).is_none()
+                {
                     continue;
                 }
-                if let Some(l) = self.repo.locate(id) {
-                    let s = Arc::new(Slot::default());
-                    inflight.insert(*id, s.clone());
-                    want.push((*id, l, s));
-                }
+                let s = Arc::new(Slot::default());
+                inflight.insert(*id, s.clone());
+                want.insert(*id, s);
             }
         }
-        want.sort_by_key(|w| (w.1.pack, w.1.offset));
-        let mut groups: Vec<Vec<(BlobId, BlobLocation, Arc<Slot>)>> = Vec::new();
-        for w in want {
-            match groups.last_mut() {
-                Some(g)
-                    if g[0].1.pack == w.1.pack && {
-                        let last = g.last().expect("non-empty").1;
-                        w.1.offset as u64 <= last.offset as u64 + last.length as u64 + COALESCE_GAP
-                    } =>
-                {
-                    g.push(w)
+        let ids: Vec<BlobId> = want.keys().copied().collect();
+        let run = || {
+            crate::fetch::for_each_data_blob(&self.repo, &ids, |id, got| {
+                let r = match got {
+                    Some(d) => Ok(Arc::new(d)),
+                    None => self.load_one(&id),
+                };
+                if let Some(slot) = want.get(&id) {
+                    self.finish(id, slot, r);
                 }
-                _ => groups.push(vec![w]),
-            }
-        }
+            })
+        };
         match &self.pool {
-            Some(p) => p.install(|| groups.par_iter().for_each(|g| self.fetch_group(g))),
-            None => groups.par_iter().for_each(|g| self.fetch_group(g)),
+            Some(p) => p.install(run),
+            None => run(),
         }
-    }
-
-    /// One range read for a group; any blob it cannot serve is loaded alone.
-    fn fetch_group(&self, g: &[(BlobId, BlobLocation, Arc<Slot>)]) {
-        let start = g[0].1.offset as u64;
-        let end = g
-            .iter()
-            .map(|(_, l, _)| l.offset as u64 + l.length as u64)
-            .max()
-            .unwrap_or(start);
-        let bytes = self
-            .repo
-            .storage()
-            .get_range(Kind::Pack, &g[0].1.pack.to_hex(), start, end - start)
-            .ok();
-        g.par_iter().for_each(|(id, l, slot)| {
-            let decoded = bytes.as_ref().and_then(|b| {
-                let off = (l.offset as u64 - start) as usize;
-                let sealed = &b[off..off + l.length as usize];
-                self.repo
-                    .decode_blob(BlobType::Data, id, sealed, l.raw_length)
-                    .ok()
-            });
-            let r = match decoded {
-                Some(d) => Ok(Arc::new(d)),
-                None => self.load_one(id),
-            };
-            self.finish(*id, slot, r);
-        });
     }
 
     pub fn bytes(&self) -> usize {

@@ -1,9 +1,11 @@
 //! Reading many blobs with few requests: the blobs are grouped by pack, sorted
 //! by offset, and neighbours are read as one range. Restores use this, since a
 //! remote store answers one 16 MiB range far faster than a thousand small ones.
+//! Restores and the mount's read-ahead both read through here.
 
 use std::collections::HashMap;
 
+use parking_lot::Mutex;
 use rayon::prelude::*;
 
 use crate::blob::BlobType;
@@ -21,14 +23,34 @@ const MAX_SPAN: u64 = 32 << 20;
 /// not indexed or fail to read or verify are left out: the caller reads those
 /// one by one and gets the precise error.
 pub fn data_blobs(repo: &Repo, ids: &[BlobId]) -> HashMap<BlobId, Vec<u8>> {
-    let mut locs: Vec<(BlobId, BlobLocation)> = {
+    let out = Mutex::new(HashMap::new());
+    for_each_data_blob(repo, ids, |id, got| {
+        if let Some(d) = got {
+            out.lock().insert(id, d);
+        }
+    });
+    out.into_inner()
+}
+
+/// Reads the data blobs `ids` in coalesced ranges, in parallel, and calls `f`
+/// once per distinct id as soon as its range is in: with the decoded bytes, or
+/// `None` when the blob is not indexed or its range failed to read or verify.
+pub fn for_each_data_blob(repo: &Repo, ids: &[BlobId], f: impl Fn(BlobId, Option<Vec<u8>>) + Sync) {
+    let mut locs = Vec::new();
+    {
         let idx = repo.index().read();
-        ids.iter()
-            .filter_map(|id| idx.get(id).map(|l| (*id, *l)))
-            .collect()
-    };
+        let mut seen = std::collections::HashSet::new();
+        for id in ids {
+            if !seen.insert(*id) {
+                continue;
+            }
+            match idx.get(id) {
+                Some(l) => locs.push((*id, *l)),
+                None => f(*id, None),
+            }
+        }
+    }
     locs.sort_by_key(|(_, l)| (l.pack, l.offset));
-    locs.dedup_by_key(|(id, _)| *id);
     let mut runs: Vec<Vec<(BlobId, BlobLocation)>> = Vec::new();
     for (id, l) in locs {
         if let Some(run) = runs.last_mut() {
@@ -45,33 +67,33 @@ pub fn data_blobs(repo: &Repo, ids: &[BlobId]) -> HashMap<BlobId, Vec<u8>> {
         }
         runs.push(vec![(id, l)]);
     }
-    runs.par_iter()
-        .flat_map_iter(|run| read_run(repo, run))
-        .collect()
+    runs.par_iter().for_each(|run| read_run(repo, run, &f));
 }
 
-fn read_run(repo: &Repo, run: &[(BlobId, BlobLocation)]) -> Vec<(BlobId, Vec<u8>)> {
+fn read_run(
+    repo: &Repo,
+    run: &[(BlobId, BlobLocation)],
+    f: &(impl Fn(BlobId, Option<Vec<u8>>) + Sync),
+) {
     let start = run[0].1.offset as u64;
     let end = run
         .iter()
         .map(|(_, l)| l.offset as u64 + l.length as u64)
         .max()
         .unwrap_or(start);
-    let Ok(bytes) =
-        repo.storage()
-            .get_range(Kind::Pack, &run[0].1.pack.to_hex(), start, end - start)
-    else {
-        return Vec::new();
-    };
-    run.iter()
-        .filter_map(|(id, l)| {
+    let bytes = repo
+        .storage()
+        .get_range(Kind::Pack, &run[0].1.pack.to_hex(), start, end - start)
+        .ok();
+    run.par_iter().for_each(|(id, l)| {
+        let decoded = bytes.as_ref().and_then(|b| {
             let off = (l.offset as u64 - start) as usize;
-            let sealed = bytes.get(off..off + l.length as usize)?;
+            let sealed = b.get(off..off + l.length as usize)?;
             repo.decode_blob(BlobType::Data, id, sealed, l.raw_length)
                 .ok()
-                .map(|d| (*id, d))
-        })
-        .collect()
+        });
+        f(*id, decoded);
+    });
 }
 
 #[cfg(test)]
