@@ -45,6 +45,33 @@ fn write_tree(root: &Path, version: u8) {
     }
 }
 
+/// A store with tiny packs and chunks, so one small backup makes many writes.
+fn tiny_store() -> Arc<MemoryStorage> {
+    let base = Arc::new(MemoryStorage::new());
+    let mut cfg = StoreConfig::new(true).unwrap();
+    cfg.pack_size = 8 * 1024;
+    cfg.chunker = ChunkerParams {
+        min_size: 1024,
+        avg_size: 4096,
+        max_size: 16384,
+    };
+    Repo::create_with(base.clone(), Some(PW), kdf(), cfg).unwrap();
+    base
+}
+
+/// A copy of `src` at `dst` (`cp -a`), to compare restores against later.
+fn copy_of(src: &Path, dst: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dst).unwrap();
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", src.display()))
+        .arg(dst)
+        .status()
+        .unwrap()
+        .success());
+    dst.to_path_buf()
+}
+
 fn open(s: Arc<dyn Storage>) -> Arc<Repo> {
     let r = Arc::new(Repo::open(s, &|| Ok(PW.to_vec())).unwrap());
     r.load_index().unwrap();
@@ -103,26 +130,9 @@ fn a_backup_interrupted_at_every_write_loses_nothing() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     write_tree(&src, 1);
-    let v1 = work.path().join("v1");
-    std::fs::create_dir_all(&v1).unwrap();
-    assert!(std::process::Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", src.display()))
-        .arg(&v1)
-        .status()
-        .unwrap()
-        .success());
+    let v1 = copy_of(&src, &work.path().join("v1"));
 
-    // A store with tiny packs, so one small backup makes many writes.
-    let base = Arc::new(MemoryStorage::new());
-    let mut cfg = StoreConfig::new(true).unwrap();
-    cfg.pack_size = 8 * 1024;
-    cfg.chunker = ChunkerParams {
-        min_size: 1024,
-        avg_size: 4096,
-        max_size: 16384,
-    };
-    Repo::create_with(base.clone(), Some(PW), kdf(), cfg).unwrap();
+    let base = tiny_store();
     let first = backup_of(&open(base.clone()), &src).unwrap();
     let first_id = first.id.to_hex();
 
@@ -262,27 +272,11 @@ fn a_prune_interrupted_at_every_write_and_delete_loses_nothing() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     write_tree(&src, 1);
-    let base = Arc::new(MemoryStorage::new());
-    let mut cfg = StoreConfig::new(true).unwrap();
-    cfg.pack_size = 8 * 1024;
-    cfg.chunker = ChunkerParams {
-        min_size: 1024,
-        avg_size: 4096,
-        max_size: 16384,
-    };
-    Repo::create_with(base.clone(), Some(PW), kdf(), cfg).unwrap();
+    let base = tiny_store();
     let first = backup_of(&open(base.clone()), &src).unwrap();
     write_tree(&src, 2);
     let second = backup_of(&open(base.clone()), &src).unwrap();
-    let v2 = work.path().join("v2");
-    std::fs::create_dir_all(&v2).unwrap();
-    assert!(std::process::Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", src.display()))
-        .arg(&v2)
-        .status()
-        .unwrap()
-        .success());
+    let v2 = copy_of(&src, &work.path().join("v2"));
     // Forget the first snapshot: its unique chunks are garbage now.
     base.delete(Kind::Snapshot, &first.id.to_hex()).unwrap();
     let keep = second.id.to_hex();
