@@ -51,26 +51,12 @@ fn every_command_works_on_an_s3_store() {
         env.ok(&[&"cat", &format!("latest:{}/new.txt", src.display())]),
         "second snapshot\n"
     );
-    let out = env.path("out");
-    env.ok(&[
-        &"restore",
-        &"-to",
-        &out,
-        &format!("latest:{}", src.display()),
-    ]);
-    assert_same_tree(&src, &out);
+    env.assert_latest_restores(&src, "out");
     env.ok(&[&"check", &"--read-data"]);
     env.ok(&[&"rm", &&first[..12]]);
     env.ok(&[&"prune"]);
     env.ok(&[&"check", &"--read-data"]);
-    let out2 = env.path("out2");
-    env.ok(&[
-        &"restore",
-        &"-to",
-        &out2,
-        &format!("latest:{}", src.display()),
-    ]);
-    assert_same_tree(&src, &out2);
+    env.assert_latest_restores(&src, "out2");
     // The same commands work with the on-disk cache off, and after it is deleted.
     std::fs::remove_dir_all(env.path("cache")).ok();
     env.ok(&[&"--no-cache", &"check"]);
@@ -198,14 +184,7 @@ fn a_server_that_dies_mid_backup_loses_nothing() {
     assert_eq!(snaps.lines().count(), 1, "no half snapshot: {snaps}");
     assert!(snaps.contains(&first[..8]));
     env.backup(&src);
-    let out = env.path("out");
-    env.ok(&[
-        &"restore",
-        &"-to",
-        &out,
-        &format!("latest:{}", src.display()),
-    ]);
-    assert_same_tree(&src, &out);
+    env.assert_latest_restores(&src, "out");
     env.ok(&[&"check", &"--read-data"]);
 }
 

@@ -97,6 +97,15 @@ impl Env {
         serde_json::from_str(&out).unwrap()
     }
 
+    /// Restores `latest:SRC` into the folder `out` of this env and asserts it
+    /// equals `src`.
+    pub fn assert_latest_restores(&self, src: &Path, out: &str) {
+        let out = self.path(out);
+        let spec = format!("latest:{}", src.display());
+        self.ok(&[&"restore", &"-to", &out, &spec]);
+        assert_same_tree(src, &out);
+    }
+
     /// Total bytes of the store's packs.
     pub fn store_bytes(&self) -> u64 {
         dir_bytes(&self.store.join("packs"))

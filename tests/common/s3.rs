@@ -71,12 +71,27 @@ impl Weed {
             guard: None,
             pid: None,
         };
-        w.endpoint = format!("http://127.0.0.1:{}", w.base + 3);
-        w.launch();
-        w
+        // A port taken between our check and the server's bind (another test
+        // starting a server at the same moment) fails the start: try elsewhere.
+        for attempt in 0..3 {
+            w.endpoint = format!("http://127.0.0.1:{}", w.base + 3);
+            match w.launch() {
+                Ok(()) => return w,
+                Err(log) if attempt < 2 => {
+                    eprintln!(
+                        "SeaweedFS failed to start on port {}; retrying:\n{log}",
+                        w.base
+                    );
+                    w.stop();
+                    w.base = free_base();
+                }
+                Err(log) => panic!("SeaweedFS did not start: {log}"),
+            }
+        }
+        unreachable!()
     }
 
-    fn launch(&mut self) {
+    fn launch(&mut self) -> Result<(), String> {
         let d = self.dir.path();
         std::fs::create_dir_all(d.join("data")).unwrap();
         std::fs::write(
@@ -148,13 +163,12 @@ impl Weed {
                 .guard
                 .as_mut()
                 .is_some_and(|g| g.try_wait().ok().flatten().is_some());
-            assert!(
-                !exited && start.elapsed() < Duration::from_secs(60),
-                "SeaweedFS did not start: {}",
-                std::fs::read_to_string(d.join("log")).unwrap_or_default()
-            );
+            if exited || start.elapsed() > Duration::from_secs(60) {
+                return Err(std::fs::read_to_string(d.join("log")).unwrap_or_default());
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
+        Ok(())
     }
 
     /// SIGKILL (SeaweedFS takes ~30 s to stop on SIGTERM).
@@ -170,7 +184,9 @@ impl Weed {
     /// Starts again on the same folder and ports, keeping every object.
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        if let Err(log) = self.launch() {
+            panic!("SeaweedFS did not restart: {log}");
+        }
     }
 
     /// Environment for the klosetfs binary and the SDK to reach this server.
