@@ -25,3 +25,5 @@ done
 "$K" -q at "$W/s" backup "$T2"
 "$K" -q at "$W/s" check --read-data
 echo "soak: $ROUNDS kills, nothing lost"
+# The long fuzz run: every decoder, random seeds.
+bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SOAK_SECONDS:-600}"

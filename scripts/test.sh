@@ -34,3 +34,8 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # Mount tests each carry their own timeout; the whole run is bounded here too.
 timeout 1500 cargo test --locked --all-targets -- --test-threads=2
+# The build without the S3 feature (what the fuzz targets use) must stay clean.
+cargo clippy --lib --no-default-features --locked -- -D warnings
+# A short fuzz run of every decoder (a minute each, two at a time; fixed seed
+# so a red run reproduces). Needs the image's nightly toolchain; skipped without.
+FUZZ_SEED=1 timeout 900 bash scripts/fuzz.sh 60

@@ -10,12 +10,15 @@ pub mod cache;
 pub mod check;
 pub mod chunker;
 pub mod config;
+#[cfg(feature = "s3")]
 pub mod connector;
 pub mod crypto;
 pub mod error;
 pub mod fetch;
 pub mod fsnode;
 pub mod fuse;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod id;
 pub mod index;
 pub mod keyfile;

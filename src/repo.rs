@@ -346,7 +346,7 @@ pub fn synthetic_dir(tree: BlobId) -> Node {
     }
 }
 
-fn plaintext_keys(config: &StoreConfig) -> Result<Keys> {
+pub(crate) fn plaintext_keys(config: &StoreConfig) -> Result<Keys> {
     let hexkey = config
         .plaintext_id_key
         .as_deref()

@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::storage::{
-    CacheStorage, LimitStorage, LocalStorage, RetryPolicy, RetryStorage, S3Options, S3Storage,
-    Storage,
-};
+#[cfg(feature = "s3")]
+use crate::storage::{CacheStorage, LimitStorage, RetryStorage, S3Options, S3Storage};
+use crate::storage::{LocalStorage, RetryPolicy, Storage};
 
 /// Requests in flight to a remote store at once.
 pub const REMOTE_CONNECTIONS: usize = 16;
@@ -58,6 +57,18 @@ pub fn open(location: &str, opts: &OpenOptions) -> Result<Arc<dyn Storage>> {
             "unsupported location {location}: use a path or s3://bucket/prefix"
         )));
     }
+    remote(location, opts)
+}
+
+#[cfg(not(feature = "s3"))]
+fn remote(location: &str, _opts: &OpenOptions) -> Result<Arc<dyn Storage>> {
+    Err(Error::InvalidInput(format!(
+        "{location}: this klosetfs was built without S3 support (feature `s3`)"
+    )))
+}
+
+#[cfg(feature = "s3")]
+fn remote(location: &str, opts: &OpenOptions) -> Result<Arc<dyn Storage>> {
     let mut s3 = S3Options::parse(location)?;
     s3.apply_settings(&opts.settings);
     let backend = if opts.create {
@@ -86,6 +97,7 @@ pub fn open(location: &str, opts: &OpenOptions) -> Result<Arc<dyn Storage>> {
 
 /// `--cache-dir`/`KLOSETFS_CACHE_DIR`, else the store's `cache_dir` setting,
 /// else `~/.cache/klosetfs/`; one sub-folder per location.
+#[cfg(feature = "s3")]
 fn cache_dir(location: &str, opts: &OpenOptions) -> Option<PathBuf> {
     if opts.no_cache {
         return None;

@@ -1,3 +1,4 @@
+#![cfg(feature = "s3")]
 //! Every `sh` block of docs/integration.md runs as written, in order; the
 //! `sh s3` blocks run too, against a real S3 server started for the test.
 

@@ -1,3 +1,4 @@
+#![cfg(feature = "s3")]
 //! The S3 connector against a real S3 server (SeaweedFS on 127.0.0.1): the
 //! storage suite, every command end to end, both mounts, and the failures that
 //! happen on networks (server gone mid-backup, wrong credentials, no bucket).

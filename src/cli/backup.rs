@@ -107,6 +107,11 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
         })
     };
     let r = match s3_source {
+        #[cfg(not(feature = "s3"))]
+        Some(loc) => Err(klosetfs::Error::InvalidInput(format!(
+            "{loc}: this klosetfs was built without S3 support"
+        ))),
+        #[cfg(feature = "s3")]
         Some(loc) => {
             let o = klosetfs::connector::s3_options(&loc)?;
             let bucket = klosetfs::storage::S3Bucket::connect(&o)?;

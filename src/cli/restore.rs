@@ -66,11 +66,7 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let to = a.to.to_string_lossy().into_owned();
     let r = if to.starts_with("s3://") {
-        let o = klosetfs::connector::s3_options(&to)?;
-        let bucket = klosetfs::storage::S3Bucket::connect(&o)?;
-        bucket.ensure_exists()?;
-        let prefix = klosetfs::connector::key_prefix(&o);
-        klosetfs::connector::s3_dest::restore(&repo, &t.node, &bucket, &prefix, &progress)
+        s3_restore(&repo, &t.node, &to, &progress)
     } else {
         restore(&repo, &t.node, &a.to, &opts, &progress)
     };
@@ -110,4 +106,31 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_PARTIAL
     })
+}
+
+/// `restore -to s3://bucket/prefix`: every file as an object under the prefix.
+#[cfg(feature = "s3")]
+fn s3_restore(
+    repo: &klosetfs::repo::Repo,
+    node: &klosetfs::tree::Node,
+    to: &str,
+    progress: &RestoreProgress,
+) -> klosetfs::Result<klosetfs::restore::RestoreReport> {
+    let o = klosetfs::connector::s3_options(to)?;
+    let bucket = klosetfs::storage::S3Bucket::connect(&o)?;
+    bucket.ensure_exists()?;
+    let prefix = klosetfs::connector::key_prefix(&o);
+    klosetfs::connector::s3_dest::restore(repo, node, &bucket, &prefix, progress)
+}
+
+#[cfg(not(feature = "s3"))]
+fn s3_restore(
+    _repo: &klosetfs::repo::Repo,
+    _node: &klosetfs::tree::Node,
+    to: &str,
+    _progress: &RestoreProgress,
+) -> klosetfs::Result<klosetfs::restore::RestoreReport> {
+    Err(klosetfs::Error::InvalidInput(format!(
+        "{to}: this klosetfs was built without S3 support"
+    )))
 }

@@ -20,6 +20,7 @@ pub mod limit;
 pub mod local;
 pub mod memory;
 pub mod retry;
+#[cfg(feature = "s3")]
 pub mod s3;
 
 pub use cache::CacheStorage;
@@ -28,6 +29,7 @@ pub use limit::LimitStorage;
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;
 pub use retry::{RetryPolicy, RetryStorage};
+#[cfg(feature = "s3")]
 pub use s3::{ObjectInfo, S3Bucket, S3Options, S3Storage, PART_SIZE};
 
 /// The kinds of object a store holds; each has its own namespace (folder).

@@ -138,7 +138,11 @@ impl Journal {
 pub fn read(path: &Path) -> Result<Vec<Record>> {
     let f = File::open(path)
         .map_err(|e| Error::io(format!("reading journal {}", path.display()), e))?;
-    let mut r = BufReader::new(f);
+    Ok(read_from(BufReader::new(f), path))
+}
+
+/// The records of a journal's bytes, up to the first torn or damaged one.
+pub fn read_from(mut r: impl Read, path: &Path) -> Vec<Record> {
     let mut out = Vec::new();
     loop {
         let mut len = [0u8; 4];
@@ -166,7 +170,7 @@ pub fn read(path: &Path) -> Result<Vec<Record>> {
             }
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

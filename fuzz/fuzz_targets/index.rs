@@ -1,0 +1,5 @@
+#![no_main]
+//! Fuzz target: `klosetfs::fuzzing::index` (arbitrary bytes as stored index bytes).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    klosetfs::fuzzing::index(data);
+});

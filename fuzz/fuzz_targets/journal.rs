@@ -1,0 +1,5 @@
+#![no_main]
+//! Fuzz target: `klosetfs::fuzzing::journal` (arbitrary bytes as stored journal bytes).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    klosetfs::fuzzing::journal(data);
+});

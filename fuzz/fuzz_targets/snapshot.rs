@@ -1,0 +1,5 @@
+#![no_main]
+//! Fuzz target: `klosetfs::fuzzing::snapshot` (arbitrary bytes as stored snapshot bytes).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    klosetfs::fuzzing::snapshot(data);
+});

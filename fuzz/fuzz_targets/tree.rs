@@ -1,0 +1,5 @@
+#![no_main]
+//! Fuzz target: `klosetfs::fuzzing::tree` (arbitrary bytes as stored tree bytes).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    klosetfs::fuzzing::tree(data);
+});
