@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::blob::{self, BlobType};
 use crate::error::{Error, Result};
@@ -36,6 +36,11 @@ pub struct Packer {
     inflight: Mutex<HashSet<BlobId>>,
     pending: Mutex<Vec<IndexPack>>,
     failed: AtomicBool,
+    /// Full packs taken out of a writer and not yet stored and indexed:
+    /// [`Packer::flush`] waits for them, so its barrier covers blobs that
+    /// another thread is writing out at that moment.
+    writing: Mutex<usize>,
+    written: Condvar,
     /// The first store failure, repeated to every later caller.
     first_error: Mutex<Option<String>>,
     pub stats: PackerStats,
@@ -54,6 +59,8 @@ impl Packer {
             inflight: Mutex::new(HashSet::new()),
             pending: Mutex::new(Vec::new()),
             failed: AtomicBool::new(false),
+            writing: Mutex::new(0),
+            written: Condvar::new(),
             first_error: Mutex::new(None),
             stats: PackerStats::default(),
         }
@@ -97,13 +104,20 @@ impl Packer {
             let mut w = self.writer(t).lock();
             w.add(t, id, &sealed, raw.len() as u32);
             if w.size() >= self.target {
+                // Counted while the writer is still locked, so a flush that
+                // takes the writer after this point also waits for this pack.
+                *self.writing.lock() += 1;
                 Some(std::mem::take(&mut *w))
             } else {
                 None
             }
         };
         if let Some(w) = full {
-            self.write_pack(w)?;
+            let r = self.write_pack(w);
+            let mut n = self.writing.lock();
+            *n -= 1;
+            self.written.notify_all();
+            r?;
         }
         Ok(())
     }
@@ -245,6 +259,13 @@ impl Packer {
             let w = std::mem::take(&mut *self.writer(t).lock());
             self.write_pack(w)?;
         }
+        {
+            let mut n = self.writing.lock();
+            while *n > 0 {
+                self.written.wait(&mut n);
+            }
+        }
+        self.check_failed()?;
         let batch = std::mem::take(&mut *self.pending.lock());
         self.write_index(batch)?;
         Ok(())

@@ -22,7 +22,11 @@ impl WritableFs {
     /// snapshot; then starts a new journal on top of it.
     pub fn commit(&self) -> WResult<SnapshotId> {
         let _g = self.commit_lock.lock();
+        let _closes = self.close_gate.write();
         let started = std::time::Instant::now();
+        // Every close so far must be stored before its chunks go in a tree.
+        self.storer.wait_idle();
+        self.check_store_error()?;
         self.packer.flush()?;
         let mut summary = Summary::default();
         let root = {
@@ -200,7 +204,7 @@ pub fn recover_dir(repo: &Arc<Repo>, spool: &Path) -> Result<Option<SnapshotId>>
         tags: opts.tags.clone(),
     };
     let journal = Journal::create(&spool.join("journal.recovering"), &header)?;
-    let fs = WritableFs::assemble(repo.clone(), opts, ns, journal, base, |_| packer);
+    let fs = WritableFs::assemble(repo.clone(), opts, ns, journal, base, |_| packer)?;
     let id = fs
         .commit()
         .map_err(|e| Error::InvalidInput(format!("committing recovered files: {e:?}")))?;
@@ -268,7 +272,9 @@ fn replay(
             inline,
         } => {
             let ino = ns.resolve(path)?;
-            let all_stored = {
+            // A close journals its bytes before they are chunked (the
+            // chunks follow in a later record): no chunks is not "stored".
+            let all_stored = chunks.iter().map(|c| c.size as u64).sum::<u64>() == *size && {
                 let idx = repo.index().read();
                 chunks.iter().all(|c| idx.contains(&c.id))
             };
@@ -276,6 +282,10 @@ fn replay(
                 chunks.clone()
             } else if let Some(bytes) = inline {
                 packer.save_stream(&bytes[..], *size)?
+            } else if file.is_none() {
+                // The chunks of an in-memory file that never became durable:
+                // its earlier record (with the bytes) already restored it.
+                return Ok(());
             } else {
                 // The packs with these chunks never became durable: store the
                 // bytes again from the spool.

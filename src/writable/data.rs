@@ -192,11 +192,17 @@ impl WritableFs {
             return Ok(fh);
         }
         if write {
-            let reopened_clean = self
+            let (has_spool, dirty) = self
                 .ns
                 .lock()
                 .get(ino)
-                .map(|i| i.spool.is_some() && !i.dirty)?;
+                .map(|i| (i.spool.is_some(), i.dirty))?;
+            if has_spool {
+                // A background store may still be reading this spool.
+                self.storer.wait_idle();
+                self.check_store_error()?;
+            }
+            let reopened_clean = has_spool && !dirty && self.ns.lock().get(ino)?.spool.is_some();
             if reopened_clean {
                 // The spool is about to change: make the chunks its last close
                 // stored durable first, so the journal never needs the old bytes.
@@ -241,10 +247,15 @@ impl WritableFs {
     }
 
     pub(super) fn truncate(&self, ino: u64, size: u64) -> WResult<()> {
+        if self.ns.lock().get(ino)?.spool.is_some() {
+            self.storer.wait_idle();
+        }
         let spool = self.ensure_spool(ino, size == 0)?;
         self.truncate_spool(ino, &spool, size)?;
         if self.ns.lock().get(ino)?.open_handles == 0 {
             self.store_content(ino)?;
+            self.storer.wait_idle();
+            self.check_store_error()?;
             self.spool_files.lock().remove(&spool);
         }
         Ok(())
@@ -298,6 +309,7 @@ impl WritableFs {
             Some(h) if h.write => h.ino,
             _ => return Err(WError::BadHandle),
         };
+        self.check_store_error()?;
         if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
             self.drain_spool()?;
             if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
@@ -320,9 +332,11 @@ impl WritableFs {
         Ok(data.len() as u32)
     }
 
-    /// On close (flush) and fsync: store the file's bytes through the pipeline
-    /// and journal them. An error here reaches the writer's `close()`.
-    pub fn flush(&self, fh: u64) -> WResult<()> {
+    /// On close (flush) and fsync: journal the file's bytes (durably with
+    /// `--sync close`, or always when `fsync` asks) and queue them for the
+    /// pipeline. An error here, or from an earlier file's storing, reaches the
+    /// writer's `close()`.
+    pub fn flush(&self, fh: u64, fsync: bool) -> WResult<()> {
         let Some(ino) = self
             .handles
             .lock()
@@ -332,10 +346,18 @@ impl WritableFs {
         else {
             return Ok(());
         };
-        self.store_content(ino)
+        self.check_store_error()?;
+        self.store_content(ino)?;
+        if fsync && !self.opts.sync_on_close {
+            self.journal.lock().sync()?;
+        }
+        Ok(())
     }
 
+    /// Journals a dirty file's current bytes and queues them for storing;
+    /// the background job records the chunks when they are stored.
     pub(super) fn store_content(&self, ino: u64) -> WResult<()> {
+        let _gate = self.close_gate.read();
         let (spool, generation, path, mtime) = {
             let ns = self.ns.lock();
             let i = ns.get(ino)?;
@@ -352,48 +374,66 @@ impl WritableFs {
             )
         };
         // Small files travel inside the journal record: one fsync per close
-        // (the journal's) instead of two.
-        let in_memory = self.mem_spools.lock().get(&spool).cloned();
-        let (chunks, inline) = if let Some(buf) = in_memory {
-            let len = buf.len() as u64;
-            (self.packer.save_stream(&buf[..], len)?, Some(buf))
-        } else {
+        // (the journal's) instead of two, and the spool is not needed again.
+        let mut bytes = self.mem_spools.lock().get(&spool).cloned();
+        let mut file = None;
+        if bytes.is_none() {
             let f = self.spool_file(&spool)?;
             let len = f.metadata().map(|m| m.len()).map_err(io_err)?;
             if len <= INLINE_LIMIT {
                 let mut buf = vec![0u8; len as usize];
                 f.read_exact_at(&mut buf, 0)
                     .map_err(|e| WError::Io(format!("spool: {e}")))?;
-                (self.packer.save_stream(&buf[..], len)?, Some(buf))
+                bytes = Some(buf);
             } else {
                 if self.opts.sync_on_close {
                     f.sync_data()
                         .map_err(|e| WError::Io(format!("spool: {e}")))?;
                 }
-                let reader =
-                    std::io::BufReader::with_capacity(1 << 20, SpoolReader { f: &f, pos: 0 });
-                (self.packer.save_stream(reader, len)?, None)
-            }
-        };
-        let size: u64 = chunks.iter().map(|c| c.size as u64).sum();
-        {
-            let mut ns = self.ns.lock();
-            let i = ns.get_mut(ino)?;
-            i.content = chunks.clone();
-            if i.generation == generation {
-                i.dirty = false;
+                file = Some((f, len));
             }
         }
+        let size = bytes
+            .as_ref()
+            .map_or_else(|| file.as_ref().map_or(0, |f| f.1), |b| b.len() as u64);
         if let Some(path) = path {
             let r = Record::Content {
                 path,
                 size,
                 mtime,
-                chunks,
-                spool: Some(spool),
-                inline,
+                chunks: Vec::new(),
+                spool: Some(spool.clone()),
+                inline: bytes.take(),
             };
-            self.log(r, true)?;
+            self.log_ref(&r, true)?;
+            if let Record::Content { inline, .. } = r {
+                bytes = inline;
+            }
+        }
+        let job = StoreJob {
+            packer: self.packer.clone(),
+            ns: self.ns.clone(),
+            journal: self.journal.clone(),
+            ino,
+            generation,
+            mtime,
+            size,
+            spool,
+        };
+        match (bytes, file) {
+            // Small files: in the background; a failure reaches the next
+            // write or close (this file's bytes are safe in the journal).
+            (Some(b), _) => self.storer.submit(size, move || job.run(&b[..])),
+            // Spooled files are stored before close returns, so a failing
+            // store reaches this file's own close: one close per many MiB
+            // costs little, and `cp big /mnt` must see the error.
+            (None, Some((f, _))) => job
+                .run(std::io::BufReader::with_capacity(
+                    1 << 20,
+                    SpoolReader { f: &f, pos: 0 },
+                ))
+                .map_err(WError::Io)?,
+            (None, None) => unreachable!("bytes or a spool file"),
         }
         // Closed files wait in the spool until their packs are durable; keep
         // that backlog (memory for small files) modest.
@@ -431,10 +471,35 @@ impl WritableFs {
         }
     }
 
-    /// Makes every stored chunk durable, then frees the spool of closed files.
+    /// Makes every stored chunk durable, then frees the spool of the closed
+    /// files whose chunks were stored before that barrier.
     pub(super) fn drain_spool(&self) -> WResult<()> {
+        let stored: Vec<(u64, String)> = self
+            .ns
+            .lock()
+            .inodes
+            .iter()
+            .filter(|(_, i)| !i.dirty && i.open_handles == 0)
+            .filter_map(|(ino, i)| i.spool.clone().map(|s| (*ino, s)))
+            .collect();
         self.packer.flush()?;
-        let freed = Self::take_clean_spools(&mut self.ns.lock());
+        if self.opts.sync_on_close {
+            // The records naming those chunks must outlive the spools.
+            self.journal.lock().sync()?;
+        }
+        let freed: Vec<String> = {
+            let mut ns = self.ns.lock();
+            stored
+                .into_iter()
+                .filter_map(|(ino, s)| {
+                    let i = ns.get_mut(ino).ok()?;
+                    if i.dirty || i.open_handles > 0 || i.spool.as_deref() != Some(&s) {
+                        return None;
+                    }
+                    i.spool.take()
+                })
+                .collect()
+        };
         self.drop_spools(freed);
         Ok(())
     }
@@ -467,5 +532,57 @@ impl std::io::Read for SpoolReader<'_> {
         let n = self.f.read_at(buf, self.pos)?;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+/// One closed file's bytes on their way through the pipeline.
+struct StoreJob {
+    packer: Arc<crate::packer::Packer>,
+    ns: Arc<parking_lot::Mutex<super::namespace::Namespace>>,
+    journal: Arc<parking_lot::Mutex<super::journal::Journal>>,
+    ino: u64,
+    generation: u64,
+    mtime: i64,
+    size: u64,
+    spool: String,
+}
+
+impl StoreJob {
+    fn run(self, r: impl std::io::Read) -> Result<(), String> {
+        let chunks = self
+            .packer
+            .save_stream(r, self.size)
+            .map_err(|e| e.to_string())?;
+        let path = {
+            let mut ns = self.ns.lock();
+            let Ok(i) = ns.get_mut(self.ino) else {
+                return Ok(()); // removed since
+            };
+            if i.content_gen > self.generation {
+                return Ok(()); // a later close was stored first
+            }
+            i.content = chunks.clone();
+            i.content_gen = self.generation;
+            if i.generation == self.generation {
+                i.dirty = false;
+            }
+            ns.path(self.ino)
+        };
+        // Spooled files: the spool goes once the chunks are durable, so the
+        // journal must name them. (In-memory files have their bytes there.)
+        if self.size > INLINE_LIMIT {
+            if let Some(path) = path {
+                let r = Record::Content {
+                    path,
+                    size: self.size,
+                    mtime: self.mtime,
+                    chunks,
+                    spool: Some(self.spool),
+                    inline: None,
+                };
+                self.journal.lock().append(&r).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
     }
 }

@@ -23,6 +23,33 @@ use crate::tree::{NodeKind, Xattr};
 
 const TTL: Duration = Duration::from_secs(1);
 
+const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
+
+/// The permission bits of a minimal POSIX access ACL (owner, group and other
+/// entries only, in the kernel's xattr format), or `None` for a real ACL.
+fn minimal_acl_perms(value: &[u8]) -> Option<u32> {
+    const VERSION: u32 = 2;
+    const USER_OBJ: u16 = 0x01;
+    const GROUP_OBJ: u16 = 0x04;
+    const OTHER: u16 = 0x20;
+    let (head, entries) = value.split_at_checked(4)?;
+    if u32::from_le_bytes(head.try_into().ok()?) != VERSION || entries.len() != 3 * 8 {
+        return None;
+    }
+    let mut bits = 0;
+    for (e, (tag, shift)) in
+        entries
+            .chunks_exact(8)
+            .zip([(USER_OBJ, 6), (GROUP_OBJ, 3), (OTHER, 0)])
+    {
+        if u16::from_le_bytes([e[0], e[1]]) != tag {
+            return None;
+        }
+        bits |= (u16::from_le_bytes([e[2], e[3]]) as u32 & 0o7) << shift;
+    }
+    Some(bits)
+}
+
 fn errno(e: &WError) -> Errno {
     match e {
         WError::Ns(NsError::NotFound) => Errno::ENOENT,
@@ -165,6 +192,15 @@ impl Filesystem for WritableFuse {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.fs.lookup(parent.0, name.as_bytes()) {
             Ok(ino) => self.entry(ino, reply),
+            // A cached negative entry (node id 0 with a timeout): every change
+            // to this tree comes through the kernel, which replaces the entry
+            // when the name is created. `cp -a` and `tar x` look each new name
+            // up twice (stat, then open with O_CREAT); this saves both trips.
+            Err(WError::Ns(NsError::NotFound)) => {
+                let mut a = commit_attr();
+                a.ino = INodeNo(0);
+                reply.entry(&TTL, &a, Generation(0))
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -422,7 +458,7 @@ impl Filesystem for WritableFuse {
         _lock: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.fs.flush(fh.0) {
+        match self.fs.flush(fh.0, false) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -436,7 +472,7 @@ impl Filesystem for WritableFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.flush(fh.0) {
+        match self.fs.flush(fh.0, true) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -454,7 +490,7 @@ impl Filesystem for WritableFuse {
     ) {
         // A last attempt for writers that never flushed; its error cannot
         // reach close(), so it is only logged.
-        if let Err(e) = self.fs.flush(fh.0) {
+        if let Err(e) = self.fs.flush(fh.0, false) {
             tracing::error!("release: {e:?}");
         }
         self.fs.release(fh.0);
@@ -562,6 +598,31 @@ impl Filesystem for WritableFuse {
         reply: ReplyEmpty,
     ) {
         let name = name.as_bytes().to_vec();
+        if name == ACL_ACCESS {
+            if let Some(bits) = minimal_acl_perms(value) {
+                // `cp -a` and `setfacl -b` set a minimal ACL instead of calling
+                // chmod: it is the mode, so store it as the mode (a stored
+                // copy would go stale at the next chmod and win on restore).
+                let r = self
+                    .fs
+                    .inode(ino.0)
+                    .and_then(|i| {
+                        let mode = (i.mode & !0o777) | bits;
+                        self.fs
+                            .setattr(ino.0, Some(mode), None, None, None, None, None)
+                    })
+                    .and_then(|_| {
+                        self.fs.set_xattrs(ino.0, |xs| {
+                            xs.retain(|x| x.name != ACL_ACCESS);
+                            Ok(())
+                        })
+                    });
+                return match r {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(errno(&e)),
+                };
+            }
+        }
         let r = self.fs.set_xattrs(ino.0, |xs| {
             let pos = xs.iter().position(|x| x.name == name);
             match (pos, flags) {
@@ -622,5 +683,27 @@ impl Filesystem for WritableFuse {
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         reply.ok();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::minimal_acl_perms;
+
+    #[test]
+    fn minimal_acls_are_modes_and_real_ones_are_not() {
+        // What `cp -a` sets for a 0644 file.
+        let acl_644 = b"\x02\0\0\0\x01\0\x06\0\xff\xff\xff\xff\x04\0\x04\0\xff\xff\xff\xff\x20\0\x04\0\xff\xff\xff\xff";
+        assert_eq!(minimal_acl_perms(acl_644), Some(0o644));
+        let acl_750 = b"\x02\0\0\0\x01\0\x07\0\xff\xff\xff\xff\x04\0\x05\0\xff\xff\xff\xff\x20\0\x00\0\xff\xff\xff\xff";
+        assert_eq!(minimal_acl_perms(acl_750), Some(0o750));
+        // A named user entry (tag 2) and a mask make it a real ACL.
+        let mut real = acl_644[..12].to_vec();
+        real.extend_from_slice(b"\x02\0\x06\0\xe8\x03\0\0");
+        real.extend_from_slice(&acl_644[12..]);
+        real.extend_from_slice(b"\x10\0\x06\0\xff\xff\xff\xff");
+        assert_eq!(minimal_acl_perms(&real), None);
+        assert_eq!(minimal_acl_perms(b""), None);
+        assert_eq!(minimal_acl_perms(&acl_644[..20]), None);
     }
 }

@@ -10,6 +10,7 @@ mod data;
 pub mod fuse;
 pub mod journal;
 pub mod namespace;
+mod storer;
 
 pub use commit::recover_dir;
 
@@ -85,11 +86,12 @@ struct OpenFile {
 
 pub struct WritableFs {
     repo: Arc<Repo>,
-    packer: Packer,
+    packer: Arc<Packer>,
     cache: ChunkCache,
     opts: WritableOptions,
-    ns: Mutex<Namespace>,
-    journal: Mutex<Journal>,
+    ns: Arc<Mutex<Namespace>>,
+    journal: Arc<Mutex<Journal>>,
+    storer: storer::Storer,
     base: Mutex<Option<SnapshotId>>,
     handles: Mutex<HashMap<u64, OpenFile>>,
     spool_files: Mutex<HashMap<String, Arc<File>>>,
@@ -101,6 +103,9 @@ pub struct WritableFs {
     spool_bytes: AtomicU64,
     changed: AtomicBool,
     commit_lock: Mutex<()>,
+    /// Closes hold it shared, a commit exclusively: no close falls between
+    /// the commit's tree and its new journal.
+    close_gate: parking_lot::RwLock<()>,
     last_commit: Mutex<Option<SnapshotId>>,
     names: NameCache,
 }
@@ -135,7 +140,7 @@ impl WritableFs {
             tags: opts.tags.clone(),
         };
         let journal = Journal::create(&opts.spool_dir.join("journal"), &header)?;
-        let fs = Self::assemble(repo, opts, ns, journal, base, Packer::new);
+        let fs = Self::assemble(repo, opts, ns, journal, base, Packer::new)?;
         Ok((fs, recovered))
     }
 
@@ -146,14 +151,18 @@ impl WritableFs {
         journal: Journal,
         base: Option<SnapshotId>,
         packer: impl FnOnce(Arc<Repo>) -> Packer,
-    ) -> Self {
-        WritableFs {
-            packer: packer(repo.clone()),
+    ) -> Result<Self> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let storer = storer::Storer::new(threads)
+            .map_err(|e| Error::io("starting the background storer", e))?;
+        Ok(WritableFs {
+            packer: Arc::new(packer(repo.clone())),
             cache: ChunkCache::new(repo.clone(), opts.cache_bytes),
             repo,
             opts,
-            ns: Mutex::new(ns),
-            journal: Mutex::new(journal),
+            ns: Arc::new(Mutex::new(ns)),
+            journal: Arc::new(Mutex::new(journal)),
+            storer,
             base: Mutex::new(base),
             handles: Mutex::new(HashMap::new()),
             spool_files: Mutex::new(HashMap::new()),
@@ -163,9 +172,10 @@ impl WritableFs {
             spool_bytes: AtomicU64::new(0),
             changed: AtomicBool::new(false),
             commit_lock: Mutex::new(()),
+            close_gate: parking_lot::RwLock::new(()),
             last_commit: Mutex::new(None),
             names: NameCache::default(),
-        }
+        })
     }
 
     pub fn repo(&self) -> &Arc<Repo> {
@@ -174,13 +184,25 @@ impl WritableFs {
 
     /// Appends to the journal; `durable` records are fsynced in `sync_on_close` mode.
     fn log(&self, r: Record, durable: bool) -> WResult<()> {
+        self.log_ref(&r, durable)
+    }
+
+    fn log_ref(&self, r: &Record, durable: bool) -> WResult<()> {
         let mut j = self.journal.lock();
-        j.append(&r)?;
+        j.append(r)?;
         if durable && self.opts.sync_on_close {
             j.sync()?;
         }
         self.changed.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The first failure of a background store, as an I/O error.
+    fn check_store_error(&self) -> WResult<()> {
+        match self.storer.error() {
+            Some(e) => Err(WError::Io(format!("storing a closed file failed: {e}"))),
+            None => Ok(()),
+        }
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> WResult<u64> {

@@ -56,6 +56,9 @@ pub struct WInode {
     /// Bumped by every write or truncate, so a close that raced a write
     /// leaves the file dirty.
     pub generation: u64,
+    /// The generation `content` was stored from: a background store of an
+    /// older close that finishes late must not replace a newer one.
+    pub content_gen: u64,
     pub open_handles: u32,
 }
 
@@ -85,6 +88,7 @@ impl WInode {
             spool: None,
             dirty: false,
             generation: 0,
+            content_gen: 0,
             open_handles: 0,
         }
     }
@@ -110,6 +114,7 @@ impl WInode {
             spool: None,
             dirty: false,
             generation: 0,
+            content_gen: 0,
             open_handles: 0,
         }
     }
