@@ -85,3 +85,114 @@ fn prune_refuses_while_a_backup_holds_the_store_and_unlock_breaks_stale_locks() 
     env.ok(&[&"check", &"--read-data"]);
     assert_eq!(env.ok(&[&"ls"]).lines().count(), 3);
 }
+
+/// Waits until `child` holds a lock in the store, then freezes it (SIGSTOP).
+/// `false` if it finished before it could be caught.
+fn freeze_once_locked(env: &Env, child: &mut std::process::Child) -> bool {
+    use nix::sys::signal::{kill, Signal};
+    let locks = env.store.join("locks");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if std::fs::read_dir(&locks).is_ok_and(|mut d| d.next().is_some()) {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            kill(pid, Signal::SIGSTOP).unwrap();
+            return child.try_wait().unwrap().is_none();
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+    panic!("no lock appeared within a minute");
+}
+
+fn resume(child: &std::process::Child) {
+    use nix::sys::signal::{kill, Signal};
+    kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGCONT,
+    )
+    .unwrap();
+}
+
+/// Real processes racing: a prune started while a backup runs is refused and
+/// the backup completes; a backup started while a prune runs is refused and
+/// the prune completes; a backup killed with `kill -9` leaves a lock that is
+/// recognised as stale (its process is gone) and removed by `unlock`. After
+/// all of it the store checks clean and the newest snapshot restores exact.
+#[test]
+fn prune_and_backup_started_during_each_other_stay_safe() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let fill = |seed: u64| {
+        for i in 0..48u64 {
+            std::fs::write(src.join(format!("f{i}")), noise(seed * 100 + i, 1 << 20)).unwrap();
+        }
+    };
+    fill(1);
+    env.create();
+    env.backup(&src);
+
+    // 1. A backup frozen while it holds its (shared) lock: prune refuses.
+    fill(2);
+    let mut b = env.cmd(&[&"backup", &"-q", &src]).spawn().unwrap();
+    assert!(
+        freeze_once_locked(&env, &mut b),
+        "the backup ended before it could be frozen"
+    );
+    let o = env.run(&[&"prune"]);
+    resume(&b);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("shared lock") && err.contains("unlock"),
+        "{err}"
+    );
+    assert!(
+        b.wait().unwrap().success(),
+        "the backup finishes after the refused prune"
+    );
+
+    // 2. A prune frozen while it holds its (exclusive) lock: backup refuses.
+    let mut caught = false;
+    for round in 0..5u64 {
+        fill(10 + round);
+        env.backup(&src);
+        let oldest = env.ok(&[&"ls", &"--json"]);
+        let v: serde_json::Value = serde_json::from_str(&oldest).unwrap();
+        let first = v[0]["id"].as_str().unwrap().to_string();
+        env.ok(&[&"rm", &first]);
+        let mut p = env.cmd(&[&"prune", &"-q"]).spawn().unwrap();
+        if !freeze_once_locked(&env, &mut p) {
+            assert!(p.wait().unwrap().success());
+            continue; // it finished first; try again with new garbage
+        }
+        let o = env.run(&[&"backup", &src]);
+        resume(&p);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("exclusive lock"), "{err}");
+        assert!(
+            p.wait().unwrap().success(),
+            "the prune finishes after the refused backup"
+        );
+        caught = true;
+        break;
+    }
+    assert!(caught, "no prune could be frozen while it held its lock");
+
+    // 3. kill -9 of a backup holding its lock: the lock is stale at once (its
+    // process is gone on this host), prune goes ahead, `unlock` removes it.
+    fill(3);
+    let mut b = env.cmd(&[&"backup", &"-q", &src]).spawn().unwrap();
+    assert!(freeze_once_locked(&env, &mut b));
+    b.kill().unwrap();
+    b.wait().unwrap();
+    env.ok(&[&"prune"]);
+    assert!(env.ok(&[&"unlock"]).contains("removed 1 lock"));
+
+    env.ok(&[&"check", &"--read-data"]);
+    env.backup(&src);
+    env.assert_latest_restores(&src, "out");
+}
