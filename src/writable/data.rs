@@ -226,7 +226,32 @@ impl WritableFs {
         Ok(fh)
     }
 
+    /// Keeps a file's stream going on an append, drops it on any other write,
+    /// and starts one when an appended file outgrows memory.
+    fn follow_write(&self, ino: u64, spool: &str, offset: u64, end: u64, old: u64, was_mem: bool) {
+        let stream = self.streams.lock().get(&ino).cloned();
+        match stream {
+            Some(s) if !s.wrote(offset, end) => {
+                self.streams.lock().remove(&ino);
+            }
+            Some(_) => {}
+            None if was_mem && offset == old && !self.mem_spools.lock().contains_key(spool) => {
+                let Ok(f) = self.spool_file(spool) else {
+                    return;
+                };
+                match super::stream::Stream::start(self.packer.clone(), f, end) {
+                    Ok(s) => {
+                        self.streams.lock().insert(ino, Arc::new(s));
+                    }
+                    Err(e) => tracing::warn!("could not start a streaming store: {e}"),
+                }
+            }
+            None => {}
+        }
+    }
+
     pub(super) fn truncate_spool(&self, ino: u64, spool: &str, size: u64) -> WResult<()> {
+        self.streams.lock().remove(&ino);
         let old = self.spool_set_len(spool, size)?;
         if size > old {
             self.spool_bytes.fetch_add(size - old, Ordering::Relaxed);
@@ -317,8 +342,11 @@ impl WritableFs {
             }
         }
         let spool = self.ensure_spool(ino, false)?;
+        let old_size = self.ns.lock().get(ino)?.size;
+        let was_in_memory = self.mem_spools.lock().contains_key(&spool);
         self.spool_write_at(&spool, data, offset)?;
         let end = offset + data.len() as u64;
+        self.follow_write(ino, &spool, offset, end, old_size, was_in_memory);
         let mut ns = self.ns.lock();
         let i = ns.get_mut(ino)?;
         if end > i.size {
@@ -426,13 +454,22 @@ impl WritableFs {
             (Some(b), _) => self.storer.submit(size, move || job.run(&b[..])),
             // Spooled files are stored before close returns, so a failing
             // store reaches this file's own close: one close per many MiB
-            // costs little, and `cp big /mnt` must see the error.
-            (None, Some((f, _))) => job
-                .run(std::io::BufReader::with_capacity(
-                    1 << 20,
-                    SpoolReader { f: &f, pos: 0 },
-                ))
-                .map_err(WError::Io)?,
+            // costs little, and `cp big /mnt` must see the error. Written
+            // sequentially, most of the file is stored already.
+            (None, Some((f, len))) => {
+                let streamed = self.streams.lock().remove(&ino);
+                match streamed.and_then(|s| s.finish(len)) {
+                    Some(chunks) => {
+                        tracing::debug!("{len} bytes stored while being written");
+                        job.stored(chunks)
+                    }
+                    None => job.run(std::io::BufReader::with_capacity(
+                        1 << 20,
+                        SpoolReader { f: &f, pos: 0 },
+                    )),
+                }
+                .map_err(WError::Io)?
+            }
             (None, None) => unreachable!("bytes or a spool file"),
         }
         // Closed files wait in the spool until their packs are durable; keep
@@ -450,10 +487,14 @@ impl WritableFs {
         if h.text.is_some() {
             return;
         }
+        // A stream its writer never closed is given up (after the namespace
+        // lock is released: ending it waits for its thread).
+        let mut abandoned = None;
         let mut ns = self.ns.lock();
         if let Ok(i) = ns.get_mut(h.ino) {
             i.open_handles = i.open_handles.saturating_sub(1);
             if i.open_handles == 0 {
+                abandoned = self.streams.lock().remove(&h.ino);
                 // Close the spool's descriptor with the last handle: a copy of
                 // 80k files must not hold 80k descriptors.
                 if let Some(s) = &i.spool {
@@ -467,8 +508,12 @@ impl WritableFs {
                 if let Some(s) = spool {
                     self.drop_spool(&s);
                 }
+                drop(abandoned);
+                return;
             }
         }
+        drop(ns);
+        drop(abandoned);
     }
 
     /// Makes every stored chunk durable, then frees the spool of the closed
@@ -553,6 +598,11 @@ impl StoreJob {
             .packer
             .save_stream(r, self.size)
             .map_err(|e| e.to_string())?;
+        self.stored(chunks)
+    }
+
+    /// Records the chunks the file's bytes were stored as.
+    fn stored(self, chunks: Vec<crate::tree::ChunkRef>) -> Result<(), String> {
         let path = {
             let mut ns = self.ns.lock();
             let Ok(i) = ns.get_mut(self.ino) else {

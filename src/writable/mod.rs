@@ -11,6 +11,7 @@ pub mod fuse;
 pub mod journal;
 pub mod namespace;
 mod storer;
+mod stream;
 
 pub use commit::recover_dir;
 
@@ -92,6 +93,8 @@ pub struct WritableFs {
     ns: Arc<Mutex<Namespace>>,
     journal: Arc<Mutex<Journal>>,
     storer: storer::Storer,
+    /// Large files being written sequentially, streaming into the chunker.
+    streams: Mutex<HashMap<u64, Arc<stream::Stream>>>,
     base: Mutex<Option<SnapshotId>>,
     handles: Mutex<HashMap<u64, OpenFile>>,
     spool_files: Mutex<HashMap<String, Arc<File>>>,
@@ -163,6 +166,7 @@ impl WritableFs {
             ns: Arc::new(Mutex::new(ns)),
             journal: Arc::new(Mutex::new(journal)),
             storer,
+            streams: Mutex::new(HashMap::new()),
             base: Mutex::new(base),
             handles: Mutex::new(HashMap::new()),
             spool_files: Mutex::new(HashMap::new()),
