@@ -194,8 +194,8 @@ impl Filesystem for WritableFuse {
             Ok(ino) => self.entry(ino, reply),
             // A cached negative entry (node id 0 with a timeout): every change
             // to this tree comes through the kernel, which replaces the entry
-            // when the name is created. `cp -a` and `tar x` look each new name
-            // up twice (stat, then open with O_CREAT); this saves both trips.
+            // when the name is created. A tool that stats a name and then
+            // creates it (rsync, tar) saves the second lookup.
             Err(WError::Ns(NsError::NotFound)) => {
                 let mut a = commit_attr();
                 a.ino = INodeNo(0);
