@@ -302,6 +302,15 @@ fn normalize_args() -> Vec<std::ffi::OsString> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(normalize_args());
+    if matches!(
+        cli.cmd,
+        Top::At {
+            cmd: StoreCmd::Mount(_),
+            ..
+        } | Top::Store(StoreCmd::Mount(_))
+    ) {
+        mount::limit_malloc_arenas();
+    }
     init_logging(cli.global.verbose);
     let result = match cli.cmd {
         Top::At { store, cmd } => run(
