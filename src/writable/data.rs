@@ -192,17 +192,17 @@ impl WritableFs {
             return Ok(fh);
         }
         if write {
-            let (has_spool, dirty) = self
-                .ns
-                .lock()
-                .get(ino)
-                .map(|i| (i.spool.is_some(), i.dirty))?;
-            if has_spool {
+            if self.ns.lock().get(ino)?.spool.is_some() {
                 // A background store may still be reading this spool.
                 self.storer.wait_idle();
                 self.check_store_error()?;
             }
-            let reopened_clean = has_spool && !dirty && self.ns.lock().get(ino)?.spool.is_some();
+            // (Read after the wait: a finished store marks the file clean.)
+            let reopened_clean = self
+                .ns
+                .lock()
+                .get(ino)
+                .map(|i| i.spool.is_some() && !i.dirty)?;
             if reopened_clean {
                 // The spool is about to change: make the chunks its last close
                 // stored durable first, so the journal never needs the old bytes.
