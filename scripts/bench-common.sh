@@ -5,6 +5,8 @@ BENCH_DIR=${BENCH_DIR:-/var/tmp/klosetfs-bench}
 # Two consecutive versions of one kernel tree. The archive only keeps recent
 # ones, so unless V1/V2 are given, take the two newest it offers.
 if [ -z "${V1:-}" ] || [ -z "${V2:-}" ]; then
+  # Stale package lists name versions the mirror no longer has: refresh first.
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq >/dev/null 2>&1 || true; fi
   mapfile -t _vers < <(apt-cache madison linux-source-6.1 2>/dev/null | awk '{print $3}' | sort -uV | tail -2)
   V1=${V1:-${_vers[0]:-6.1.170-3}}
   V2=${V2:-${_vers[1]:-6.1.172-1}}
