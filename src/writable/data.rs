@@ -232,7 +232,9 @@ impl WritableFs {
         let stream = self.streams.lock().get(&ino).cloned();
         match stream {
             Some(s) if !s.wrote(offset, end) => {
-                self.streams.lock().remove(&ino);
+                // Dropped after the map's lock: ending a stream joins its thread.
+                let gone = self.streams.lock().remove(&ino);
+                drop((s, gone));
             }
             Some(_) => {}
             None if was_mem && offset == old && !self.mem_spools.lock().contains_key(spool) => {
@@ -251,7 +253,8 @@ impl WritableFs {
     }
 
     pub(super) fn truncate_spool(&self, ino: u64, spool: &str, size: u64) -> WResult<()> {
-        self.streams.lock().remove(&ino);
+        let gone = self.streams.lock().remove(&ino);
+        drop(gone);
         let old = self.spool_set_len(spool, size)?;
         if size > old {
             self.spool_bytes.fetch_add(size - old, Ordering::Relaxed);
