@@ -280,33 +280,23 @@ fn full_disk_at_the_store_fails_cleanly() {
         eprintln!("needs root to mount a small tmpfs; covered in CI");
         return;
     }
-    let env = Env::new();
-    let mnt = env.path("small");
-    let _guard = small_tmpfs(&mnt, "4m");
-    let store = mnt.join("store");
-    let run = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_klosetfs"));
-        c.env("KLOSETFS_PASSPHRASE", PASS).arg("at").arg(&store);
-        for a in args {
-            c.arg(a.as_ref());
-        }
-        c.output().unwrap()
-    };
-    assert!(run(&[&"create"]).status.success());
+    let mut env = Env::new();
+    let _guard = env.store_on_tmpfs("4m");
+    env.create();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("big"), noise(9, 40 << 20)).unwrap();
-    let o = run(&[&"backup", &src]);
+    let o = env.run(&[&"backup", &src]);
     assert_fails(&o, 1, "No space left");
     assert!(
-        walk(&store.join("snapshots")).is_empty(),
+        walk(&env.store.join("snapshots")).is_empty(),
         "no snapshot after a failed backup"
     );
     assert!(
-        walk(&store.join("locks")).is_empty(),
+        walk(&env.store.join("locks")).is_empty(),
         "the lock is released"
     );
-    let o = run(&[&"check"]);
+    let o = env.run(&[&"check"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 

@@ -187,27 +187,18 @@ fn a_failing_store_fails_the_copy_and_commits_nothing_broken() {
         eprintln!("needs root to mount a small tmpfs; covered in CI");
         return;
     }
-    let env = Env::new();
-    let small = env.path("small");
-    let _g = small_tmpfs(&small, "6m");
-    let store = small.join("store");
-    let k = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_klosetfs"));
-        c.env("KLOSETFS_PASSPHRASE", PASS).arg("at").arg(&store);
-        for a in args {
-            c.arg(a.as_ref());
-        }
-        c
-    };
-    assert!(k(&[&"create"]).status().unwrap().success());
+    let mut env = Env::new();
+    let _g = env.store_on_tmpfs("6m");
+    env.create();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("big"), noise(4, 40 << 20)).unwrap();
     let mnt = env.path("mnt");
     let spool = env.path("spool");
-    let mut m = Mounted::start_cmd(
-        k(&[&"mount", &"--writable", &"--spool", &spool, &mnt]),
+    let mut m = Mounted::start(
+        &env,
         &mnt,
+        &[&"mount", &"--writable", &"--spool", &spool, &mnt],
         120,
     );
     let o = Command::new("cp")
@@ -222,13 +213,7 @@ fn a_failing_store_fails_the_copy_and_commits_nothing_broken() {
         "{err}"
     );
     m.stop();
-    let o = k(&[&"check"]).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    env.ok(&[&"check"]);
 }
 
 /// Small files are stored in the background after their close is journaled:
@@ -240,19 +225,9 @@ fn a_store_failing_behind_small_files_fails_the_copy_and_loses_nothing() {
         eprintln!("needs root to mount a small tmpfs; covered in CI");
         return;
     }
-    let env = Env::new();
-    let small = env.path("small");
-    let _g = small_tmpfs(&small, "6m");
-    let store = small.join("store");
-    let k = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_klosetfs"));
-        c.env("KLOSETFS_PASSPHRASE", PASS).arg("at").arg(&store);
-        for a in args {
-            c.arg(a.as_ref());
-        }
-        c
-    };
-    assert!(k(&[&"create"]).status().unwrap().success());
+    let mut env = Env::new();
+    let _g = env.store_on_tmpfs("6m");
+    env.create();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     for i in 0..400u64 {
@@ -260,9 +235,10 @@ fn a_store_failing_behind_small_files_fails_the_copy_and_loses_nothing() {
     }
     let mnt = env.path("mnt");
     let spool = env.path("spool");
-    let mut m = Mounted::start_cmd(
-        k(&[&"mount", &"--writable", &"--spool", &spool, &mnt]),
+    let mut m = Mounted::start(
+        &env,
         &mnt,
+        &[&"mount", &"--writable", &"--spool", &spool, &mnt],
         120,
     );
     let o = Command::new("cp")
@@ -283,19 +259,16 @@ fn a_store_failing_behind_small_files_fails_the_copy_and_loses_nothing() {
         .map(|s| s.to_string())
         .collect();
     m.stop();
-    assert!(
-        k(&[&"check"]).status().unwrap().success(),
-        "no snapshot may reference data that was never stored"
-    );
+    // No snapshot may reference data that was never stored.
+    env.ok(&[&"check"]);
     // Room again: everything closed successfully is still in the spool.
-    sh(&format!("mount -o remount,size=200m {}", small.display()));
-    let o = k(&[&"recover", &"--spool", &spool]).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    sh(&format!(
+        "mount -o remount,size=200m {}",
+        env.path("small").display()
+    ));
+    env.ok(&[&"recover", &"--spool", &spool]);
     let out = env.path("out");
-    assert!(k(&[&"restore", &"-to", &out, &"latest"])
-        .status()
-        .unwrap()
-        .success());
+    env.ok(&[&"restore", &"-to", &out, &"latest"]);
     let mut kept = 0;
     for i in 0..400u64 {
         let name = format!("f{i:03}");

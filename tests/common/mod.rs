@@ -106,6 +106,15 @@ impl Env {
         assert_same_tree(src, &out);
     }
 
+    /// Moves this env's store onto a fresh tmpfs of `size` (for full-disk
+    /// tests; needs root). The store is unmounted when the guard drops.
+    pub fn store_on_tmpfs(&mut self, size: &str) -> Unmount {
+        let dir = self.path("small");
+        let guard = small_tmpfs(&dir, size);
+        self.store = dir.join("store");
+        guard
+    }
+
     /// Total bytes of the store's packs.
     pub fn store_bytes(&self) -> u64 {
         dir_bytes(&self.store.join("packs"))
