@@ -5,7 +5,6 @@
 //! memory follows what is visited.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +18,12 @@ use crate::tree::{Node, NodeKind};
 
 pub const ROOT_INO: u64 = 1;
 
+/// Files whose chunk offsets stay ready (a few KiB each at most).
+const OPEN_FILES: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(4096) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
 /// Failures, each of which the FUSE shell maps to one errno.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VfsError {
@@ -27,7 +32,6 @@ pub enum VfsError {
     IsDir,
     /// No such extended attribute.
     NoData,
-    BadHandle,
     /// Data could not be read or verified.
     Io(String),
 }
@@ -101,6 +105,8 @@ struct Entry {
     time: i64,
 }
 
+/// What reads of one file need, kept per inode (reads carry no open handle:
+/// the FUSE shell declines `open`, see `fuse.rs`).
 struct Handle {
     node: Arc<Node>,
     /// Start offset of each chunk, plus the end: binary-searched on each read.
@@ -114,8 +120,8 @@ pub struct Vfs {
     cache: Arc<ChunkCache>,
     opts: VfsOptions,
     entries: RwLock<HashMap<u64, Arc<Entry>>>,
-    handles: RwLock<HashMap<u64, Arc<Handle>>>,
-    next_fh: AtomicU64,
+    /// The files read lately; a file's offsets are built on its first read.
+    handles: Mutex<lru::LruCache<u64, Arc<Handle>>>,
     /// `Some` for a whole-store mount: when the layout was last rebuilt.
     refreshed: Option<Mutex<Instant>>,
     mounted_at: i64,
@@ -178,8 +184,7 @@ impl Vfs {
             cache,
             opts,
             entries: RwLock::new(HashMap::new()),
-            handles: RwLock::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
+            handles: Mutex::new(lru::LruCache::new(OPEN_FILES)),
             refreshed: whole.then(|| Mutex::new(Instant::now())),
             mounted_at: crate::util::now_ns(),
         }
@@ -539,8 +544,11 @@ impl Vfs {
             .unwrap_or_default())
     }
 
-    /// Opens a regular file for reading; returns a handle.
-    pub fn open(&self, ino: u64) -> VResult<u64> {
+    /// The read state of a regular file, built on its first read.
+    fn handle(&self, ino: u64) -> VResult<Arc<Handle>> {
+        if let Some(h) = self.handles.lock().get(&ino) {
+            return Ok(h.clone());
+        }
         let n = self.node(ino)?.ok_or(VfsError::IsDir)?;
         match n.kind {
             NodeKind::File => {}
@@ -554,30 +562,18 @@ impl Vfs {
             at += c.size as u64;
         }
         offsets.push(at);
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.write().insert(
-            fh,
-            Arc::new(Handle {
-                node: n,
-                offsets,
-                cursor: Mutex::new((u64::MAX, 0)),
-            }),
-        );
-        Ok(fh)
+        let h = Arc::new(Handle {
+            node: n,
+            offsets,
+            cursor: Mutex::new((u64::MAX, 0)),
+        });
+        self.handles.lock().put(ino, h.clone());
+        Ok(h)
     }
 
-    pub fn release(&self, fh: u64) {
-        self.handles.write().remove(&fh);
-    }
-
-    /// Up to `size` bytes at `offset` (short only at end of file).
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> VResult<Vec<u8>> {
-        let h = self
-            .handles
-            .read()
-            .get(&fh)
-            .cloned()
-            .ok_or(VfsError::BadHandle)?;
+    /// Up to `size` bytes of file `ino` at `offset` (short only at end of file).
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> VResult<Vec<u8>> {
+        let h = self.handle(ino)?;
         let file_end = *h.offsets.last().expect("has the end offset");
         if offset >= file_end || size == 0 {
             return Ok(Vec::new());
@@ -726,7 +722,7 @@ mod tests {
         );
         let data = v.lookup(ROOT_INO, b"data").unwrap();
         assert_eq!(data.size, 3_000_000);
-        let fh = v.open(data.ino).unwrap();
+        let fh = data.ino;
         let want: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
         // Reads across chunk boundaries, at the end, and past it.
         assert_eq!(v.read(fh, 0, 4096).unwrap(), &want[..4096]);
@@ -736,8 +732,6 @@ mod tests {
         );
         assert_eq!(v.read(fh, 2_999_990, 100).unwrap(), &want[2_999_990..]);
         assert!(v.read(fh, 3_000_000, 10).unwrap().is_empty());
-        v.release(fh);
-        assert_eq!(v.read(fh, 0, 1), Err(VfsError::BadHandle));
         // Hard links share an inode; symlinks read back.
         let sub = v.lookup(ROOT_INO, b"sub").unwrap().ino;
         assert_eq!(
@@ -750,7 +744,7 @@ mod tests {
         assert_eq!(v.lookup(ROOT_INO, b"nope"), Err(VfsError::NotFound));
         assert_eq!(v.lookup(data.ino, b"x"), Err(VfsError::NotDir));
         assert_eq!(v.getxattr(data.ino, b"user.missing"), Err(VfsError::NoData));
-        assert_eq!(v.open(sub), Err(VfsError::IsDir));
+        assert_eq!(v.read(sub, 0, 1), Err(VfsError::IsDir));
         assert_eq!(v.parent(sub).unwrap(), ROOT_INO);
     }
 

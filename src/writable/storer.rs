@@ -9,7 +9,9 @@
 //! failed is still in the journal and spool, and is stored by the next
 //! successful commit or by `recover`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -17,70 +19,108 @@ use parking_lot::{Condvar, Mutex};
 const MAX_JOBS: usize = 256;
 const MAX_BYTES: u64 = 64 << 20;
 
+type Job = Box<dyn FnOnce() -> Result<(), String> + Send>;
+
 #[derive(Default)]
 struct State {
+    queue: VecDeque<(u64, Job)>,
+    /// Queued or running, and the bytes they hold.
     jobs: usize,
     bytes: u64,
     error: Option<String>,
+    closing: bool,
 }
 
-type Shared = Arc<(Mutex<State>, Condvar)>;
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Workers wait here for jobs.
+    work: Condvar,
+    /// Submitters and `wait_idle` wait here for jobs to finish.
+    done: Condvar,
+}
 
+/// Plain threads blocking on a condition variable, not a work-stealing pool:
+/// jobs come one per closed file, so a pool's workers would keep going idle,
+/// and rayon's spin-and-yield while idle took a fifth of this pool's CPU from
+/// the writer and the FUSE threads on a 2-core machine.
 pub struct Storer {
-    pool: rayon::ThreadPool,
-    state: Shared,
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Storer {
     pub fn new(threads: usize) -> std::io::Result<Self> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("store-{i}"))
-            .build()
-            .map_err(std::io::Error::other)?;
-        Ok(Self {
-            pool,
-            state: Arc::new((Mutex::new(State::default()), Condvar::new())),
-        })
+        let shared = Arc::new(Shared::default());
+        let workers = (0..threads.max(1))
+            .map(|i| {
+                let sh = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("store-{i}"))
+                    .spawn(move || work(&sh))
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(Self { shared, workers })
     }
 
     /// The first failure of a job, if any.
     pub fn error(&self) -> Option<String> {
-        self.state.0.lock().error.clone()
+        self.shared.state.lock().error.clone()
     }
 
     /// Queues `job` (holding `bytes` of memory), waiting while the queue is full.
     pub fn submit(&self, bytes: u64, job: impl FnOnce() -> Result<(), String> + Send + 'static) {
-        {
-            let (lock, cv) = &*self.state;
-            let mut s = lock.lock();
-            while s.jobs >= MAX_JOBS || (s.jobs > 0 && s.bytes + bytes > MAX_BYTES) {
-                cv.wait(&mut s);
-            }
-            s.jobs += 1;
-            s.bytes += bytes;
+        let sh = &*self.shared;
+        let mut s = sh.state.lock();
+        while s.jobs >= MAX_JOBS || (s.jobs > 0 && s.bytes + bytes > MAX_BYTES) {
+            sh.done.wait(&mut s);
         }
-        let state = self.state.clone();
-        self.pool.spawn(move || {
-            let r = job();
-            let (lock, cv) = &*state;
-            let mut s = lock.lock();
-            if let Err(e) = r {
-                tracing::error!("writable mount: storing a closed file failed: {e}");
-                s.error.get_or_insert(e);
-            }
-            s.jobs -= 1;
-            s.bytes -= bytes;
-            cv.notify_all();
-        });
+        s.jobs += 1;
+        s.bytes += bytes;
+        s.queue.push_back((bytes, Box::new(job)));
+        sh.work.notify_one();
     }
 
     /// Waits until every queued job has finished.
     pub fn wait_idle(&self) {
-        let (lock, cv) = &*self.state;
-        let mut s = lock.lock();
+        let sh = &*self.shared;
+        let mut s = sh.state.lock();
         while s.jobs > 0 {
-            cv.wait(&mut s);
+            sh.done.wait(&mut s);
+        }
+    }
+}
+
+fn work(sh: &Shared) {
+    let mut s = sh.state.lock();
+    loop {
+        let Some((bytes, job)) = s.queue.pop_front() else {
+            if s.closing {
+                return;
+            }
+            sh.work.wait(&mut s);
+            continue;
+        };
+        drop(s);
+        let r = job();
+        s = sh.state.lock();
+        if let Err(e) = r {
+            tracing::error!("writable mount: storing a closed file failed: {e}");
+            s.error.get_or_insert(e);
+        }
+        s.jobs -= 1;
+        s.bytes -= bytes;
+        sh.done.notify_all();
+    }
+}
+
+impl Drop for Storer {
+    /// Runs what is queued, then stops the workers.
+    fn drop(&mut self) {
+        self.shared.state.lock().closing = true;
+        self.shared.work.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
         }
     }
 }
@@ -108,7 +148,7 @@ mod tests {
         s.wait_idle();
         assert_eq!(done.load(Ordering::SeqCst), 1000);
         assert_eq!(s.error().as_deref(), Some("boom"));
-        let st = s.state.0.lock();
+        let st = s.shared.state.lock();
         assert_eq!((st.jobs, st.bytes), (0, 0));
     }
 }
