@@ -188,5 +188,9 @@ fn write_seeds(corpus: &Path) {
         j.append(&r).unwrap();
     }
     j.sync().unwrap();
-    put("journal", &std::fs::read(&jpath).unwrap());
+    drop(j);
+    // Without the zero-filled space past the last record (it reads the same).
+    let bytes = std::fs::read(&jpath).unwrap();
+    let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    put("journal", &bytes[..end]);
 }

@@ -95,8 +95,16 @@ fn rsync_into_a_mount_on_a_base_sends_only_changes() {
     assert!(m.stop().unwrap().success());
     let before = env.store_bytes();
 
-    // Change 1% of the files.
-    std::fs::write(src.join("d7/f7"), noise(1000, 256 * 1024)).unwrap();
+    // Change 1% of the files: same size, and rsync compares whole seconds of
+    // mtime, so move it a minute on (the copy above may be within the second).
+    let changed = src.join("d7/f7");
+    std::fs::write(&changed, noise(1000, 256 * 1024)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&changed)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .unwrap();
     let mut m = writable(&env, &mnt, &["--base", "latest"]);
     let o = run(Command::new("rsync")
         .args(["-a", "--stats"])

@@ -3,12 +3,28 @@
 //! files it names, it lets the next mount (or `recover`) rebuild exactly what
 //! every successful `close()` saw, after a crash of the daemon or the machine.
 //!
-//! Format: a header record, then records, each `u32_le(len) ‖ postcard(Record)`.
-//! A torn final record (crash mid-append) is ignored.
+//! Format: the magic `KLJ2`, then records, each
+//! `u32_le(len) ‖ blake3(body)[..4] ‖ body`, body = `postcard(Record)`; the first
+//! record is the header. The file is zero-filled ahead of the last record, so
+//! reading stops at a zero length; a torn record fails its check and ends
+//! the journal there too.
+//!
+//! Why zero-filled: closing a file costs one `fdatasync` of the journal. When
+//! that append grows the file, ext4 must commit its own journal for the new
+//! size, and that commit also writes out the data of every other file with
+//! newly allocated blocks (the packs being written), about 450 µs per close
+//! here. Overwriting blocks that are already allocated and written needs no
+//! metadata commit: the sync is the data write and a device flush. A thread
+//! keeps the zeroed space ahead of the appender, syncing each extension once.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +41,7 @@ pub struct NewMeta {
     pub gid: u32,
     pub time: i64,
     pub rdev: u64,
+    #[serde(with = "serde_bytes")]
     pub target: Vec<u8>,
 }
 
@@ -39,22 +56,29 @@ pub enum Record {
     },
     /// Paths are relative to the mount root, components joined by `/`.
     Create {
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         meta: NewMeta,
     },
     Link {
+        #[serde(with = "serde_bytes")]
         target: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
     },
     /// Removes a name (file or empty directory).
     Unlink {
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
     },
     Rename {
+        #[serde(with = "serde_bytes")]
         from: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         to: Vec<u8>,
     },
     SetAttr {
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -64,6 +88,7 @@ pub enum Record {
         ctime: i64,
     },
     SetXattrs {
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         xattrs: Vec<Xattr>,
     },
@@ -71,19 +96,52 @@ pub enum Record {
     /// that may not be durable yet) and the spool file that holds the bytes
     /// until they are.
     Content {
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         size: u64,
         mtime: i64,
         chunks: Vec<ChunkRef>,
         spool: Option<String>,
         /// The bytes themselves, for small files (then the spool is not synced).
+        #[serde(with = "serde_bytes")]
         inline: Option<Vec<u8>>,
     },
 }
 
+const MAGIC: &[u8; 4] = b"KLJ2";
+/// Zeroed space is extended in steps that double from 1 MiB up to 64 MiB.
+const FIRST_STEP: u64 = 1 << 20;
+const MAX_STEP: u64 = 64 << 20;
+
+fn check(body: &[u8]) -> [u8; 4] {
+    blake3::hash(body).as_bytes()[..4]
+        .try_into()
+        .expect("4 bytes")
+}
+
+/// The zero-filler's state: how far the file is zeroed (and synced), how far
+/// the appender wants it.
+#[derive(Default)]
+struct Room {
+    zeroed: u64,
+    want: u64,
+    error: Option<String>,
+    closing: bool,
+}
+
+#[derive(Default)]
+struct Zeroing {
+    room: Mutex<Room>,
+    cv: Condvar,
+}
+
 pub struct Journal {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
+    /// Where the next record goes.
+    end: u64,
+    zeroing: Arc<Zeroing>,
+    filler: Option<JoinHandle<()>>,
 }
 
 impl Journal {
@@ -93,13 +151,27 @@ impl Journal {
         let file = OpenOptions::new()
             .create(true)
             .truncate(true)
+            .read(true)
             .write(true)
             .open(&tmp)
             .map_err(|e| Error::io(format!("creating journal {}", tmp.display()), e))?;
+        let file = Arc::new(file);
+        let zeroing = Arc::new(Zeroing::default());
+        let filler = {
+            let (f, z) = (file.clone(), zeroing.clone());
+            std::thread::Builder::new()
+                .name("journal-zero".into())
+                .spawn(move || fill_zeros(&f, &z))
+                .map_err(|e| Error::io("starting the journal's zero-filler", e))?
+        };
         let mut j = Journal {
             path: tmp.clone(),
             file,
+            end: 0,
+            zeroing,
+            filler: Some(filler),
         };
+        j.write(MAGIC)?;
         j.append(header)?;
         j.sync()?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io("installing journal", e))?;
@@ -118,12 +190,40 @@ impl Journal {
 
     pub fn append(&mut self, r: &Record) -> Result<()> {
         let body = postcard::to_stdvec(r).map_err(|e| Error::corrupt("journal record", e))?;
-        let mut buf = Vec::with_capacity(body.len() + 4);
+        let mut buf = Vec::with_capacity(body.len() + 8);
         buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&check(&body));
         buf.extend_from_slice(&body);
+        self.write(&buf)
+    }
+
+    /// Writes at the end, into zeroed space (waiting for the filler if needed).
+    fn write(&mut self, buf: &[u8]) -> Result<()> {
+        let need = self.end + buf.len() as u64;
+        {
+            let z = &*self.zeroing;
+            let mut room = z.room.lock();
+            let step = room.zeroed.clamp(FIRST_STEP, MAX_STEP);
+            // Ask for the next step once half of the current one is used.
+            if room.want < need + step / 2 {
+                room.want = room.want.max(need) + step;
+                z.cv.notify_all();
+            }
+            while room.zeroed < need {
+                if let Some(e) = &room.error {
+                    return Err(Error::io(
+                        "extending the journal",
+                        std::io::Error::other(e.clone()),
+                    ));
+                }
+                z.cv.wait(&mut room);
+            }
+        }
         self.file
-            .write_all(&buf)
-            .map_err(|e| Error::io("writing the journal", e))
+            .write_all_at(buf, self.end)
+            .map_err(|e| Error::io("writing the journal", e))?;
+        self.end = need;
+        Ok(())
     }
 
     /// Makes every appended record durable.
@@ -134,22 +234,89 @@ impl Journal {
     }
 }
 
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.zeroing.room.lock().closing = true;
+        self.zeroing.cv.notify_all();
+        if let Some(t) = self.filler.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The zero-filler: extends the zeroed space to what is wanted, syncing the
+/// new size once per extension; a failure (full disk) reaches the appender.
+fn fill_zeros(file: &File, z: &Zeroing) {
+    let zeros = vec![0u8; 1 << 20];
+    let mut room = z.room.lock();
+    loop {
+        if room.closing || room.error.is_some() {
+            return;
+        }
+        if room.zeroed >= room.want {
+            z.cv.wait(&mut room);
+            continue;
+        }
+        let (from, to) = (room.zeroed, room.want);
+        drop(room);
+        let mut at = from;
+        let mut r = Ok(());
+        while at < to && r.is_ok() {
+            let n = (to - at).min(zeros.len() as u64) as usize;
+            r = file.write_all_at(&zeros[..n], at);
+            at += n as u64;
+        }
+        let r = r.and_then(|()| file.sync_all());
+        room = z.room.lock();
+        match r {
+            Ok(()) => room.zeroed = to,
+            Err(e) => room.error = Some(e.to_string()),
+        }
+        z.cv.notify_all();
+    }
+}
+
 /// Reads every complete record; stops quietly at a torn tail.
 pub fn read(path: &Path) -> Result<Vec<Record>> {
     let f = File::open(path)
         .map_err(|e| Error::io(format!("reading journal {}", path.display()), e))?;
-    Ok(read_from(BufReader::new(f), path))
+    let mut r = BufReader::new(f);
+    let mut magic = [0u8; 4];
+    match r.read_exact(&mut magic) {
+        Ok(()) if &magic == MAGIC => Ok(read_records(r, path)),
+        Ok(()) => Err(Error::InvalidInput(format!(
+            "journal {} is not in this version's format (an older klosetfs wrote it?): \
+             recover it with the version that wrote it",
+            path.display()
+        ))),
+        // Empty or shorter than the magic: a crash right at creation, before
+        // any record could be written.
+        Err(_) => Ok(Vec::new()),
+    }
 }
 
-/// The records of a journal's bytes, up to the first torn or damaged one.
+/// The records of a journal's bytes (magic included), up to the first torn
+/// or damaged one.
 pub fn read_from(mut r: impl Read, path: &Path) -> Vec<Record> {
+    let mut magic = [0u8; 4];
+    match r.read_exact(&mut magic) {
+        Ok(()) if &magic == MAGIC => read_records(r, path),
+        _ => Vec::new(),
+    }
+}
+
+fn read_records(mut r: impl Read, path: &Path) -> Vec<Record> {
     let mut out = Vec::new();
     loop {
-        let mut len = [0u8; 4];
-        if r.read_exact(&mut len).is_err() {
+        let mut head = [0u8; 8];
+        if r.read_exact(&mut head).is_err() {
             break;
         }
-        let n = u32::from_le_bytes(len) as usize;
+        let n = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        if n == 0 {
+            // The zero-filled space after the last record.
+            break;
+        }
         if n > 64 << 20 {
             tracing::warn!(
                 "journal {}: implausible record length; stopping",
@@ -158,7 +325,7 @@ pub fn read_from(mut r: impl Read, path: &Path) -> Vec<Record> {
             break;
         }
         let mut body = vec![0u8; n];
-        if r.read_exact(&mut body).is_err() {
+        if r.read_exact(&mut body).is_err() || check(&body) != head[4..] {
             tracing::warn!("journal {}: torn last record ignored", path.display());
             break;
         }
@@ -193,10 +360,19 @@ mod tests {
         };
         j.append(&u).unwrap();
         j.sync().unwrap();
+        let end = j.end;
         drop(j);
-        // A torn record at the end is ignored.
-        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
-        f.write_all(&[50, 0, 0, 0, 1, 2]).unwrap();
+        // The file is zero-filled past the last record.
+        assert!(std::fs::metadata(&p).unwrap().len() >= FIRST_STEP);
+        assert_eq!(read(&p).unwrap(), vec![h.clone(), u.clone()]);
+        // A torn record at the end (its length written, its body not all
+        // there) fails its check and is ignored.
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all_at(&[50, 0, 0, 0, 1, 2, 3, 4, 9, 9], end)
+            .unwrap();
         assert_eq!(read(&p).unwrap(), vec![h, u]);
+        // A journal of another format is refused, not read as empty.
+        std::fs::write(&p, [20, 0, 0, 0, 1, 2]).unwrap();
+        assert!(read(&p).is_err());
     }
 }
