@@ -37,7 +37,7 @@ pub struct MountArgs {
     #[arg(long)]
     log_file: Option<PathBuf>,
     /// Chunk cache size, e.g. 64M or 2G. The kernel's page cache keeps file
-    /// data too, so this mostly serves read-ahead [default: 64M, 128M on S3,
+    /// data too, so this mostly serves read-ahead [default: 32M, 128M on S3,
     /// whose read-ahead window is longer].
     #[arg(long)]
     cache_size: Option<String>,
@@ -313,26 +313,42 @@ fn run_writable(
 /// core), and a long-running mount's request and fetch threads then keep
 /// freed memory in many of them: two arenas cut the mount's peak RSS after a
 /// cold read, `find` and `rsync` of a kernel tree from 447 to 373 MiB with
-/// no slower reads (docs/benchmarks.md). glibc reads `MALLOC_ARENA_MAX` only
-/// at start, so the mount re-executes itself once with it set (the same
-/// process id; nothing has been read or asked yet). An explicit setting wins.
+/// no slower reads (docs/benchmarks.md). A fixed mmap threshold (128 KiB)
+/// stops glibc from raising it after large frees, which moved chunk-sized
+/// buffers into the heap, where churn of the chunk cache fragmented it
+/// (peak 249 -> 184 MiB with the 32 MiB cache, same run). glibc reads both
+/// only at start, so the mount re-executes itself once with them set (the
+/// same process id; nothing has been read or asked yet). Explicit settings win.
 pub fn limit_malloc_arenas() {
     use std::os::unix::process::CommandExt;
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+    const TUNING: [(&str, &str); 2] = [
+        ("MALLOC_ARENA_MAX", "2"),
+        ("MALLOC_MMAP_THRESHOLD_", "131072"),
+    ];
+    let missing: Vec<_> = TUNING
+        .iter()
+        .filter(|(k, _)| std::env::var_os(k).is_none())
+        .collect();
+    if missing.is_empty() {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env("MALLOC_ARENA_MAX", "2")
-        .exec();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(std::env::args_os().skip(1));
+    for (k, v) in missing {
+        cmd.env(k, v);
+    }
+    let err = cmd.exec();
     // Only reached when the exec failed: run as we are.
     eprintln!("klosetfs: note: could not limit malloc arenas ({err})");
 }
 
 fn cache_bytes(a: &MountArgs, remote: bool) -> anyhow::Result<usize> {
-    let default = if remote { "128M" } else { "64M" };
+    // Locally, 32 MiB reads a 1 GiB file as fast as 64 MiB did and keeps
+    // the mount's peak RSS after `cat`, `find` and `rsync` of a kernel tree
+    // ~60 MiB lower (docs/benchmarks.md).
+    let default = if remote { "128M" } else { "32M" };
     parse_size(a.cache_size.as_deref().unwrap_or(default))
 }
