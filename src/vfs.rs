@@ -279,12 +279,20 @@ impl Vfs {
                     },
                 )
             };
+            // The kernel caches listings and re-reads one only when the
+            // directory's mtime moved, so it moves whenever the entries do
+            // (also when an older snapshot goes and the newest stays).
+            let time = match entries.get(&ino).map(|e| (&e.what, e.time)) {
+                Some((What::Layout(old), t)) if *old == children => t,
+                Some((_, t)) => newest.max(t + 1),
+                None => newest,
+            };
             entries.insert(
                 ino,
                 Arc::new(Entry {
                     parent,
                     what: What::Layout(children),
-                    time: newest,
+                    time,
                 }),
             );
         }

@@ -247,6 +247,29 @@ fn whole_store_layout_and_snapshots_made_while_mounted() {
         assert!(start.elapsed().as_secs() < 10, "latest did not move");
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
+
+    // Removing the older snapshot (the newest stays) shows too: the kernel
+    // caches listings, so the layout's mtime must move with its entries.
+    env.ok(&[&"rm", &id[..8].to_string()]);
+    let start = std::time::Instant::now();
+    loop {
+        let ids: Vec<String> = std::fs::read_dir(root.join("ids"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        if ids == [second[..8].to_string()] {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "removed snapshot still listed: {ids:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert_eq!(
+        std::fs::read_dir(root.join("snapshots")).unwrap().count(),
+        1
+    );
     drop(m);
 }
 
