@@ -313,17 +313,20 @@ fn run_writable(
 /// core), and a long-running mount's request and fetch threads then keep
 /// freed memory in many of them: two arenas cut the mount's peak RSS after a
 /// cold read, `find` and `rsync` of a kernel tree from 447 to 373 MiB with
-/// no slower reads (docs/benchmarks.md). A fixed mmap threshold (128 KiB)
-/// stops glibc from raising it after large frees, which moved chunk-sized
-/// buffers into the heap, where churn of the chunk cache fragmented it
-/// (peak 249 -> 184 MiB with the 32 MiB cache, same run). glibc reads both
+/// no slower reads (docs/benchmarks.md). A fixed mmap threshold of 4 MiB
+/// stops glibc from raising it (up to 32 MiB) after large frees, which moved
+/// the biggest buffers into the heap, where churn of the chunk cache
+/// fragmented it (peak 249 -> 191 MiB with the 32 MiB cache, same run). Not
+/// lower: at 128 KiB every ~1 MiB chunk buffer was its own mapping, and the
+/// page faults and unmaps halved the cold read speed (0.64 -> 1.30 s/GiB).
+/// glibc reads both
 /// only at start, so the mount re-executes itself once with them set (the
 /// same process id; nothing has been read or asked yet). Explicit settings win.
 pub fn limit_malloc_arenas() {
     use std::os::unix::process::CommandExt;
     const TUNING: [(&str, &str); 2] = [
         ("MALLOC_ARENA_MAX", "2"),
-        ("MALLOC_MMAP_THRESHOLD_", "131072"),
+        ("MALLOC_MMAP_THRESHOLD_", "4194304"),
     ];
     let missing: Vec<_> = TUNING
         .iter()
