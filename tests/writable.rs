@@ -314,6 +314,11 @@ fn editor_pattern_and_tar_x_work() {
         f.sync_all().unwrap();
     }
     std::fs::rename(root.join(".notes.txt.swp"), root.join("notes.txt")).unwrap();
+    // ...and fsync the directory, which makes the rename durable.
+    std::fs::File::open(&root)
+        .unwrap()
+        .sync_all()
+        .expect("fsync of a directory in the mount");
     assert_eq!(std::fs::read(root.join("notes.txt")).unwrap(), b"version 2");
     // Appends, truncation, random writes.
     {

@@ -364,23 +364,23 @@ impl WritableFs {
     }
 
     /// On close (flush) and fsync: journal the file's bytes (durably with
-    /// `--sync close`, or always when `fsync` asks) and queue them for the
+    /// `--sync close`; `fsync` syncs the whole journal) and queue them for the
     /// pipeline. An error here, or from an earlier file's storing, reaches the
     /// writer's `close()`.
     pub fn flush(&self, fh: u64, fsync: bool) -> WResult<()> {
-        let Some(ino) = self
+        let ino = self
             .handles
             .lock()
             .get(&fh)
             .filter(|h| h.write)
-            .map(|h| h.ino)
-        else {
-            return Ok(());
-        };
-        self.check_store_error()?;
-        self.store_content(ino)?;
-        if fsync && !self.opts.sync_on_close {
-            self.journal.lock().sync()?;
+            .map(|h| h.ino);
+        if let Some(ino) = ino {
+            self.check_store_error()?;
+            self.store_content(ino)?;
+        }
+        if fsync {
+            // Also what was journaled before: a rename, a chmod.
+            self.sync_journal()?;
         }
         Ok(())
     }
@@ -533,7 +533,7 @@ impl WritableFs {
         self.packer.flush()?;
         if self.opts.sync_on_close {
             // The records naming those chunks must outlive the spools.
-            self.journal.lock().sync()?;
+            self.sync_journal()?;
         }
         let freed: Vec<String> = {
             let mut ns = self.ns.lock();

@@ -573,7 +573,11 @@ impl Filesystem for WritableFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // What editors call after renaming a file into place.
+        match self.fs.sync_journal() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

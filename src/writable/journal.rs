@@ -1,5 +1,6 @@
 //! The writable mount's journal: an append-only log of every change to the
-//! namespace, fsynced when a file is closed, renamed or fsynced. With the spool
+//! namespace, fsynced when a file is closed or fsynced (and, for other
+//! changes, by a background sync at most [`LAZY_SYNC`] later). With the spool
 //! files it names, it lets the next mount (or `recover`) rebuild exactly what
 //! every successful `close()` saw, after a crash of the daemon or the machine.
 //!
@@ -16,13 +17,19 @@
 //! here. Overwriting blocks that are already allocated and written needs no
 //! metadata commit: the sync is the data write and a device flush. A thread
 //! keeps the zeroed space ahead of the appender, syncing each extension once.
+//!
+//! Syncs are group commits taken outside the journal's lock: appenders go on
+//! while one `fdatasync` runs, and a close whose record an earlier sync
+//! already covered returns at once.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -112,6 +119,10 @@ const MAGIC: &[u8; 4] = b"KLJ2";
 /// Zeroed space is extended in steps that double from 1 MiB up to 64 MiB.
 const FIRST_STEP: u64 = 1 << 20;
 const MAX_STEP: u64 = 64 << 20;
+/// How long a change that is not a close (rename, chmod, utimens, unlink…)
+/// may wait for the disk once [`SyncState::arm`] was called: less than ext4's
+/// own 5 s commit interval, and rare enough to cost nothing.
+pub const LAZY_SYNC: Duration = Duration::from_millis(100);
 
 fn check(body: &[u8]) -> [u8; 4] {
     blake3::hash(body).as_bytes()[..4]
@@ -135,6 +146,78 @@ struct Zeroing {
     cv: Condvar,
 }
 
+/// What has been appended and what is on disk, shared with syncers that run
+/// outside the journal's lock and with the lazy syncer thread.
+pub struct SyncState {
+    file: Arc<File>,
+    /// Bytes written (the end of the last complete record).
+    appended: AtomicU64,
+    /// Bytes known durable; held while syncing, so syncs queue and coalesce.
+    synced: Mutex<u64>,
+    /// A lazy sync is pending.
+    armed: AtomicBool,
+    closing: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl SyncState {
+    /// Makes the journal durable up to `end` (at least): one `fdatasync`
+    /// covers every record appended before it starts, so concurrent closes
+    /// share syncs.
+    pub fn sync_to(&self, end: u64) -> Result<()> {
+        let mut synced = self.synced.lock();
+        if *synced >= end {
+            return Ok(());
+        }
+        let target = self.appended.load(Ordering::Acquire);
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("syncing the journal", e))?;
+        *synced = target;
+        Ok(())
+    }
+
+    /// Everything appended so far, durable.
+    pub fn sync_all(&self) -> Result<()> {
+        self.sync_to(self.appended.load(Ordering::Acquire))
+    }
+
+    /// Asks the lazy syncer to make what is appended durable within
+    /// [`LAZY_SYNC`].
+    pub fn arm(&self) {
+        if !self.armed.swap(true, Ordering::AcqRel) {
+            let _g = self.closing.lock();
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// The lazy syncer: once armed, waits [`LAZY_SYNC`] (closes usually sync
+/// everything meanwhile) and syncs what is still not durable. A failure is
+/// only logged here; the next close or fsync meets it and reports it.
+fn lazy_sync(s: &SyncState) {
+    let mut closing = s.closing.lock();
+    loop {
+        if *closing {
+            return;
+        }
+        if !s.armed.load(Ordering::Acquire) {
+            s.cv.wait(&mut closing);
+            continue;
+        }
+        s.cv.wait_for(&mut closing, LAZY_SYNC);
+        if *closing {
+            return;
+        }
+        s.armed.store(false, Ordering::Release);
+        drop(closing);
+        if let Err(e) = s.sync_all() {
+            tracing::warn!("background journal sync: {e}");
+        }
+        closing = s.closing.lock();
+    }
+}
+
 pub struct Journal {
     path: PathBuf,
     file: Arc<File>,
@@ -142,6 +225,8 @@ pub struct Journal {
     end: u64,
     zeroing: Arc<Zeroing>,
     filler: Option<JoinHandle<()>>,
+    sync: Arc<SyncState>,
+    lazy: Option<JoinHandle<()>>,
 }
 
 impl Journal {
@@ -164,12 +249,29 @@ impl Journal {
                 .spawn(move || fill_zeros(&f, &z))
                 .map_err(|e| Error::io("starting the journal's zero-filler", e))?
         };
+        let sync = Arc::new(SyncState {
+            file: file.clone(),
+            appended: AtomicU64::new(0),
+            synced: Mutex::new(0),
+            armed: AtomicBool::new(false),
+            closing: Mutex::new(false),
+            cv: Condvar::new(),
+        });
+        let lazy = {
+            let s = sync.clone();
+            std::thread::Builder::new()
+                .name("journal-sync".into())
+                .spawn(move || lazy_sync(&s))
+                .map_err(|e| Error::io("starting the journal's syncer", e))?
+        };
         let mut j = Journal {
             path: tmp.clone(),
             file,
             end: 0,
             zeroing,
             filler: Some(filler),
+            sync,
+            lazy: Some(lazy),
         };
         j.write(MAGIC)?;
         j.append(header)?;
@@ -186,6 +288,16 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the last appended record ends: `sync_to` this makes it durable.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// The sync side, to sync without holding the journal.
+    pub fn syncer(&self) -> Arc<SyncState> {
+        self.sync.clone()
     }
 
     pub fn append(&mut self, r: &Record) -> Result<()> {
@@ -223,14 +335,13 @@ impl Journal {
             .write_all_at(buf, self.end)
             .map_err(|e| Error::io("writing the journal", e))?;
         self.end = need;
+        self.sync.appended.store(need, Ordering::Release);
         Ok(())
     }
 
     /// Makes every appended record durable.
     pub fn sync(&mut self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io("syncing the journal", e))
+        self.sync.sync_all()
     }
 }
 
@@ -239,6 +350,11 @@ impl Drop for Journal {
         self.zeroing.room.lock().closing = true;
         self.zeroing.cv.notify_all();
         if let Some(t) = self.filler.take() {
+            let _ = t.join();
+        }
+        *self.sync.closing.lock() = true;
+        self.sync.cv.notify_all();
+        if let Some(t) = self.lazy.take() {
             let _ = t.join();
         }
     }
@@ -374,5 +490,45 @@ mod tests {
         // A journal of another format is refused, not read as empty.
         std::fs::write(&p, [20, 0, 0, 0, 1, 2]).unwrap();
         assert!(read(&p).is_err());
+    }
+
+    #[test]
+    fn armed_records_become_durable_soon_and_syncs_coalesce() {
+        let d = tempfile::tempdir().unwrap();
+        let h = Record::Header {
+            store_id: "s".into(),
+            base: None,
+            host: "h".into(),
+            tags: vec![],
+        };
+        let mut j = Journal::create(&d.path().join("journal"), &h).unwrap();
+        let s = j.syncer();
+        let synced_at_create = *s.synced.lock();
+        assert_eq!(synced_at_create, j.end());
+        j.append(&Record::Unlink {
+            path: b"a".to_vec(),
+        })
+        .unwrap();
+        assert!(*s.synced.lock() < j.end(), "appending alone does not sync");
+        s.arm();
+        let deadline = std::time::Instant::now() + LAZY_SYNC * 50;
+        while *s.synced.lock() < j.end() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lazy syncer never synced"
+            );
+            std::thread::sleep(LAZY_SYNC / 4);
+        }
+        // A sync up to a point already covered is a no-op; a later record
+        // needs a new one.
+        let end = j.end();
+        s.sync_to(end).unwrap();
+        j.append(&Record::Unlink {
+            path: b"b".to_vec(),
+        })
+        .unwrap();
+        assert_eq!(*s.synced.lock(), end);
+        s.sync_to(j.end()).unwrap();
+        assert_eq!(*s.synced.lock(), j.end());
     }
 }

@@ -72,8 +72,9 @@ pub struct WritableOptions {
     pub host: String,
     pub tags: Vec<String>,
     pub cache_bytes: usize,
-    /// fsync the journal (and large spool files) on every close, rename and
-    /// fsync, so closed files survive a power cut. Without it they survive a
+    /// fsync the journal (and large spool files) on every close and fsync,
+    /// and other changes within `journal::LAZY_SYNC`, so closed files survive
+    /// a power cut. Without it they survive a
     /// crash of the daemon, and a power cut only once committed.
     pub sync_on_close: bool,
 }
@@ -186,19 +187,35 @@ impl WritableFs {
         &self.repo
     }
 
-    /// Appends to the journal; `durable` records are fsynced in `sync_on_close` mode.
+    /// Appends to the journal. In `sync_on_close` mode a `durable` record (a
+    /// close) is fsynced before this returns, any other within
+    /// [`journal::LAZY_SYNC`] by the journal's background syncer.
     fn log(&self, r: Record, durable: bool) -> WResult<()> {
         self.log_ref(&r, durable)
     }
 
     fn log_ref(&self, r: &Record, durable: bool) -> WResult<()> {
-        let mut j = self.journal.lock();
-        j.append(r)?;
-        if durable && self.opts.sync_on_close {
-            j.sync()?;
-        }
+        let (sync, end) = {
+            let mut j = self.journal.lock();
+            j.append(r)?;
+            (j.syncer(), j.end())
+        };
         self.changed.store(true, Ordering::Relaxed);
+        if self.opts.sync_on_close {
+            // Outside the journal's lock: other appenders go on meanwhile.
+            if durable {
+                sync.sync_to(end)?;
+            } else {
+                sync.arm();
+            }
+        }
         Ok(())
+    }
+
+    /// Makes every journaled change durable (fsync, fsyncdir).
+    pub fn sync_journal(&self) -> WResult<()> {
+        let sync = self.journal.lock().syncer();
+        Ok(sync.sync_all()?)
     }
 
     /// The first failure of a background store, as an I/O error.
@@ -322,9 +339,10 @@ impl WritableFs {
         if let Some(s) = dropped {
             self.drop_spool(&s);
         }
-        // Editors and rsync rename a closed temp file over the real one: make
-        // the new name as durable as the close was.
-        self.log(Record::Rename { from, to }, true)
+        // Like a rename on ext4, durable at the next fsync (of the file or the
+        // directory) or close, or by the background sync soon after; the
+        // closed file's bytes already are, under one name or the other.
+        self.log(Record::Rename { from, to }, false)
     }
 
     #[allow(clippy::too_many_arguments)]
