@@ -23,6 +23,7 @@ need_tools() {
   command -v rsync >/dev/null || missing+=(rsync)
   command -v fusermount3 >/dev/null || missing+=(fuse3)
   command -v xz >/dev/null || missing+=(xz-utils)
+  command -v bindfs >/dev/null || missing+=(bindfs)
   if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
