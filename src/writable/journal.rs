@@ -146,6 +146,14 @@ struct Zeroing {
     cv: Condvar,
 }
 
+#[derive(Default)]
+struct Synced {
+    upto: u64,
+    /// A failed `fdatasync`, kept: Linux reports a writeback error once per
+    /// file, so a later sync could succeed although these bytes were lost.
+    error: Option<String>,
+}
+
 /// What has been appended and what is on disk, shared with syncers that run
 /// outside the journal's lock and with the lazy syncer thread.
 pub struct SyncState {
@@ -153,7 +161,7 @@ pub struct SyncState {
     /// Bytes written (the end of the last complete record).
     appended: AtomicU64,
     /// Bytes known durable; held while syncing, so syncs queue and coalesce.
-    synced: Mutex<u64>,
+    synced: Mutex<Synced>,
     /// A lazy sync is pending.
     armed: AtomicBool,
     closing: Mutex<bool>,
@@ -166,14 +174,21 @@ impl SyncState {
     /// share syncs.
     pub fn sync_to(&self, end: u64) -> Result<()> {
         let mut synced = self.synced.lock();
-        if *synced >= end {
+        if let Some(e) = &synced.error {
+            return Err(Error::io(
+                "syncing the journal (an earlier sync failed)",
+                std::io::Error::other(e.clone()),
+            ));
+        }
+        if synced.upto >= end {
             return Ok(());
         }
         let target = self.appended.load(Ordering::Acquire);
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io("syncing the journal", e))?;
-        *synced = target;
+        if let Err(e) = self.file.sync_data() {
+            synced.error = Some(e.to_string());
+            return Err(Error::io("syncing the journal", e));
+        }
+        synced.upto = target;
         Ok(())
     }
 
@@ -194,7 +209,8 @@ impl SyncState {
 
 /// The lazy syncer: once armed, waits [`LAZY_SYNC`] (closes usually sync
 /// everything meanwhile) and syncs what is still not durable. A failure is
-/// only logged here; the next close or fsync meets it and reports it.
+/// logged here and kept: every later close and fsync reports it, until a
+/// commit starts a new journal.
 fn lazy_sync(s: &SyncState) {
     let mut closing = s.closing.lock();
     loop {
@@ -252,27 +268,27 @@ impl Journal {
         let sync = Arc::new(SyncState {
             file: file.clone(),
             appended: AtomicU64::new(0),
-            synced: Mutex::new(0),
+            synced: Mutex::new(Synced::default()),
             armed: AtomicBool::new(false),
             closing: Mutex::new(false),
             cv: Condvar::new(),
         });
-        let lazy = {
-            let s = sync.clone();
-            std::thread::Builder::new()
-                .name("journal-sync".into())
-                .spawn(move || lazy_sync(&s))
-                .map_err(|e| Error::io("starting the journal's syncer", e))?
-        };
         let mut j = Journal {
             path: tmp.clone(),
             file,
             end: 0,
             zeroing,
             filler: Some(filler),
-            sync,
-            lazy: Some(lazy),
+            sync: sync.clone(),
+            lazy: None,
         };
+        // Started once `j` exists, so a failure here still stops the filler.
+        j.lazy = Some(
+            std::thread::Builder::new()
+                .name("journal-sync".into())
+                .spawn(move || lazy_sync(&sync))
+                .map_err(|e| Error::io("starting the journal's syncer", e))?,
+        );
         j.write(MAGIC)?;
         j.append(header)?;
         j.sync()?;
@@ -503,16 +519,19 @@ mod tests {
         };
         let mut j = Journal::create(&d.path().join("journal"), &h).unwrap();
         let s = j.syncer();
-        let synced_at_create = *s.synced.lock();
+        let synced_at_create = s.synced.lock().upto;
         assert_eq!(synced_at_create, j.end());
         j.append(&Record::Unlink {
             path: b"a".to_vec(),
         })
         .unwrap();
-        assert!(*s.synced.lock() < j.end(), "appending alone does not sync");
+        assert!(
+            s.synced.lock().upto < j.end(),
+            "appending alone does not sync"
+        );
         s.arm();
         let deadline = std::time::Instant::now() + LAZY_SYNC * 50;
-        while *s.synced.lock() < j.end() {
+        while s.synced.lock().upto < j.end() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the lazy syncer never synced"
@@ -527,8 +546,12 @@ mod tests {
             path: b"b".to_vec(),
         })
         .unwrap();
-        assert_eq!(*s.synced.lock(), end);
+        assert_eq!(s.synced.lock().upto, end);
         s.sync_to(j.end()).unwrap();
-        assert_eq!(*s.synced.lock(), j.end());
+        assert_eq!(s.synced.lock().upto, j.end());
+        // After a failed sync every later one fails, even if the disk
+        // would now say yes.
+        s.synced.lock().error = Some("EIO".into());
+        assert!(s.sync_to(0).is_err() && s.sync_all().is_err());
     }
 }
