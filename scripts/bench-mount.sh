@@ -2,13 +2,15 @@
 # Mount benchmark against `restic mount`, same data and same run: cold and warm
 # sequential reads of a ~1 GiB real file, `find` and `rsync -a` of a kernel tree
 # out of the mount, peak RSS; then the writable mount (`cp -a` / `rsync -a` in)
-# against `restic backup`. Prints a markdown table.
+# against `restic backup`, and the same copies through bindfs (a FUSE fs that
+# stores nothing: the floor any FUSE filesystem starts from). Prints a markdown
+# table.
 set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
 need_tools
 T1=$(kernel_tree "$V1"); T2=$(kernel_tree "$V2"); TAR=$(kernel_tarball "$V1")
 W="$BENCH_DIR/run-mount"
-for m in "$W"/kmnt "$W"/rmnt "$W"/wmnt; do umount -l "$m" 2>/dev/null || true; done
+for m in "$W"/kmnt "$W"/rmnt "$W"/wmnt "$W"/bindfs/m "$W"/bindfs/t; do umount -l "$m" 2>/dev/null || true; done
 rm -rf "$W"; mkdir -p "$W"/{kmnt,rmnt,wmnt}
 RESULTS="$W/results.txt"; : > "$RESULTS"
 DATA="$W/data"; mkdir -p "$DATA"
