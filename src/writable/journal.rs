@@ -234,11 +234,10 @@ fn lazy_sync(s: &SyncState) {
     }
 }
 
+/// Appends go through `sync.file`; where the next record goes is
+/// `sync.appended` (one writer: the journal's owner, under its lock).
 pub struct Journal {
     path: PathBuf,
-    file: Arc<File>,
-    /// Where the next record goes.
-    end: u64,
     zeroing: Arc<Zeroing>,
     filler: Option<JoinHandle<()>>,
     sync: Arc<SyncState>,
@@ -266,7 +265,7 @@ impl Journal {
                 .map_err(|e| Error::io("starting the journal's zero-filler", e))?
         };
         let sync = Arc::new(SyncState {
-            file: file.clone(),
+            file,
             appended: AtomicU64::new(0),
             synced: Mutex::new(Synced::default()),
             armed: AtomicBool::new(false),
@@ -275,8 +274,6 @@ impl Journal {
         });
         let mut j = Journal {
             path: tmp.clone(),
-            file,
-            end: 0,
             zeroing,
             filler: Some(filler),
             sync: sync.clone(),
@@ -308,7 +305,7 @@ impl Journal {
 
     /// Where the last appended record ends: `sync_to` this makes it durable.
     pub fn end(&self) -> u64 {
-        self.end
+        self.sync.appended.load(Ordering::Acquire)
     }
 
     /// The sync side, to sync without holding the journal.
@@ -327,7 +324,8 @@ impl Journal {
 
     /// Writes at the end, into zeroed space (waiting for the filler if needed).
     fn write(&mut self, buf: &[u8]) -> Result<()> {
-        let need = self.end + buf.len() as u64;
+        let at = self.end();
+        let need = at + buf.len() as u64;
         {
             let z = &*self.zeroing;
             let mut room = z.room.lock();
@@ -347,10 +345,10 @@ impl Journal {
                 z.cv.wait(&mut room);
             }
         }
-        self.file
-            .write_all_at(buf, self.end)
+        self.sync
+            .file
+            .write_all_at(buf, at)
             .map_err(|e| Error::io("writing the journal", e))?;
-        self.end = need;
         self.sync.appended.store(need, Ordering::Release);
         Ok(())
     }
@@ -492,7 +490,7 @@ mod tests {
         };
         j.append(&u).unwrap();
         j.sync().unwrap();
-        let end = j.end;
+        let end = j.end();
         drop(j);
         // The file is zero-filled past the last record.
         assert!(std::fs::metadata(&p).unwrap().len() >= FIRST_STEP);
