@@ -1,7 +1,7 @@
 //! `check`: proves a store is whole. Indexes decode, every indexed pack exists
 //! and its header agrees with the index, every snapshot and tree decodes, and
 //! every blob they reference is indexed. `read_data` also reads every pack in full
-//! and verifies every blob. `repair_index` rebuilds the index from pack headers.
+//! and verifies every blob. Repairs live in [`crate::repair`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,11 +11,10 @@ use rayon::prelude::*;
 
 use crate::blob::BlobType;
 use crate::error::{Error, Result};
-use crate::id::{content_hash, BlobId, IndexId, PackId};
-use crate::index::{IndexFile, IndexPack};
+use crate::id::{content_hash, BlobId, PackId};
 use crate::pack::{self, PackEntry};
 use crate::repo::Repo;
-use crate::storage::{Kind, StorageError};
+use crate::storage::Kind;
 
 #[derive(Default, Debug)]
 pub struct CheckProgress {
@@ -33,6 +32,8 @@ pub struct CheckReport {
     pub errors: Vec<String>,
     /// Not damage, but worth knowing (e.g. packs no index lists).
     pub warnings: Vec<String>,
+    /// One line per damaged item behind the summaries in `errors` (`check -v`).
+    pub details: Vec<String>,
 }
 
 /// Reads a pack's header from its tail.
@@ -84,19 +85,19 @@ fn verify_pack_data(repo: &Repo, id: &PackId, entries: &[PackEntry]) -> Vec<Stri
 pub fn check(repo: &Repo, read_data: bool, progress: &CheckProgress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     for (id, e) in repo.load_index()? {
-        report.errors.push(format!("index {}: {e}", id.to_hex()));
+        report.errors.push(format!(
+            "index {}: {e} (`check --repair` rebuilds the index from the packs)",
+            id.to_hex()
+        ));
     }
     // Packs: stored vs indexed, header vs index.
     let stored: HashMap<String, u64> = repo.storage().list(Kind::Pack)?.into_iter().collect();
     let indexed = repo.index().read().by_pack();
-    for name in stored.keys() {
-        match PackId::from_hex(name) {
-            Ok(id) if indexed.contains_key(&id) => {}
-            _ => report.warnings.push(format!(
-                "pack {name} is in no index (left by an interrupted backup; `prune` removes it, `check --repair` indexes it)"
-            )),
-        }
-    }
+    let unindexed: Vec<(&String, u64)> = stored
+        .iter()
+        .filter(|(n, _)| PackId::from_hex(n).map_or(true, |id| !indexed.contains_key(&id)))
+        .map(|(n, s)| (n, *s))
+        .collect();
     report.packs = indexed.len();
     let errors = Mutex::new(Vec::new());
     indexed.par_iter().for_each(|(id, want)| {
@@ -111,7 +112,13 @@ pub fn check(repo: &Repo, read_data: bool, progress: &CheckProgress) -> Result<C
         let header = match read_pack_header(repo, id, size) {
             Ok(h) => h,
             Err(e) => {
-                errors.lock().push(format!("pack {}: {e}", id.to_hex()));
+                errors.lock().push(format!(
+                    "pack {}: {e} (its blobs are still found through the index; `check --repair` rewrites the pack with a fresh header)",
+                    id.to_hex()
+                ));
+                if read_data {
+                    errors.lock().extend(verify_pack_data(repo, id, want));
+                }
                 return;
             }
         };
@@ -134,7 +141,40 @@ pub fn check(repo: &Repo, read_data: bool, progress: &CheckProgress) -> Result<C
     });
     report.errors.extend(errors.into_inner());
 
-    // Snapshots and trees.
+    // Snapshots and trees: every referenced blob must be indexed.
+    let missing = check_snapshots(repo, &mut report)?;
+
+    // Packs no index lists: harmless leftovers of an interrupted backup, unless
+    // they hold what a snapshot needs or cannot be read at all.
+    for (name, size) in unindexed {
+        let header = PackId::from_hex(name).and_then(|id| read_pack_header(repo, &id, size));
+        match header {
+            Ok(entries) => {
+                let needed = entries.iter().filter(|e| missing.contains(&e.id)).count();
+                if needed > 0 {
+                    report.errors.push(format!(
+                        "pack {name} is in no index but holds {needed} blob(s) that snapshots need: \
+                         `check --repair` indexes it (do not `prune` before)"
+                    ));
+                } else {
+                    report.warnings.push(format!(
+                        "pack {name} is in no index and holds nothing a snapshot needs \
+                         (left by an interrupted backup; `prune` removes it)"
+                    ));
+                }
+            }
+            Err(e) => report.errors.push(format!(
+                "pack {name} is in no index and its header is unreadable ({e}): what it holds \
+                 cannot be known, so `prune` will not run while it is there"
+            )),
+        }
+    }
+    Ok(report)
+}
+
+/// Walks every snapshot's trees; returns the referenced blobs no index holds.
+/// Missing chunks are summarised per snapshot; each one is in `details`.
+fn check_snapshots(repo: &Repo, report: &mut CheckReport) -> Result<HashSet<BlobId>> {
     let names = repo.storage().list(Kind::Snapshot)?;
     let mut roots = Vec::new();
     for (name, _) in names {
@@ -144,19 +184,25 @@ pub fn check(repo: &Repo, read_data: bool, progress: &CheckProgress) -> Result<C
         }
     }
     report.snapshots = roots.len();
+    let mut missing = HashSet::new();
     let mut seen = HashSet::new();
     for (snap, root) in roots {
+        let short = &snap[..8];
+        // Chunks and files of this snapshot that are not indexed.
+        let (mut chunks, mut files, mut first) = (0usize, 0usize, None);
         let mut stack = vec![(root, b"/".to_vec())];
         while let Some((tid, path)) = stack.pop() {
             if !seen.insert(tid) {
                 continue;
             }
+            if repo.locate(&tid).is_none() {
+                missing.insert(tid);
+            }
             let tree = match repo.load_tree(&tid) {
                 Ok(t) => t,
                 Err(e) => {
                     report.errors.push(format!(
-                        "snapshot {}: tree {} at {}: {e}",
-                        &snap[..8],
+                        "snapshot {short}: tree {} at {}: {e}",
                         tid.short(),
                         String::from_utf8_lossy(&path)
                     ));
@@ -170,92 +216,39 @@ pub fn check(repo: &Repo, read_data: bool, progress: &CheckProgress) -> Result<C
                     p.push(b'/');
                 }
                 p.extend_from_slice(&n.name);
+                let mut file_missing = false;
                 for c in &n.content {
                     report.blobs += 1;
                     match repo.locate(&c.id) {
                         Some(l) if l.blob_type == BlobType::Data => {}
-                        _ => report.errors.push(format!(
-                            "snapshot {}: {}: chunk {} is missing",
-                            &snap[..8],
-                            String::from_utf8_lossy(&p),
-                            c.id.to_hex()
-                        )),
+                        _ => {
+                            missing.insert(c.id);
+                            chunks += 1;
+                            file_missing = true;
+                            report.details.push(format!(
+                                "snapshot {short}: {}: chunk {} is in no index",
+                                String::from_utf8_lossy(&p),
+                                c.id.to_hex()
+                            ));
+                        }
                     }
+                }
+                if file_missing {
+                    files += 1;
+                    first.get_or_insert_with(|| String::from_utf8_lossy(&p).into_owned());
                 }
                 if let Some(sub) = n.subtree.filter(|_| n.is_dir()) {
                     stack.push((sub, p));
                 }
             }
         }
-    }
-    Ok(report)
-}
-
-/// Rebuilds the index from the headers of every readable pack, superseding
-/// all existing index objects. Nothing is deleted before the new index is stored.
-pub fn repair_index(repo: &Repo) -> Result<(usize, usize)> {
-    let old = repo.index_ids()?;
-    let packs = repo.storage().list(Kind::Pack)?;
-    let results: Vec<(String, Result<Vec<PackEntry>>)> = packs
-        .par_iter()
-        .map(|(name, size)| {
-            let r = PackId::from_hex(name).and_then(|id| read_pack_header(repo, &id, *size));
-            (name.clone(), r)
-        })
-        .collect();
-    let mut good = Vec::new();
-    let mut bad = 0;
-    for (name, r) in results {
-        match r {
-            Ok(entries) => good.push(IndexPack {
-                id: PackId::from_hex(&name)?,
-                entries,
-            }),
-            Err(e) => {
-                tracing::warn!("pack {name} left out of the new index: {e}");
-                bad += 1;
-            }
+        if chunks > 0 {
+            report.errors.push(format!(
+                "snapshot {short}: {chunks} chunk(s) of {files} file(s) are in no index (first: {}; \
+                 `check -v` lists each); `check --repair` rebuilds the index from the packs",
+                first.unwrap_or_default()
+            ));
         }
     }
-    let n = good.len();
-    write_full_index(repo, good, old.clone())?;
-    for id in old {
-        match repo.storage().delete(Kind::Index, &id.to_hex()) {
-            Ok(()) | Err(StorageError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    repo.load_index()?;
-    Ok((n, bad))
-}
-
-/// Writes `packs` as index objects; only the last one names `supersedes`, so a
-/// crash part-way leaves the old indexes in force.
-pub fn write_full_index(
-    repo: &Repo,
-    packs: Vec<IndexPack>,
-    supersedes: Vec<IndexId>,
-) -> Result<()> {
-    let mut batches: Vec<Vec<IndexPack>> = packs.chunks(256).map(|c| c.to_vec()).collect();
-    if batches.is_empty() {
-        batches.push(Vec::new());
-    }
-    let last = batches.len() - 1;
-    for (i, b) in batches.into_iter().enumerate() {
-        let f = IndexFile {
-            version: 1,
-            supersedes: if i == last {
-                supersedes.clone()
-            } else {
-                Vec::new()
-            },
-            packs: b,
-        };
-        let (id, bytes) = f.encode(repo.keys())?;
-        match repo.storage().put(Kind::Index, &id.to_hex(), &bytes) {
-            Ok(()) | Err(StorageError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
+    Ok(missing)
 }

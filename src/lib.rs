@@ -27,6 +27,7 @@ pub mod mount;
 pub mod pack;
 pub mod packer;
 pub mod prune;
+pub mod repair;
 pub mod repo;
 pub mod resource;
 pub mod restore;

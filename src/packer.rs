@@ -10,11 +10,10 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::blob::{self, BlobType};
 use crate::error::{Error, Result};
-use crate::id::{BlobId, IndexId};
-use crate::index::{IndexFile, IndexPack};
+use crate::id::BlobId;
+use crate::index::IndexPack;
 use crate::pack::PackWriter;
 use crate::repo::Repo;
-use crate::storage::{Kind, StorageError};
 
 /// Write an index object after this many packs, so an interrupted backup leaves
 /// most of its work findable by the next one.
@@ -188,26 +187,7 @@ impl Packer {
         if w.is_empty() {
             return Ok(());
         }
-        let p = w.finish(self.repo.keys())?;
-        match self
-            .repo
-            .storage()
-            .put(Kind::Pack, &p.id.to_hex(), &p.bytes)
-        {
-            Ok(()) | Err(StorageError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let trees: Vec<(u64, u64)> = p
-            .entries
-            .iter()
-            .filter(|e| e.blob_type == BlobType::Tree)
-            .map(|e| (e.offset as u64, e.length as u64))
-            .collect();
-        if !trees.is_empty() {
-            self.repo
-                .storage()
-                .hint_meta_ranges(Kind::Pack, &p.id.to_hex(), &trees, &p.bytes);
-        }
+        let (p, _) = self.repo.store_pack(w)?;
         {
             let mut idx = self.repo.index().write();
             idx.add_pack(p.id, &p.entries);
@@ -218,37 +198,26 @@ impl Packer {
         }
         let batch = {
             let mut pending = self.pending.lock();
-            pending.push(IndexPack {
-                id: p.id,
-                entries: p.entries,
-            });
+            pending.push(p);
             if pending.len() >= PACKS_PER_INDEX {
                 std::mem::take(&mut *pending)
             } else {
                 Vec::new()
             }
         };
-        self.write_index(batch).map(|_| ())
+        self.write_index(batch)
     }
 
-    fn write_index(&self, packs: Vec<IndexPack>) -> Result<Option<IndexId>> {
+    /// Writes one index object for `packs` (none for an empty batch).
+    fn write_index(&self, packs: Vec<IndexPack>) -> Result<()> {
         if packs.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
-        let f = IndexFile {
-            version: 1,
-            supersedes: vec![],
-            packs,
-        };
-        let (id, bytes) = f.encode(self.repo.keys())?;
-        match self.repo.storage().put(Kind::Index, &id.to_hex(), &bytes) {
-            Ok(()) | Err(StorageError::AlreadyExists { .. }) => Ok(Some(id)),
-            Err(e) => {
-                let e = e.into();
-                self.fail(&e);
-                Err(e)
-            }
+        let r = self.repo.write_full_index(packs, Vec::new());
+        if let Err(e) = &r {
+            self.fail(e);
         }
+        r
     }
 
     /// The write barrier: stores partly-filled packs, then the index of every
@@ -276,6 +245,7 @@ impl Packer {
 mod tests {
     use super::*;
     use crate::keyfile::KdfParams;
+    use crate::storage::Kind;
     use crate::storage::{MemoryStorage, Storage};
 
     #[test]

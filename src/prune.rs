@@ -6,13 +6,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::check::write_full_index;
+use rayon::prelude::*;
+
+use crate::check::read_pack_header;
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::index::IndexPack;
 use crate::pack::PackWriter;
-use crate::repo::Repo;
-use crate::storage::{Kind, StorageError};
+use crate::repo::{ignore_missing, Repo};
+use crate::storage::Kind;
 
 #[derive(Clone, Debug)]
 pub struct PruneOptions {
@@ -83,6 +85,45 @@ pub fn used_blobs(repo: &Repo, progress: &PruneProgress) -> Result<HashSet<BlobI
     Ok(used)
 }
 
+/// Prune deletes only what it can prove nothing needs. It refuses while a
+/// snapshot references a blob no index holds (the blob may sit in a pack that
+/// is about to look unreferenced) or while any pack header is unreadable (what
+/// such a pack holds is not known for sure).
+fn refuse_on_damage(
+    repo: &Repo,
+    used: &HashSet<BlobId>,
+    stored: &HashMap<String, u64>,
+) -> Result<()> {
+    let unindexed = {
+        let idx = repo.index().read();
+        used.iter().filter(|b| !idx.contains(b)).count()
+    };
+    if unindexed > 0 {
+        return Err(Error::InvalidInput(format!(
+            "snapshots reference {unindexed} blob(s) that no index holds; refusing to prune, \
+             since a pack that holds them would look unused (run `check`, then `check --repair`)"
+        )));
+    }
+    let mut bad: Vec<String> = stored
+        .par_iter()
+        .filter_map(|(name, size)| {
+            let r =
+                crate::id::PackId::from_hex(name).and_then(|id| read_pack_header(repo, &id, *size));
+            r.err().map(|e| format!("pack {name}: {e}"))
+        })
+        .collect();
+    if !bad.is_empty() {
+        bad.sort();
+        return Err(Error::InvalidInput(format!(
+            "{} pack header(s) are unreadable; refusing to prune (run `check --repair`, which \
+             rewrites a damaged pack from the index): {}",
+            bad.len(),
+            bad.join("; ")
+        )));
+    }
+    Ok(())
+}
+
 pub fn prune(repo: &Repo, opts: &PruneOptions, progress: &PruneProgress) -> Result<PruneReport> {
     let _lock = crate::lock::acquire(repo.storage(), repo.keys(), true)?;
     let bad = repo.load_index()?;
@@ -94,6 +135,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, progress: &PruneProgress) -> Resu
     }
     let used = used_blobs(repo, progress)?;
     let stored: HashMap<String, u64> = repo.storage().list(Kind::Pack)?.into_iter().collect();
+    refuse_on_damage(repo, &used, &stored)?;
 
     let packs = repo.index().read().by_pack();
     for (id, entries) in &packs {
@@ -168,13 +210,13 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, progress: &PruneProgress) -> Resu
             repo.decode_blob(e.blob_type, &e.id, sealed, e.raw_length)?;
             writer.add(e.blob_type, e.id, sealed, e.raw_length);
             if writer.size() >= repo.config().pack_size as usize {
-                written.push(store_pack(repo, std::mem::take(&mut writer))?);
+                written.push(repo.store_pack(std::mem::take(&mut writer))?);
             }
         }
         report.bytes_freed += size_of(&id.to_hex());
     }
     if !writer.is_empty() {
-        written.push(store_pack(repo, writer)?);
+        written.push(repo.store_pack(writer)?);
     }
     report.packs_written = written.len();
     report.bytes_freed = report
@@ -183,7 +225,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, progress: &PruneProgress) -> Resu
 
     let old = repo.index_ids()?;
     keep.extend(written.into_iter().map(|(p, _)| p));
-    write_full_index(repo, keep, old.clone())?;
+    repo.write_full_index(keep, old.clone())?;
     for id in old {
         ignore_missing(repo.storage().delete(Kind::Index, &id.to_hex()))?;
     }
@@ -195,30 +237,4 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, progress: &PruneProgress) -> Resu
     }
     repo.load_index()?;
     Ok(report)
-}
-
-fn store_pack(repo: &Repo, w: PackWriter) -> Result<(IndexPack, u64)> {
-    let p = w.finish(repo.keys())?;
-    ignore_exists(repo.storage().put(Kind::Pack, &p.id.to_hex(), &p.bytes))?;
-    Ok((
-        IndexPack {
-            id: p.id,
-            entries: p.entries,
-        },
-        p.bytes.len() as u64,
-    ))
-}
-
-fn ignore_missing(r: std::result::Result<(), StorageError>) -> Result<()> {
-    match r {
-        Ok(()) | Err(StorageError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn ignore_exists(r: std::result::Result<(), StorageError>) -> Result<()> {
-    match r {
-        Ok(()) | Err(StorageError::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }

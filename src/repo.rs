@@ -13,11 +13,15 @@ use crate::config::StoreConfig;
 use crate::crypto::{Keys, MasterKey};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, IndexId, KeyId, PackId, SnapshotId};
-use crate::index::{BlobLocation, IndexFile, MasterIndex};
+use crate::index::{BlobLocation, IndexFile, IndexPack, MasterIndex};
 use crate::keyfile::{KdfParams, KeyFile};
+use crate::pack::PackWriter;
 use crate::snapshot::Snapshot;
 use crate::storage::{Kind, Storage, StorageError};
 use crate::tree::{Node, NodeKind, Tree};
+
+/// Index objects that did not decode, each with what is wrong.
+pub type DamagedIndexes = Vec<(IndexId, Error)>;
 
 /// Supplies a passphrase when (and only when) the store needs one.
 pub type PassphraseFn<'a> = &'a dyn Fn() -> Result<Vec<u8>>;
@@ -138,6 +142,21 @@ impl Repo {
     /// Reads the index objects (in parallel) into the master index.
     /// Damaged index objects are skipped and returned, so readers keep working.
     pub fn load_index(&self) -> Result<Vec<(IndexId, Error)>> {
+        let (live, bad) = self.read_index_files()?;
+        let mut idx = MasterIndex::default();
+        for f in &live {
+            for p in &f.packs {
+                idx.add_pack(p.id, &p.entries);
+            }
+        }
+        *self.index.write() = idx;
+        Ok(bad)
+    }
+
+    /// The index objects in force: every readable one that no other supersedes,
+    /// plus the damaged ones (named, with what is wrong). A missing object (deleted
+    /// by a concurrent prune between list and read) is neither.
+    pub fn read_index_files(&self) -> Result<(Vec<IndexFile>, DamagedIndexes)> {
         let loaded: Vec<(IndexId, Result<IndexFile>)> = self
             .index_ids()?
             .into_par_iter()
@@ -156,15 +175,11 @@ impl Repo {
                 superseded.extend(f.supersedes.iter().copied());
             }
         }
-        let mut idx = MasterIndex::default();
+        let mut live = Vec::new();
         let mut bad = Vec::new();
         for (id, f) in loaded {
             match f {
-                Ok(f) if !superseded.contains(&id) => {
-                    for p in &f.packs {
-                        idx.add_pack(p.id, &p.entries);
-                    }
-                }
+                Ok(f) if !superseded.contains(&id) => live.push(f),
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => {
@@ -173,8 +188,7 @@ impl Repo {
                 }
             }
         }
-        *self.index.write() = idx;
-        Ok(bad)
+        Ok((live, bad))
     }
 
     /// Every index object in the store, by name.
@@ -316,6 +330,57 @@ impl Repo {
         Ok(node)
     }
 
+    /// Seals `w`'s header and stores the pack (an identical pack already
+    /// stored is fine: names are content hashes), telling the storage where its
+    /// tree blobs are. Returns its index entry and size.
+    pub fn store_pack(&self, w: PackWriter) -> Result<(IndexPack, u64)> {
+        let p = w.finish(&self.keys)?;
+        let name = p.id.to_hex();
+        ignore_exists(self.storage.put(Kind::Pack, &name, &p.bytes))?;
+        let trees: Vec<(u64, u64)> = p
+            .entries
+            .iter()
+            .filter(|e| e.blob_type == BlobType::Tree)
+            .map(|e| (e.offset as u64, e.length as u64))
+            .collect();
+        if !trees.is_empty() {
+            self.storage
+                .hint_meta_ranges(Kind::Pack, &name, &trees, &p.bytes);
+        }
+        Ok((
+            IndexPack {
+                id: p.id,
+                entries: p.entries,
+            },
+            p.bytes.len() as u64,
+        ))
+    }
+
+    /// Writes `packs` as index objects that together replace `supersedes`. Only
+    /// the last object names `supersedes`, so a crash part-way leaves the old
+    /// indexes in force; the caller deletes them once this returns.
+    pub fn write_full_index(&self, packs: Vec<IndexPack>, supersedes: Vec<IndexId>) -> Result<()> {
+        let mut batches: Vec<Vec<IndexPack>> = packs.chunks(256).map(|c| c.to_vec()).collect();
+        if batches.is_empty() {
+            batches.push(Vec::new());
+        }
+        let last = batches.len() - 1;
+        for (i, b) in batches.into_iter().enumerate() {
+            let f = IndexFile {
+                version: 1,
+                supersedes: if i == last {
+                    supersedes.clone()
+                } else {
+                    Vec::new()
+                },
+                packs: b,
+            };
+            let (id, bytes) = f.encode(&self.keys)?;
+            ignore_exists(self.storage.put(Kind::Index, &id.to_hex(), &bytes))?;
+        }
+        Ok(())
+    }
+
     pub fn pack_ids(&self) -> Vec<PackId> {
         self.index.read().packs().copied().collect()
     }
@@ -346,6 +411,22 @@ pub fn synthetic_dir(tree: BlobId) -> Node {
     }
 }
 
+/// `put` of a content-named object that is already there succeeded before.
+pub(crate) fn ignore_exists(r: std::result::Result<(), StorageError>) -> Result<()> {
+    match r {
+        Ok(()) | Err(StorageError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deleting what is already gone succeeded before (a concurrent or earlier run).
+pub(crate) fn ignore_missing(r: std::result::Result<(), StorageError>) -> Result<()> {
+    match r {
+        Ok(()) | Err(StorageError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(crate) fn plaintext_keys(config: &StoreConfig) -> Result<Keys> {
     let hexkey = config
         .plaintext_id_key
@@ -356,60 +437,103 @@ pub(crate) fn plaintext_keys(config: &StoreConfig) -> Result<Keys> {
     Ok(Keys::plaintext(k))
 }
 
+/// Reads one key file and checks it against its name (the hash of its bytes),
+/// so damage is told apart from a passphrase that does not fit.
+pub fn read_key_file(storage: &dyn Storage, id: &KeyId) -> Result<KeyFile> {
+    let bytes = storage.get(Kind::Key, &id.to_hex())?;
+    if crate::id::content_hash(&bytes) != id.0 {
+        return Err(Error::corrupt(
+            format!("key file {}", id.short()),
+            "damaged: its content does not match its name",
+        ));
+    }
+    KeyFile::decode(&bytes)
+        .map_err(|e| Error::corrupt(format!("key file {}", id.short()), format!("damaged: {e}")))
+}
+
 /// Finds the key file that `passphrase` opens.
 pub fn unlock(storage: &dyn Storage, passphrase: &[u8]) -> Result<(KeyId, MasterKey)> {
     let keys = storage.list(Kind::Key)?;
     if keys.is_empty() {
         return Err(Error::corrupt("store", "encrypted store without key files"));
     }
-    let mut damaged = 0;
+    let mut damaged = Vec::new();
     for (name, _) in keys {
         let Ok(id) = KeyId::from_hex(&name) else {
             continue;
         };
-        let kf = match storage
-            .get(Kind::Key, &name)
-            .map_err(Error::from)
-            .and_then(|b| KeyFile::decode(&b))
-        {
-            Ok(kf) => kf,
-            Err(e) => {
-                tracing::warn!("skipping key {}: {e}", id.short());
-                damaged += 1;
-                continue;
-            }
-        };
-        match kf.unwrap_master(passphrase) {
+        let opened = read_key_file(storage, &id).and_then(|kf| kf.unwrap_master(passphrase));
+        match opened {
             Ok(Some(m)) => return Ok((id, m)),
             Ok(None) => {}
+            Err(e) if e.is_not_found() => {}
             Err(e) => {
                 tracing::warn!("skipping key {}: {e}", id.short());
-                damaged += 1;
+                damaged.push(e.to_string());
             }
         }
     }
-    if damaged > 0 {
+    if !damaged.is_empty() {
         return Err(Error::corrupt(
             "keys",
-            format!("no readable key opens the store with this passphrase, and {damaged} key file(s) are damaged (run `key list`)"),
+            format!(
+                "no undamaged key file opens the store with this passphrase, and {} key file(s) are damaged ({}); \
+                 another passphrase of this store, or an intact copy of the key file, opens it",
+                damaged.len(),
+                damaged.join("; ")
+            ),
         ));
     }
     Err(Error::WrongPassphrase)
 }
 
-/// Lists key files: id, host, user, creation time.
-pub fn list_keys(storage: &dyn Storage) -> Result<Vec<(KeyId, Option<KeyFile>)>> {
+/// Lists key files: id, and the file or why it cannot be read.
+pub fn list_keys(storage: &dyn Storage) -> Result<Vec<(KeyId, Result<KeyFile>)>> {
     let mut out = Vec::new();
     for (name, _) in storage.list(Kind::Key)? {
         let Ok(id) = KeyId::from_hex(&name) else {
             continue;
         };
-        let kf = storage
-            .get(Kind::Key, &name)
-            .ok()
-            .and_then(|b| KeyFile::decode(&b).ok());
+        let kf = read_key_file(storage, &id);
         out.push((id, kf));
     }
     out.sort_by_key(|(_, k)| k.as_ref().map(|k| k.created).unwrap_or(0));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+
+    /// Every byte of a key file, flipped, reads as damage and never as a wrong
+    /// passphrase; the intact file still opens and a wrong passphrase says so.
+    #[test]
+    fn every_flipped_key_byte_is_damage_not_a_wrong_passphrase() {
+        let s = Arc::new(MemoryStorage::new());
+        let kdf = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        Repo::create(s.clone(), Some(b"pw"), kdf).unwrap();
+        let (name, _) = s.list(Kind::Key).unwrap().pop().unwrap();
+        let good = s.get(Kind::Key, &name).unwrap();
+        assert!(matches!(unlock(&*s, b"nope"), Err(Error::WrongPassphrase)));
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            s.delete(Kind::Key, &name).unwrap();
+            s.put(Kind::Key, &name, &bad).unwrap();
+            for pw in [&b"pw"[..], b"nope"] {
+                let e = unlock(&*s, pw).unwrap_err();
+                assert!(e.to_string().contains("damaged"), "byte {i} flipped: {e}");
+            }
+        }
+        s.delete(Kind::Key, &name).unwrap();
+        s.put(Kind::Key, &name, &good).unwrap();
+        assert!(unlock(&*s, b"pw").is_ok());
+        let listed = list_keys(&*s).unwrap();
+        assert!(listed[0].1.is_ok());
+    }
 }

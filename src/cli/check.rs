@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use clap::Args;
-use klosetfs::check::{check, repair_index, CheckProgress};
+use klosetfs::check::{check, CheckProgress};
+use klosetfs::repair::repair_index;
 
 use super::progress::Ticker;
 use super::{Ctx, EXIT_OK, EXIT_PARTIAL};
@@ -19,9 +20,13 @@ pub struct CheckArgs {
     /// Read and verify every pack in full.
     #[arg(long)]
     read_data: bool,
-    /// Rebuild the index from the pack headers before checking.
+    /// Rebuild the index from the pack headers before checking. A pack whose
+    /// header is damaged is rewritten from the old index (each blob verified);
+    /// no entry that still finds a readable blob is dropped.
     #[arg(long)]
     repair: bool,
+    /// Print the report as JSON (snapshots, trees, packs, blobs, errors,
+    /// warnings, details).
     #[arg(long)]
     json: bool,
 }
@@ -30,9 +35,26 @@ pub fn run(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     if a.repair {
         let _lock = klosetfs::lock::acquire(repo.storage(), repo.keys(), true)?;
-        let (good, bad) = repair_index(&repo)?;
+        let r = repair_index(&repo)?;
+        for line in r
+            .missing
+            .iter()
+            .chain(&r.damaged_blobs)
+            .chain(&r.packs_left)
+        {
+            println!("repair: {line}");
+        }
         if !ctx.global.quiet {
-            println!("index rebuilt from {good} packs ({bad} unreadable packs left out)");
+            println!(
+                "index rebuilt: {} packs from their headers, {} damaged headers rewritten from the old index{}",
+                r.packs_indexed,
+                r.packs_rewritten,
+                if r.kept_entries > 0 {
+                    format!(", {} verified entries kept that headers omit", r.kept_entries)
+                } else {
+                    String::new()
+                }
+            );
         }
     }
     let total = repo
@@ -59,7 +81,7 @@ pub fn run(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<u8> {
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "snapshots": r.snapshots, "trees": r.trees, "packs": r.packs, "blobs": r.blobs,
-                "errors": r.errors, "warnings": r.warnings,
+                "errors": r.errors, "warnings": r.warnings, "details": r.details,
             }))?
         );
     } else {
@@ -68,6 +90,11 @@ pub fn run(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<u8> {
         }
         for e in &r.errors {
             println!("error: {e}");
+        }
+        if ctx.global.verbose > 0 {
+            for d in &r.details {
+                println!("  {d}");
+            }
         }
         if !ctx.global.quiet {
             println!(

@@ -66,14 +66,14 @@ pub fn run(ctx: &Ctx, a: KeyArgs) -> anyhow::Result<u8> {
             for (id, kf) in list_keys(&**repo.storage())? {
                 let mark = if id == current { "*" } else { " " };
                 match kf {
-                    Some(k) => println!(
+                    Ok(k) => println!(
                         "{mark} {}  {}  {}@{}",
                         id.short(),
                         format_time(k.created),
                         k.user,
                         k.host
                     ),
-                    None => println!("{mark} {}  (unreadable)", id.short()),
+                    Err(e) => println!("{mark} {}  DAMAGED: {e}", id.short()),
                 }
             }
         }
