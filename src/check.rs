@@ -141,6 +141,25 @@ pub fn check(repo: &Repo, read_data: bool, progress: &CheckProgress) -> Result<C
     });
     report.errors.extend(errors.into_inner());
 
+    // Leftovers of killed processes: harmless, but worth a word.
+    let stale = crate::lock::stale_locks(&**repo.storage(), repo.keys())?;
+    if !stale.is_empty() {
+        report.warnings.push(format!(
+            "{} stale lock(s) ({}): the next writer on their host clears those of dead processes; `unlock` removes them now",
+            stale.len(),
+            stale.join("; ")
+        ));
+    }
+    let temps = crate::lock::stale_temporaries(&**repo.storage(), repo.keys(), false)?;
+    if !temps.is_empty() {
+        report.warnings.push(format!(
+            "{} partial object(s) of interrupted writes ({} bytes, e.g. {}): `prune` removes them",
+            temps.len(),
+            temps.iter().map(|t| t.1).sum::<u64>(),
+            temps[0].0
+        ));
+    }
+
     // Snapshots and trees: every referenced blob must be indexed.
     let missing = check_snapshots(repo, &mut report)?;
 

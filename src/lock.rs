@@ -27,11 +27,14 @@ pub struct LockInfo {
 
 impl LockInfo {
     pub fn is_stale(&self, now: i64) -> bool {
-        if now - self.time > STALE_AFTER_NS {
-            return true;
-        }
+        now - self.time > STALE_AFTER_NS || self.is_dead_here()
+    }
+
+    /// Held by a process of this host that no longer exists.
+    pub fn is_dead_here(&self) -> bool {
         self.host == crate::util::hostname()
-            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), None).is_err()
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), None)
+                == Err(nix::errno::Errno::ESRCH)
             && self.pid != std::process::id()
     }
 
@@ -148,6 +151,15 @@ pub fn acquire(storage: &Arc<dyn Storage>, keys: &Keys, exclusive: bool) -> Resu
         if other == name {
             continue;
         }
+        // A lock of a dead process on this host is certainly stale: clear it,
+        // so kill -9'd writers do not pile up locks.
+        if info.as_ref().is_some_and(|i| i.is_dead_here()) {
+            match storage.delete(Kind::Lock, &other) {
+                Ok(()) | Err(StorageError::NotFound { .. }) => {}
+                Err(e) => tracing::warn!("could not remove the stale lock {other}: {e}"),
+            }
+            continue;
+        }
         let conflict = match &info {
             Some(i) if i.is_stale(now) => false,
             Some(i) => exclusive || i.exclusive,
@@ -163,6 +175,39 @@ pub fn acquire(storage: &Arc<dyn Storage>, keys: &Keys, exclusive: bool) -> Resu
         }
     }
     Ok(lock)
+}
+
+/// Partial objects left by writers that died mid-write: older than the oldest
+/// live lock (less a minute for clocks), so no running writer can own them.
+/// Removed with `remove` (prune does, under its exclusive lock).
+pub fn stale_temporaries(
+    storage: &dyn Storage,
+    keys: &Keys,
+    remove: bool,
+) -> Result<Vec<(String, u64)>> {
+    let now = crate::util::now_ns();
+    let oldest = list_locks(storage, keys)?
+        .into_iter()
+        .filter_map(|(_, i)| i.filter(|i| !i.is_stale(now)).map(|i| i.time))
+        .min()
+        .unwrap_or(now)
+        .min(now);
+    let before = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(oldest.max(0) as u64)
+        - std::time::Duration::from_secs(60);
+    Ok(storage.temporaries(before, remove)?)
+}
+
+/// Locks that are stale (see [`LockInfo::is_stale`]), described.
+pub fn stale_locks(storage: &dyn Storage, keys: &Keys) -> Result<Vec<String>> {
+    let now = crate::util::now_ns();
+    Ok(list_locks(storage, keys)?
+        .into_iter()
+        .filter_map(|(name, i)| match i {
+            Some(i) if i.is_stale(now) => Some(i.describe()),
+            None => Some(format!("unreadable lock {name}")),
+            Some(_) => None,
+        })
+        .collect())
 }
 
 /// Removes stale locks, or every lock with `all`. Returns how many were removed.

@@ -48,6 +48,8 @@ pub struct PruneReport {
     pub orphan_packs: usize,
     pub bytes_freed: u64,
     pub blobs_removed: usize,
+    /// Partial objects of interrupted writes (removed unless a dry run).
+    pub temporaries: usize,
 }
 
 /// Every blob reachable from a snapshot. Fails if anything is unreadable.
@@ -185,6 +187,9 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, progress: &PruneProgress) -> Resu
     let size_of = |n: &str| stored.get(n).copied().unwrap_or(0);
     report.bytes_freed = delete.iter().map(|p| size_of(&p.to_hex())).sum::<u64>()
         + orphans.iter().map(|n| size_of(n)).sum::<u64>();
+    let temps = crate::lock::stale_temporaries(&**repo.storage(), repo.keys(), !opts.dry_run)?;
+    report.temporaries = temps.len();
+    report.bytes_freed += temps.iter().map(|t| t.1).sum::<u64>();
     if opts.dry_run {
         return Ok(report);
     }

@@ -33,6 +33,7 @@ pub struct Repo {
     master: Option<MasterKey>,
     index: RwLock<MasterIndex>,
     trees: Mutex<LruCache<BlobId, Arc<Tree>>>,
+    damaged: Mutex<Vec<(SnapshotId, String)>>,
 }
 
 impl Repo {
@@ -112,6 +113,7 @@ impl Repo {
             master,
             index: RwLock::new(MasterIndex::default()),
             trees: Mutex::new(LruCache::new(NonZeroUsize::new(8192).expect("non-zero"))),
+            damaged: Mutex::new(Vec::new()),
         }
     }
 
@@ -239,8 +241,26 @@ impl Repo {
         Ok(t)
     }
 
-    /// Every readable snapshot, oldest first; damaged ones are reported, not fatal.
+    /// Every readable snapshot, oldest first; damaged ones are skipped, not
+    /// fatal, and kept for [`Repo::damaged_snapshots`].
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let mut damaged = Vec::new();
+        let out = self.read_snapshots(&mut damaged)?;
+        *self.damaged.lock() = damaged;
+        Ok(out)
+    }
+
+    /// The snapshot objects the last [`Repo::snapshots`] could not read, with
+    /// why: a damaged newest snapshot means `latest` is an older one.
+    pub fn damaged_snapshots(&self) -> Vec<(SnapshotId, String)> {
+        self.damaged.lock().clone()
+    }
+
+    fn read_snapshots(
+        &self,
+        damaged: &mut Vec<(SnapshotId, String)>,
+    ) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let bad = Mutex::new(Vec::new());
         let names = self.storage.list(Kind::Snapshot)?;
         let mut out: Vec<(SnapshotId, Snapshot)> = names
             .par_iter()
@@ -249,13 +269,15 @@ impl Repo {
                 Ok(s) => Some((id, s)),
                 Err(e) => {
                     if !e.is_not_found() {
-                        tracing::warn!("skipping snapshot {}: {e}", id.short());
+                        tracing::debug!("skipping snapshot {}: {e}", id.short());
+                        bad.lock().push((id, e.to_string()));
                     }
                     None
                 }
             })
             .collect();
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        *damaged = bad.into_inner();
         Ok(out)
     }
 

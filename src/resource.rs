@@ -41,6 +41,12 @@ pub fn is_remote(location: &str) -> bool {
 pub fn open(location: &str, opts: &OpenOptions) -> Result<Arc<dyn Storage>> {
     if !is_remote(location) {
         let path = crate::util::expand_tilde(location);
+        if path.exists() && !path.is_dir() {
+            return Err(Error::InvalidInput(format!(
+                "{} is not a directory, so it cannot hold a store (give the folder the store is, or is to be, in)",
+                path.display()
+            )));
+        }
         if opts.create {
             return Ok(Arc::new(LocalStorage::create(&path)?));
         }

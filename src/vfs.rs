@@ -199,6 +199,12 @@ impl Vfs {
     pub fn rebuild_layout(&self) -> crate::Result<()> {
         self.repo.load_index()?;
         let snaps = self.repo.snapshots()?;
+        for (id, e) in self.repo.damaged_snapshots() {
+            tracing::warn!(
+                "snapshot {} is damaged and not shown ({e}); `latest` is the newest readable one (run `check`)",
+                id.short()
+            );
+        }
         let mut dirs: BTreeMap<String, BTreeMap<Vec<u8>, u64>> = BTreeMap::new();
         let mut new_entries: Vec<(u64, Entry)> = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();

@@ -397,3 +397,135 @@ fn damaged_key_and_config_files_are_named() {
         "the data is whole after the repair"
     );
 }
+
+/// A reader that closes the pipe ends every command quietly, as Unix tools do.
+#[test]
+fn a_closed_pipe_ends_commands_quietly() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src, 0);
+    env.create();
+    env.backup(&src);
+    let commands: [&[&dyn AsRef<std::ffi::OsStr>]; 7] = [
+        &[&"ls"],
+        &[&"ls", &"--json"],
+        &[&"ls", &"-l", &"-R", &"latest"],
+        &[&"info"],
+        &[&"check"],
+        &[&"locate", &"*"],
+        &[&"key", &"list"],
+    ];
+    for args in commands {
+        let mut child = env
+            .cmd(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.code() == Some(0) && !stderr(&o).contains("panicked"),
+            "{:?}: {}: {}",
+            args.iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned())
+                .collect::<Vec<_>>(),
+            o.status,
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn a_store_path_that_is_a_file_is_named_as_such() {
+    let env = Env::new();
+    std::fs::write(&env.store, "not a folder").unwrap();
+    for cmd in ["ls", "create"] {
+        assert_fails(&env.run(&[&cmd]), 1, "is not a directory");
+    }
+    assert_eq!(std::fs::read(&env.store).unwrap(), b"not a folder");
+}
+
+/// A backup killed with -9 leaves its lock (and maybe a partial object):
+/// check reports them, the next writer on this host clears dead processes'
+/// locks, prune removes old partial objects.
+#[test]
+fn leftovers_of_killed_writers_are_reported_and_cleared() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), noise(3, 200 << 20)).unwrap();
+    env.create();
+    let mut child = env.cmd(&[&"backup", &src]).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while walk(&env.store.join("locks")).is_empty() {
+        assert!(t0.elapsed().as_secs() < 60, "backup took no lock");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(walk(&env.store.join("locks")).len(), 1);
+    // A partial object as a writer killed mid-put leaves it, two hours old.
+    let tmp = env.store.join("tmp").join("4242-0-deadbeef");
+    std::fs::write(&tmp, vec![7u8; 4096]).unwrap();
+    let old =
+        filetime::FileTime::from_unix_time(filetime::FileTime::now().unix_seconds() - 7200, 0);
+    filetime::set_file_mtime(&tmp, old).unwrap();
+
+    let o = env.run(&[&"check"]);
+    assert!(
+        stderr(&o).contains("stale lock") && stderr(&o).contains("partial object"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(src.join("big"), b"small now").unwrap();
+    env.backup(&src);
+    assert!(
+        walk(&env.store.join("locks")).is_empty(),
+        "the dead process's lock is cleared by the next writer"
+    );
+    let out = env.ok(&[&"prune"]);
+    assert!(out.contains("1 partial objects removed"), "{out}");
+    assert!(!tmp.exists());
+    let o = env.run(&[&"check"]);
+    assert!(
+        o.status.success() && !stderr(&o).contains("partial"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A damaged newest snapshot: `latest` means an older one, and every command
+/// that resolves `latest` or lists snapshots says so.
+#[test]
+fn a_damaged_newest_snapshot_is_announced() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), "one").unwrap();
+    env.create();
+    env.backup(&src);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(src.join("b"), "two").unwrap();
+    let newest = env.backup(&src);
+    let p = env.store.join("snapshots").join(&newest);
+    let mut b = std::fs::read(&p).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 1;
+    std::fs::write(&p, b).unwrap();
+    let in_latest = format!("latest:{}", src.display());
+    let missing = format!("latest:{}/nope", src.display());
+    let commands: [&[&dyn AsRef<std::ffi::OsStr>]; 3] =
+        [&[&"ls"], &[&"ls", &in_latest], &[&"cat", &missing]];
+    for args in commands {
+        let o = env.run(args);
+        assert!(
+            stderr(&o).contains(&format!("snapshot {} is damaged", &newest[..8])),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // A missing path names the snapshot `latest` resolved to.
+    let o = env.run(&[&"cat", &missing]);
+    assert_fails(&o, 1, "in snapshot ");
+}

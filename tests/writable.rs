@@ -175,18 +175,48 @@ fn files_closed_before_kill_9_survive() {
     env.ok(&[&"check", &"--read-data"]);
 }
 
+/// The default spool follows `KLOSETFS_CACHE_DIR`, holds plaintext so is
+/// private (folders 0700, files 0600), and `recover` of a dead mount says where
+/// the mount was, with no warning for a normal journal.
 #[test]
 fn recover_command_commits_a_dead_mount() {
+    use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
     env.create();
     let mnt = env.path("mnt");
-    let m = writable(&env, &mnt, &[]);
+    let m = Mounted::start(&env, &mnt, &[&"mount", &"--writable", &mnt], 300);
     std::fs::write(m.mnt.join("only"), "closed then crashed").unwrap();
+    std::fs::write(m.mnt.join("large"), noise(5, 3 << 20)).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let spools = env.path("cache").join("spool");
+    let mut private = 0;
+    for p in walk(&spools).into_iter().chain([spools.clone()]) {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        let want = if p.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{} is {mode:o}", p.display());
+        private += p.file_name().is_some_and(|n| n == "journal") as usize;
+    }
+    assert_eq!(private, 1, "the journal is under {}", spools.display());
     sh(&format!("kill -9 {}", m.child.as_ref().unwrap().id()));
     drop(m);
-    let out = env.ok(&[&"recover", &"--spool", &env.path("spool")]);
+    let o = env.run(&[&"recover"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("snapshot"), "{out}");
+    assert!(
+        out.contains(&format!("mount at {}", mnt.display())),
+        "recover names the mountpoint: {out}"
+    );
+    assert!(
+        !err.contains("replay"),
+        "no warning for a normal journal: {err}"
+    );
     assert_eq!(env.ok(&[&"cat", &"latest:/only"]), "closed then crashed");
+    let large = env.cmd(&[&"cat", &"latest:/large"]).output().unwrap();
+    assert!(large.stdout == noise(5, 3 << 20));
 }
 
 #[test]

@@ -134,12 +134,12 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
     }
     let s = &r.snapshot.summary;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&summary_json(&r.id, &r.snapshot, &r.errors))?
         );
     } else if !ctx.global.quiet {
-        println!(
+        outln!(
             "snapshot {} saved: {} files, {} dirs, {} ({} new, {} stored) in {:.1}s{}",
             r.id.short(),
             s.files,

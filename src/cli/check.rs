@@ -42,10 +42,10 @@ pub fn run(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<u8> {
             .chain(&r.damaged_blobs)
             .chain(&r.packs_left)
         {
-            println!("repair: {line}");
+            outln!("repair: {line}");
         }
         if !ctx.global.quiet {
-            println!(
+            outln!(
                 "index rebuilt: {} packs from their headers, {} damaged headers rewritten from the old index{}",
                 r.packs_indexed,
                 r.packs_rewritten,
@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<u8> {
     drop(ticker);
     let r = r?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "snapshots": r.snapshots, "trees": r.trees, "packs": r.packs, "blobs": r.blobs,
@@ -89,15 +89,15 @@ pub fn run(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<u8> {
             eprintln!("warning: {w}");
         }
         for e in &r.errors {
-            println!("error: {e}");
+            outln!("error: {e}");
         }
         if ctx.global.verbose > 0 {
             for d in &r.details {
-                println!("  {d}");
+                outln!("  {d}");
             }
         }
         if !ctx.global.quiet {
-            println!(
+            outln!(
                 "checked {} snapshots, {} trees, {} packs{}: {}",
                 r.snapshots,
                 r.trees,

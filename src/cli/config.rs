@@ -50,7 +50,7 @@ pub fn run(cmd: ConfigCmd) -> anyhow::Result<u8> {
             }
             cfg.stores.insert(name.clone(), s.into_iter().collect());
             cfg.save()?;
-            println!("store @{name} added to {}", path()?.display());
+            outln!("store @{name} added to {}", path()?.display());
         }
         StoreCfg::Set { name, settings } => {
             let s = parse_settings(&settings)?;
@@ -66,14 +66,14 @@ pub fn run(cmd: ConfigCmd) -> anyhow::Result<u8> {
                 if name.as_ref().is_some_and(|x| x != n) {
                     continue;
                 }
-                println!("@{n}");
+                outln!("@{n}");
                 for (k, v) in s {
                     let v = if SECRET.contains(&k.as_str()) {
                         "********"
                     } else {
                         v
                     };
-                    println!("  {k}={v}");
+                    outln!("  {k}={v}");
                 }
             }
             if let Some(n) = name {

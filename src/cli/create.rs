@@ -59,7 +59,7 @@ pub fn run(ctx: &Ctx, a: CreateArgs) -> anyhow::Result<u8> {
         KdfParams::default(),
     )?;
     if !ctx.global.quiet {
-        println!(
+        outln!(
             "created {} store {} at {}",
             if a.plaintext {
                 "plaintext"

@@ -31,30 +31,30 @@ pub fn run(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<u8> {
             "duration_s": m.duration_ns as f64 / 1e9,
         });
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         } else {
-            println!("snapshot   {id}");
-            println!("time       {}", format_time(s.time));
-            println!("host/user  {} / {}", s.host, s.user);
-            println!("paths      {}", s.paths_display());
-            println!("tags       {}", s.tags.join(", "));
-            println!(
+            outln!("snapshot   {id}");
+            outln!("time       {}", format_time(s.time));
+            outln!("host/user  {} / {}", s.host, s.user);
+            outln!("paths      {}", s.paths_display());
+            outln!("tags       {}", s.tags.join(", "));
+            outln!(
                 "parent     {}",
                 s.parent.map(|p| p.to_hex()).unwrap_or_else(|| "-".into())
             );
-            println!(
+            outln!(
                 "files      {} ({}), {} dirs, {} other",
                 m.files,
                 human_bytes(m.bytes),
                 m.dirs,
                 m.others
             );
-            println!(
+            outln!(
                 "added      {} new, {} stored",
                 human_bytes(m.new_bytes),
                 human_bytes(m.stored_bytes)
             );
-            println!(
+            outln!(
                 "took       {:.1}s, {} entries skipped",
                 m.duration_ns as f64 / 1e9,
                 m.errors
@@ -87,30 +87,33 @@ pub fn run(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<u8> {
         "indexes": indexes, "index_bytes": index_bytes, "blobs": blobs, "blob_bytes": raw,
     });
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("store       {} ({})", st.location(), &c.id[..8]);
-        println!(
+        outln!("store       {} ({})", st.location(), &c.id[..8]);
+        outln!(
             "format      v{}, {}, {} level {}",
-            c.version, c.encryption, c.compression, c.compression_level
+            c.version,
+            c.encryption,
+            c.compression,
+            c.compression_level
         );
-        println!(
+        outln!(
             "chunks      FastCDC {}/{}/{} bytes, packs of {}",
             c.chunker.min_size,
             c.chunker.avg_size,
             c.chunker.max_size,
             human_bytes(c.pack_size as u64)
         );
-        println!("snapshots   {snaps}");
-        println!("keys        {keys}");
-        println!("blobs       {blobs} ({} of unique data)", human_bytes(raw));
-        println!(
+        outln!("snapshots   {snaps}");
+        outln!("keys        {keys}");
+        outln!("blobs       {blobs} ({} of unique data)", human_bytes(raw));
+        outln!(
             "stored      {} in {packs} packs, {} in {indexes} indexes",
             human_bytes(pack_bytes),
             human_bytes(index_bytes)
         );
         if raw > 0 {
-            println!(
+            outln!(
                 "ratio       {:.2}x (unique data / stored)",
                 raw as f64 / pack_bytes.max(1) as f64
             );

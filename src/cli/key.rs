@@ -59,21 +59,21 @@ pub fn run(ctx: &Ctx, a: KeyArgs) -> anyhow::Result<u8> {
                 bail!("refusing an empty passphrase");
             }
             let id = repo.add_key(&pw, KdfParams::default())?;
-            println!("added key {}", id.short());
+            outln!("added key {}", id.short());
         }
         KeyCmd::List => {
             let current = unlock(&**repo.storage(), &ctx.passphrase()?)?.0;
             for (id, kf) in list_keys(&**repo.storage())? {
                 let mark = if id == current { "*" } else { " " };
                 match kf {
-                    Ok(k) => println!(
+                    Ok(k) => outln!(
                         "{mark} {}  {}  {}@{}",
                         id.short(),
                         format_time(k.created),
                         k.user,
                         k.host
                     ),
-                    Err(e) => println!("{mark} {}  DAMAGED: {e}", id.short()),
+                    Err(e) => outln!("{mark} {}  DAMAGED: {e}", id.short()),
                 }
             }
         }
@@ -90,7 +90,7 @@ pub fn run(ctx: &Ctx, a: KeyArgs) -> anyhow::Result<u8> {
                 bail!("refusing to remove the key you opened the store with");
             }
             repo.storage().delete(Kind::Key, &kid.to_hex())?;
-            println!("removed key {}", kid.short());
+            outln!("removed key {}", kid.short());
         }
     }
     Ok(EXIT_OK)

@@ -58,6 +58,7 @@ fn list_snapshots(repo: &Repo, a: &LsArgs) -> anyhow::Result<u8> {
         .into_iter()
         .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
         .collect();
+    super::warn_damaged_snapshots(repo);
     if a.json {
         let v: Vec<_> = snaps
             .iter()
@@ -69,11 +70,11 @@ fn list_snapshots(repo: &Repo, a: &LsArgs) -> anyhow::Result<u8> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(EXIT_OK);
     }
     for (id, s) in &snaps {
-        println!(
+        outln!(
             "{}  {}  {:<12} {:>10}  {}{}",
             id.short(),
             format_time(s.time),

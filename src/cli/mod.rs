@@ -13,6 +13,15 @@ use clap::{Args, Parser, Subcommand};
 use zeroize::Zeroizing;
 
 use klosetfs::repo::Repo;
+
+/// `println!` that returns the write error instead of panicking, so a reader
+/// that closes the pipe (`ls | head`) ends the command quietly (see [`main`]).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($t)*)?
+    }};
+}
 use klosetfs::storage::Storage;
 use klosetfs::userconfig::UserConfig;
 
@@ -78,7 +87,8 @@ pub struct Global {
     /// No progress bars and no summaries.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Cache folder for remote stores (default ~/.cache/klosetfs).
+    /// klosetfs's folder for remote stores' caches, writable mounts' spools and
+    /// detached mounts' logs (default ~/.cache/klosetfs).
     #[arg(long, env = "KLOSETFS_CACHE_DIR", global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// No on-disk cache for remote stores.
@@ -177,6 +187,25 @@ impl Ctx {
         Ok(klosetfs::resource::open(&loc, &opts)?)
     }
 
+    /// klosetfs's own folder for caches, spools and logs: `--cache-dir` /
+    /// `KLOSETFS_CACHE_DIR`, else the store's `cache_dir` setting, else
+    /// `~/.cache/klosetfs`.
+    pub fn klosetfs_dir(&self) -> PathBuf {
+        let setting = self
+            .settings()
+            .ok()
+            .and_then(|(_, s)| s.get("cache_dir").map(|d| expand_tilde(d)));
+        self.global
+            .cache_dir
+            .clone()
+            .or(setting)
+            .unwrap_or_else(|| {
+                dirs::cache_dir()
+                    .unwrap_or_else(std::env::temp_dir)
+                    .join("klosetfs")
+            })
+    }
+
     /// The local directory of the store, when it is one.
     pub fn local_path(&self) -> Option<PathBuf> {
         let (loc, _) = self.settings().ok()?;
@@ -254,6 +283,17 @@ impl Ctx {
 }
 
 pub use klosetfs::util::expand_tilde;
+
+/// Says on stderr which snapshot objects the last listing skipped as damaged:
+/// then `latest` and the lists mean the newest *readable* snapshot.
+pub fn warn_damaged_snapshots(repo: &Repo) {
+    for (id, e) in repo.damaged_snapshots() {
+        eprintln!(
+            "klosetfs: warning: snapshot {} is damaged and skipped ({e}); `latest` means the newest readable snapshot (run `check`)",
+            id.short()
+        );
+    }
+}
 
 fn read_first_line(p: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     let s = std::fs::read(p).with_context(|| format!("reading passphrase file {}", p.display()))?;
@@ -356,11 +396,20 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_OK),
         Err(e) => {
             eprintln!("klosetfs: {e:#}");
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// The reader of our output went away: as Unix tools do, stop without a word.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(ctx: Ctx, cmd: StoreCmd) -> anyhow::Result<u8> {
@@ -392,6 +441,6 @@ fn commit(mnt: &std::path::Path) -> anyhow::Result<u8> {
             mnt.display()
         )
     })?;
-    println!("snapshot {}", out.trim());
+    outln!("snapshot {}", out.trim());
     Ok(EXIT_OK)
 }

@@ -33,7 +33,7 @@ pub struct MountArgs {
     /// Detach and run in the background (logs go to --log-file).
     #[arg(long)]
     daemon: bool,
-    /// Log file when detached (default: <cache dir>/klosetfs/mount.log).
+    /// Log file when detached (default: <cache dir>/mount.log, see --cache-dir).
     #[arg(long)]
     log_file: Option<PathBuf>,
     /// Chunk cache size, e.g. 64M or 2G. The kernel's page cache keeps file
@@ -69,7 +69,9 @@ pub struct MountArgs {
     /// Start the writable tree from this snapshot (id prefix or `latest`).
     #[arg(long, requires = "writable")]
     base: Option<String>,
-    /// Where written files are staged (default: <cache dir>/klosetfs/spool/...).
+    /// Where written files are staged (default: <cache dir>/spool/<store>/<mountpoint hash>, see
+    /// --cache-dir). It holds the plaintext of files not yet committed; it is
+    /// made readable by its owner only.
     #[arg(long, requires = "writable")]
     spool: Option<PathBuf>,
     /// Staged bytes before closed files are flushed out of the spool, e.g. 2G.
@@ -93,13 +95,26 @@ pub struct MountArgs {
 
 /// The spool directory of a writable mount: per store and mountpoint, so the
 /// next mount at the same place finds (and recovers) what a crash left.
-pub fn default_spool(store_id: &str, mnt: &std::path::Path) -> PathBuf {
+pub fn default_spool(ctx: &Ctx, store_id: &str, mnt: &std::path::Path) -> PathBuf {
     let key = blake3::hash(mnt.as_os_str().as_encoded_bytes()).to_hex();
-    dirs::cache_dir()
-        .unwrap_or_else(std::env::temp_dir)
-        .join("klosetfs/spool")
+    spools_of(ctx, store_id).join(&key[..16])
+}
+
+/// The file in a spool that names the mountpoint it served.
+pub const MOUNTPOINT_FILE: &str = "mountpoint";
+
+/// Where the mount that used `spool` was, if it said.
+pub fn spool_mountpoint(spool: &std::path::Path) -> Option<String> {
+    std::fs::read(spool.join(MOUNTPOINT_FILE))
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// The folder holding every default spool of one store.
+pub fn spools_of(ctx: &Ctx, store_id: &str) -> PathBuf {
+    ctx.klosetfs_dir()
+        .join("spool")
         .join(&store_id[..16.min(store_id.len())])
-        .join(&key[..16])
 }
 
 /// `512M`, `2G`, `1048576`.
@@ -175,9 +190,7 @@ fn detach(ctx: &Ctx, a: &MountArgs, mnt: &std::path::Path) -> anyhow::Result<u8>
     use std::os::unix::process::CommandExt;
     let log = match &a.log_file {
         Some(f) => f.clone(),
-        None => dirs::cache_dir()
-            .unwrap_or_else(std::env::temp_dir)
-            .join("klosetfs/mount.log"),
+        None => ctx.klosetfs_dir().join("mount.log"),
     };
     if let Some(d) = log.parent() {
         std::fs::create_dir_all(d)?;
@@ -206,7 +219,7 @@ fn detach(ctx: &Ctx, a: &MountArgs, mnt: &std::path::Path) -> anyhow::Result<u8>
     for _ in 0..300 {
         if is_mounted(mnt) {
             if !ctx.global.quiet {
-                println!(
+                outln!(
                     "mounted on {} (pid {}, log {})",
                     mnt.display(),
                     child.id(),
@@ -242,11 +255,13 @@ fn run_writable(
 ) -> anyhow::Result<u8> {
     use klosetfs::writable::fuse::WritableFuse;
     use klosetfs::writable::{recover_dir, WritableFs, WritableOptions};
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let _lock = klosetfs::lock::acquire(repo.storage(), repo.keys(), false)?;
     let spool = a
         .spool
         .clone()
-        .unwrap_or_else(|| default_spool(&repo.config().id, mnt));
+        .unwrap_or_else(|| default_spool(ctx, &repo.config().id, mnt));
     if let Some(id) = recover_dir(&repo, &spool)? {
         eprintln!(
             "klosetfs: recovered files closed before an interrupted mount: snapshot {}",
@@ -254,11 +269,17 @@ fn run_writable(
         );
     }
     let base = match &a.base {
-        Some(b) => Some(repo.resolve_snapshot(b)?.0),
+        Some(b) => {
+            let id = repo.resolve_snapshot(b)?.0;
+            if b == "latest" {
+                super::warn_damaged_snapshots(&repo);
+            }
+            Some(id)
+        }
         None => None,
     };
     let opts = WritableOptions {
-        spool_dir: spool,
+        spool_dir: spool.clone(),
         spool_cap: parse_size(&a.spool_size)? as u64,
         host: a.host.clone().unwrap_or_else(klosetfs::util::hostname),
         tags: a.tags.clone(),
@@ -267,13 +288,28 @@ fn run_writable(
     };
     let (fs, _) = WritableFs::new(repo.clone(), base, opts)?;
     let fs = Arc::new(fs);
+    // So `recover` can say where an interrupted mount was.
+    let noted = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(spool.join(MOUNTPOINT_FILE))
+        .and_then(|mut f| f.write_all(mnt.as_os_str().as_encoded_bytes()));
+    if let Err(e) = noted {
+        tracing::warn!("could not note the mountpoint in the spool: {e}");
+    }
     if let Some(secs) = a.commit_interval {
         let fs = fs.clone();
         std::thread::spawn(move || loop {
             std::thread::sleep(Duration::from_secs(secs.max(1)));
             if fs.has_changes() {
                 match fs.commit() {
-                    Ok(id) => println!("snapshot {}", id.to_hex()),
+                    // Nobody may be reading stdout of a long-running mount.
+                    Ok(id) => {
+                        use std::io::Write as _;
+                        let _ = writeln!(std::io::stdout(), "snapshot {}", id.to_hex());
+                    }
                     Err(e) => tracing::error!("periodic commit failed: {e:?}"),
                 }
             }
@@ -303,7 +339,7 @@ fn run_writable(
         fs.last_commit()
     };
     match id {
-        Some(id) => println!("snapshot {}", id.to_hex()),
+        Some(id) => outln!("snapshot {}", id.to_hex()),
         None => eprintln!("klosetfs: nothing changed; no snapshot written"),
     }
     Ok(EXIT_OK)

@@ -49,17 +49,19 @@ pub fn run(ctx: &Ctx, a: PruneArgs) -> anyhow::Result<u8> {
             "dry_run": a.dry_run, "packs_deleted": r.packs_deleted, "orphan_packs": r.orphan_packs,
             "packs_repacked": r.packs_repacked, "packs_written": r.packs_written,
             "blobs_removed": r.blobs_removed, "bytes_freed": r.bytes_freed,
+            "temporaries_removed": r.temporaries,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else if !ctx.global.quiet {
-        println!(
-            "{}{} packs deleted ({} left by interrupted backups), {} repacked into {}, {} blobs removed, {} freed",
+        outln!(
+            "{}{} packs deleted ({} left by interrupted backups), {} repacked into {}, {} blobs removed, {} partial objects removed, {} freed",
             if a.dry_run { "would be: " } else { "" },
             r.packs_deleted,
             r.orphan_packs,
             r.packs_repacked,
             r.packs_written,
             r.blobs_removed,
+            r.temporaries,
             human_bytes(r.bytes_freed)
         );
     }

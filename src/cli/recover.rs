@@ -13,7 +13,7 @@ use super::{Ctx, EXIT_OK};
     after_help = "Example:\n  klosetfs at /srv/backups recover\n\nThe next writable mount at the same mountpoint does this by itself."
 )]
 pub struct RecoverArgs {
-    /// A spool directory (default: every spool of this store under <cache dir>/klosetfs/spool).
+    /// A spool directory (default: every spool of this store under <cache dir>/spool, see --cache-dir).
     #[arg(long)]
     spool: Option<PathBuf>,
 }
@@ -24,11 +24,7 @@ pub fn run(ctx: &Ctx, a: RecoverArgs) -> anyhow::Result<u8> {
     let spools: Vec<PathBuf> = match a.spool {
         Some(s) => vec![s],
         None => {
-            let id = &repo.config().id;
-            let root = dirs::cache_dir()
-                .unwrap_or_else(std::env::temp_dir)
-                .join("klosetfs/spool")
-                .join(&id[..16.min(id.len())]);
+            let root = super::mount::spools_of(ctx, &repo.config().id);
             std::fs::read_dir(&root)
                 .map(|rd| rd.flatten().map(|e| e.path()).collect())
                 .unwrap_or_default()
@@ -36,8 +32,16 @@ pub fn run(ctx: &Ctx, a: RecoverArgs) -> anyhow::Result<u8> {
     };
     let mut n = 0;
     for s in spools {
+        let was_at = super::mount::spool_mountpoint(&s);
         if let Some(id) = recover_dir(&repo, &s)? {
-            println!("snapshot {} (recovered from {})", id.to_hex(), s.display());
+            outln!(
+                "snapshot {} (recovered from {}{})",
+                id.to_hex(),
+                s.display(),
+                was_at
+                    .map(|m| format!(", the spool of the mount at {m}: check that no files were written there after it died"))
+                    .unwrap_or_default()
+            );
             n += 1;
         }
     }

@@ -89,9 +89,9 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<u8> {
             "target": a.to.display().to_string(), "duration_s": started.elapsed().as_secs_f64(),
             "damaged": list(&r.damaged), "errors": list(&r.errors),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else if !ctx.global.quiet {
-        println!(
+        outln!(
             "restored {} files, {} dirs, {} other ({}) to {} in {:.1}s",
             r.files,
             r.dirs,

@@ -27,7 +27,7 @@ pub fn run(ctx: &Ctx, a: RmArgs) -> anyhow::Result<u8> {
     for id in ids {
         repo.storage().delete(Kind::Snapshot, &id.to_hex())?;
         if !ctx.global.quiet {
-            println!("removed snapshot {}", id.short());
+            outln!("removed snapshot {}", id.short());
         }
     }
     Ok(EXIT_OK)
@@ -46,7 +46,7 @@ pub fn unlock(ctx: &Ctx, a: UnlockArgs) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     let n = klosetfs::lock::break_locks(&**repo.storage(), repo.keys(), a.all)?;
     if !ctx.global.quiet {
-        println!("removed {n} lock(s)");
+        outln!("removed {n} lock(s)");
     }
     Ok(EXIT_OK)
 }

@@ -28,9 +28,20 @@ pub fn split(arg: &std::ffi::OsStr) -> (String, Vec<u8>) {
 
 pub fn resolve(repo: &Repo, arg: &std::ffi::OsStr) -> anyhow::Result<Target> {
     let (snap, path) = split(arg);
-    let (_, snapshot) = repo.resolve_snapshot(&snap)?;
+    let (id, snapshot) = repo.resolve_snapshot(&snap)?;
+    if snap == "latest" {
+        super::warn_damaged_snapshots(repo);
+    }
     let path = if path.is_empty() { b"/".to_vec() } else { path };
-    let node = repo.find_node(&snapshot.tree, &path)?;
+    let node = repo.find_node(&snapshot.tree, &path).map_err(|e| {
+        anyhow::anyhow!(
+            "{e} in snapshot {} ({}, {} of {})",
+            id.short(),
+            klosetfs::util::format_time(snapshot.time),
+            snapshot.host,
+            snapshot.paths_display()
+        )
+    })?;
     Ok(Target {
         snapshot,
         path,

@@ -184,6 +184,14 @@ impl Storage for FaultStorage {
         self.inner.delete(kind, name)
     }
 
+    fn temporaries(
+        &self,
+        older_than: std::time::SystemTime,
+        remove: bool,
+    ) -> StorageResult<Vec<(String, u64)>> {
+        self.inner.temporaries(older_than, remove)
+    }
+
     fn location(&self) -> String {
         format!("fault({})", self.inner.location())
     }

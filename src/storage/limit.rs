@@ -71,6 +71,14 @@ impl Storage for LimitStorage {
         self.inner.delete(kind, name)
     }
 
+    fn temporaries(
+        &self,
+        older_than: std::time::SystemTime,
+        remove: bool,
+    ) -> StorageResult<Vec<(String, u64)>> {
+        self.inner.temporaries(older_than, remove)
+    }
+
     fn location(&self) -> String {
         self.inner.location()
     }

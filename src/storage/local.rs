@@ -201,6 +201,36 @@ impl Storage for LocalStorage {
         fs::remove_file(&p).map_err(Self::not_found(kind, name))
     }
 
+    fn temporaries(
+        &self,
+        older_than: std::time::SystemTime,
+        remove: bool,
+    ) -> StorageResult<Vec<(String, u64)>> {
+        let dir = self.root.join("tmp");
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if !md.is_file() || md.modified().map_or(true, |m| m >= older_than) {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if remove {
+                match fs::remove_file(e.path()) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(io_err(format!("removing tmp/{name}"))(err)),
+                }
+            }
+            out.push((format!("tmp/{name}"), md.len()));
+        }
+        Ok(out)
+    }
+
     fn location(&self) -> String {
         self.root.display().to_string()
     }

@@ -127,6 +127,16 @@ pub trait Storage: Send + Sync {
     /// object hold metadata (tree blobs) that will be read soon. A cache keeps
     /// them, so a restore or mount after a backup needs no round trip per tree.
     fn hint_meta_ranges(&self, _kind: Kind, _name: &str, _ranges: &[(u64, u64)], _data: &[u8]) {}
+    /// Partial objects a writer left behind when it died mid-`put` (a local
+    /// store's `tmp/` files) last changed before `older_than`, with their
+    /// sizes; removed as well with `remove`. They are never read as objects.
+    fn temporaries(
+        &self,
+        _older_than: std::time::SystemTime,
+        _remove: bool,
+    ) -> StorageResult<Vec<(String, u64)>> {
+        Ok(Vec::new())
+    }
     /// A human-readable location, for messages.
     fn location(&self) -> String;
 }

@@ -144,6 +144,14 @@ impl Storage for RetryStorage {
         })
     }
 
+    fn temporaries(
+        &self,
+        older_than: std::time::SystemTime,
+        remove: bool,
+    ) -> StorageResult<Vec<(String, u64)>> {
+        self.inner.temporaries(older_than, remove)
+    }
+
     fn location(&self) -> String {
         self.inner.location()
     }

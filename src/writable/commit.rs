@@ -184,9 +184,35 @@ pub fn recover_dir(repo: &Arc<Repo>, spool: &Path) -> Result<Option<SnapshotId>>
     };
     let mut ns = Namespace::load(repo, tree.map(|t| (t, time)), time)?;
     let packer = Packer::new(repo.clone());
-    for r in &records[1..] {
+    // A large file's close is journaled twice: first with its spool file,
+    // then with its chunks once they are stored, after which the spool file
+    // may be gone. Such a first record needs no replay of its bytes.
+    let mut last_of_spool = std::collections::HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        if let Record::Content {
+            spool: Some(name), ..
+        } = r
+        {
+            last_of_spool.insert(name.as_str(), i);
+        }
+    }
+    for (i, r) in records.iter().enumerate().skip(1) {
+        let superseded = match r {
+            Record::Content {
+                spool: Some(name),
+                chunks,
+                inline: None,
+                ..
+            } => {
+                chunks.is_empty() && last_of_spool[name.as_str()] > i && !spool.join(name).exists()
+            }
+            _ => false,
+        };
+        if superseded {
+            continue;
+        }
         if let Err(e) = replay(&mut ns, r, spool, &packer, repo) {
-            tracing::warn!("journal replay: skipping {r:?}: {e:?}");
+            tracing::warn!("journal replay: skipping {}: {e}", r.describe());
         }
     }
     let opts = WritableOptions {

@@ -25,6 +25,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -113,6 +114,25 @@ pub enum Record {
         #[serde(with = "serde_bytes")]
         inline: Option<Vec<u8>>,
     },
+}
+
+impl Record {
+    /// What the record does, with paths as text, for messages.
+    pub fn describe(&self) -> String {
+        let p = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match self {
+            Record::Header { store_id, .. } => format!("header of store {store_id}"),
+            Record::Create { path, .. } => format!("create of {}", p(path)),
+            Record::Link { target, path } => format!("link {} -> {}", p(path), p(target)),
+            Record::Unlink { path } => format!("removal of {}", p(path)),
+            Record::Rename { from, to } => format!("rename {} -> {}", p(from), p(to)),
+            Record::SetAttr { path, .. } => format!("attributes of {}", p(path)),
+            Record::SetXattrs { path, .. } => format!("xattrs of {}", p(path)),
+            Record::Content { path, size, .. } => {
+                format!("content of {} ({size} bytes)", p(path))
+            }
+        }
+    }
 }
 
 const MAGIC: &[u8; 4] = b"KLJ2";
@@ -248,11 +268,13 @@ impl Journal {
     /// Starts a new journal (replacing any old one) with its header.
     pub fn create(path: &Path, header: &Record) -> Result<Self> {
         let tmp = path.with_extension("new");
+        // The journal holds the content of small files: its owner's eyes only.
         let file = OpenOptions::new()
             .create(true)
             .truncate(true)
             .read(true)
             .write(true)
+            .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::io(format!("creating journal {}", tmp.display()), e))?;
         let file = Arc::new(file);

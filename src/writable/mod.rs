@@ -61,6 +61,23 @@ impl From<Error> for WError {
     }
 }
 
+impl std::fmt::Display for WError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WError::Ns(NsError::NotFound) => f.write_str("no such file or directory"),
+            WError::Ns(NsError::Exists) => f.write_str("already exists"),
+            WError::Ns(NsError::NotDir) => f.write_str("not a directory"),
+            WError::Ns(NsError::IsDir) => f.write_str("is a directory"),
+            WError::Ns(NsError::NotEmpty) => f.write_str("directory not empty"),
+            WError::Ns(NsError::Invalid) => f.write_str("invalid name or operation"),
+            WError::NoData => f.write_str("no such attribute"),
+            WError::BadHandle => f.write_str("bad file handle"),
+            WError::NoSpace => f.write_str("no space left in the spool"),
+            WError::Io(e) => f.write_str(e),
+        }
+    }
+}
+
 pub type WResult<T> = std::result::Result<T, WError>;
 pub type Listing = Vec<(u64, NodeKind, Vec<u8>)>;
 
@@ -118,6 +135,19 @@ fn now() -> i64 {
     crate::util::now_ns()
 }
 
+/// Creates the spool folder (and missing parents) readable by its owner only,
+/// and closes an existing one to others: it holds plaintext file contents.
+fn private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |e| Error::io(format!("creating spool {}", dir.display()), e);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
+}
+
 impl WritableFs {
     /// Opens the spool (replaying and committing a journal a crash left there,
     /// whose snapshot id is returned), then starts a tree from `base`, or empty.
@@ -126,8 +156,7 @@ impl WritableFs {
         base: Option<SnapshotId>,
         opts: WritableOptions,
     ) -> Result<(Self, Option<SnapshotId>)> {
-        std::fs::create_dir_all(&opts.spool_dir)
-            .map_err(|e| Error::io(format!("creating spool {}", opts.spool_dir.display()), e))?;
+        private_dir(&opts.spool_dir)?;
         let recovered = recover_dir(&repo, &opts.spool_dir)?;
         let tree = match base {
             Some(id) => {
