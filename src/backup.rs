@@ -16,14 +16,14 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use parking_lot::Mutex;
 
 use crate::blob::BlobType;
-use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::fsnode::{node_from_meta, NameCache};
 use crate::id::{BlobId, SnapshotId};
-use crate::packer::Packer;
+use crate::packer::{Packer, StreamError};
 use crate::repo::Repo;
 use crate::snapshot::{Snapshot, Summary};
 use crate::tree::{ChunkRef, Node, NodeKind, Tree};
+use crate::writer::{ParentChoice, SnapshotPlan, SnapshotWriter};
 
 #[derive(Clone, Debug, Default)]
 pub struct BackupOptions {
@@ -141,7 +141,6 @@ fn insert(map: &mut BTreeMap<Vec<u8>, Entry>, comps: &[Vec<u8>]) {
 }
 
 pub fn backup(repo: &Arc<Repo>, opts: &BackupOptions, progress: &Progress) -> Result<BackupResult> {
-    let started = std::time::Instant::now();
     if opts.paths.is_empty() {
         return Err(Error::InvalidInput(
             "nothing to back up: give at least one path".into(),
@@ -162,19 +161,15 @@ pub fn backup(repo: &Arc<Repo>, opts: &BackupOptions, progress: &Progress) -> Re
         .map(|p| p.as_os_str().as_bytes().to_vec())
         .collect();
 
-    let _lock = crate::lock::acquire(repo.storage(), repo.keys(), false)?;
-    repo.load_index()?;
-
-    let parent = if opts.no_parent {
-        None
-    } else if let Some(p) = opts.parent {
-        Some((p, repo.load_snapshot(&p)?))
-    } else {
-        repo.snapshots()?
-            .into_iter()
-            .rev()
-            .find(|(_, s)| s.host == host && s.paths == path_bytes)
-    };
+    let writer = SnapshotWriter::start(
+        repo,
+        SnapshotPlan {
+            host,
+            paths: path_bytes,
+            tags: opts.tags.clone(),
+        },
+        ParentChoice::from_options(opts.parent, opts.no_parent),
+    )?;
 
     let mut roots = BTreeMap::new();
     for p in &paths {
@@ -200,14 +195,14 @@ pub fn backup(repo: &Arc<Repo>, opts: &BackupOptions, progress: &Progress) -> Re
     } else {
         opts.threads
     };
-    let packer = Packer::new(repo.clone());
+    let packer = writer.packer();
     let (files_tx, files_rx) = bounded::<FileJob>(threads * 64);
     let (chunks_tx, chunks_rx) = bounded::<(BlobId, Vec<u8>)>(threads * 2);
     let store_error: Mutex<Option<Error>> = Mutex::new(None);
 
     let shared = Shared {
         repo,
-        packer: &packer,
+        packer,
         progress,
         errors: Mutex::new(Vec::new()),
         names: NameCache::default(),
@@ -217,7 +212,7 @@ pub fn backup(repo: &Arc<Repo>, opts: &BackupOptions, progress: &Progress) -> Re
     let (root, dirs, others) = std::thread::scope(|s| -> Result<(BlobId, u64, u64)> {
         for _ in 0..threads {
             let rx = chunks_rx.clone();
-            let (packer, store_error) = (&packer, &store_error);
+            let store_error = &store_error;
             s.spawn(move || {
                 for (id, data) in rx {
                     if let Err(e) = packer.store(BlobType::Data, id, &data) {
@@ -242,39 +237,22 @@ pub fn backup(repo: &Arc<Repo>, opts: &BackupOptions, progress: &Progress) -> Re
             dirs: 0,
             others: 0,
         };
-        let parent_root = parent.as_ref().map(|(_, s)| s.tree);
-        let root = walker.save_dirs(Path::new("/"), &roots, parent_root)?;
+        let root = walker.save_dirs(Path::new("/"), &roots, writer.parent_tree())?;
         Ok((root, walker.dirs, walker.others))
     })?;
     if let Some(e) = store_error.lock().take() {
         return Err(e);
     }
-    packer.flush()?;
-
-    let st = &packer.stats;
     let errors = shared.errors.into_inner();
-    let snapshot = Snapshot {
-        version: 1,
-        time: crate::util::now_ns(),
-        host,
-        user: crate::util::username(),
-        paths: path_bytes,
-        tags: opts.tags.clone(),
-        tree: root,
-        parent: parent.map(|(id, _)| id),
-        summary: Summary {
-            files: progress.files.load(Ordering::Relaxed),
-            dirs,
-            others,
-            bytes: progress.bytes.load(Ordering::Relaxed),
-            new_bytes: st.new_bytes.load(Ordering::Relaxed),
-            stored_bytes: st.stored_bytes.load(Ordering::Relaxed),
-            new_blobs: st.new_blobs.load(Ordering::Relaxed),
-            errors: errors.len() as u64,
-            duration_ns: started.elapsed().as_nanos() as u64,
-        },
+    let summary = Summary {
+        files: progress.files.load(Ordering::Relaxed),
+        dirs,
+        others,
+        bytes: progress.bytes.load(Ordering::Relaxed),
+        errors: errors.len() as u64,
+        ..Default::default()
     };
-    let id = repo.save_snapshot(&snapshot)?;
+    let (id, snapshot) = writer.finish(root, summary)?;
     Ok(BackupResult {
         id,
         snapshot,
@@ -466,34 +444,25 @@ fn collect(pending: Vec<Receiver<Option<Node>>>, nodes: &mut Vec<Node>) -> Resul
 
 /// Reads, chunks and hashes files; new chunks go to the packing stage.
 fn file_worker(shared: &Shared<'_>, jobs: Receiver<FileJob>, chunks: Sender<(BlobId, Vec<u8>)>) {
-    let params = shared.repo.config().chunker;
-    let seed = shared.repo.keys().chunker_seed();
     for FileJob {
         path,
         mut node,
         reply,
     } in jobs
     {
-        let result = (|| -> std::io::Result<Vec<ChunkRef>> {
-            let file = open_noatime(&path)?;
-            let mut content = Vec::new();
-            for chunk in Chunker::with_size_hint(file, node.size, &params, seed)? {
-                let chunk = chunk?;
-                let id = shared.repo.keys().blob_id(&chunk);
-                content.push(ChunkRef {
-                    id,
-                    size: chunk.len() as u32,
-                });
-                shared
-                    .progress
-                    .bytes
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                if shared.packer.claim(&id) && chunks.send((id, chunk)).is_err() {
-                    return Err(std::io::Error::other("packing stage stopped"));
-                }
-            }
-            Ok(content)
-        })();
+        let result = open_noatime(&path)
+            .map_err(StreamError::Read)
+            .and_then(|file| {
+                let counted = Counted {
+                    inner: file,
+                    bytes: &shared.progress.bytes,
+                };
+                shared.packer.chunk_stream(counted, node.size, |id, chunk| {
+                    chunks
+                        .send((id, chunk))
+                        .map_err(|_| Error::InvalidInput("the packing stage stopped".into()))
+                })
+            });
         let out = match result {
             Ok(content) => {
                 node.size = content.iter().map(|c| c.size as u64).sum();
@@ -501,12 +470,30 @@ fn file_worker(shared: &Shared<'_>, jobs: Receiver<FileJob>, chunks: Sender<(Blo
                 shared.progress.files.fetch_add(1, Ordering::Relaxed);
                 Some(node)
             }
-            Err(e) => {
+            Err(StreamError::Read(e)) => {
+                shared.error(&path, e);
+                None
+            }
+            Err(StreamError::Store(e)) => {
                 shared.error(&path, e);
                 None
             }
         };
         let _ = reply.send(out);
+    }
+}
+
+/// Counts the bytes read through it, for the progress display.
+struct Counted<'a, R> {
+    inner: R,
+    bytes: &'a AtomicU64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 

@@ -38,5 +38,6 @@ pub mod userconfig;
 pub mod util;
 pub mod vfs;
 pub mod writable;
+pub mod writer;
 
 pub use error::{Error, Result};

@@ -26,6 +26,13 @@ pub struct PackerStats {
     pub stored_bytes: AtomicU64,
 }
 
+/// Why a stream could not be chunked: its source failed, or the store did.
+#[derive(Debug)]
+pub enum StreamError {
+    Read(std::io::Error),
+    Store(Error),
+}
+
 pub struct Packer {
     repo: Arc<Repo>,
     level: i32,
@@ -130,25 +137,45 @@ impl Packer {
         Ok(id)
     }
 
-    /// Chunks a whole stream and saves every chunk: the file path of the
-    /// writable mount, sharing dedup, compression, sealing and packing with backup.
+    /// Chunks a whole stream and saves every chunk: the writable mount's and the
+    /// S3 source's path, sharing dedup, compression, sealing and packing with backup.
     pub fn save_stream(
         &self,
         r: impl std::io::Read,
         size: u64,
     ) -> Result<Vec<crate::tree::ChunkRef>> {
+        self.chunk_stream(r, size, |id, chunk| self.store(BlobType::Data, id, &chunk))
+            .map_err(|e| match e {
+                StreamError::Read(e) => Error::io("reading the source", e),
+                StreamError::Store(e) => e,
+            })
+    }
+
+    /// The one chunking loop: cuts `r` into content-defined chunks, names each
+    /// and hands every chunk this packer does not have yet (and claims) to
+    /// `store` — inline, or to a pool of compressing threads as `backup` does.
+    /// Returns the stream's chunk list.
+    pub fn chunk_stream(
+        &self,
+        r: impl std::io::Read,
+        size_hint: u64,
+        mut store: impl FnMut(BlobId, Vec<u8>) -> Result<()>,
+    ) -> std::result::Result<Vec<crate::tree::ChunkRef>, StreamError> {
         let params = self.repo.config().chunker;
         let seed = self.repo.keys().chunker_seed();
         let mut out = Vec::new();
-        let chunker = crate::chunker::Chunker::with_size_hint(r, size, &params, seed)
-            .map_err(|e| Error::io("reading spooled data", e))?;
+        let chunker = crate::chunker::Chunker::with_size_hint(r, size_hint, &params, seed)
+            .map_err(StreamError::Read)?;
         for chunk in chunker {
-            let chunk = chunk.map_err(|e| Error::io("reading spooled data", e))?;
-            let id = self.save(BlobType::Data, &chunk)?;
+            let chunk = chunk.map_err(StreamError::Read)?;
+            let id = self.repo.keys().blob_id(&chunk);
             out.push(crate::tree::ChunkRef {
                 id,
                 size: chunk.len() as u32,
             });
+            if self.claim(&id) {
+                store(id, chunk).map_err(StreamError::Store)?;
+            }
         }
         Ok(out)
     }

@@ -183,14 +183,21 @@ fn prune_and_backup_started_during_each_other_stay_safe() {
     assert!(caught, "no prune could be frozen while it held its lock");
 
     // 3. kill -9 of a backup holding its lock: the lock is stale at once (its
-    // process is gone on this host), prune goes ahead, `unlock` removes it.
+    // process is gone on this host), prune goes ahead and, as the next taker on
+    // this host, removes it; `unlock` finds nothing left.
     fill(3);
     let mut b = env.cmd(&[&"backup", &"-q", &src]).spawn().unwrap();
     assert!(freeze_once_locked(&env, &mut b));
     b.kill().unwrap();
     b.wait().unwrap();
+    assert_eq!(
+        walk(&env.store.join("locks")).len(),
+        1,
+        "the dead backup's lock"
+    );
     env.ok(&[&"prune"]);
-    assert!(env.ok(&[&"unlock"]).contains("removed 1 lock"));
+    assert!(walk(&env.store.join("locks")).is_empty());
+    assert!(env.ok(&[&"unlock"]).contains("removed 0 lock"));
 
     env.ok(&[&"check", &"--read-data"]);
     env.backup(&src);

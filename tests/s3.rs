@@ -235,6 +235,14 @@ fn backup_from_and_restore_to_an_s3_prefix() {
     let again: serde_json::Value = serde_json::from_str(&again).unwrap();
     assert_eq!(again["new_bytes"], 0, "{again}");
     assert_eq!(again["files"], 5, "{again}");
+    // ... and records the first as its parent, as a local backup does.
+    let info = env.ok(&[
+        &"info",
+        &"--json",
+        &again["id"].as_str().unwrap().to_string(),
+    ]);
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["parent"], first["id"], "{info}");
 
     // Restore to another bucket's prefix and compare byte for byte.
     let dst_loc = format!("s3://{}/restored", unique_bucket("dst"));

@@ -18,9 +18,10 @@ use crate::error::{Error, Result};
 use crate::id::{BlobId, SnapshotId};
 use crate::packer::Packer;
 use crate::repo::Repo;
-use crate::snapshot::{Snapshot, Summary};
+use crate::snapshot::Summary;
 use crate::storage::{ObjectInfo, RetryPolicy, S3Bucket};
 use crate::tree::{ChunkRef, Node, NodeKind, Tree, Xattr};
+use crate::writer::{ParentChoice, SnapshotPlan, SnapshotWriter};
 
 pub const XATTR_ETAG: &[u8] = b"user.s3.etag";
 pub const XATTR_CONTENT_TYPE: &[u8] = b"user.s3.content_type";
@@ -134,11 +135,16 @@ pub fn backup(
     opts: &SourceOptions,
     progress: &Progress,
 ) -> Result<BackupResult> {
-    let started = std::time::Instant::now();
-    let host = opts.host.clone().unwrap_or_else(crate::util::hostname);
-    let paths = vec![opts.location.trim_end_matches('/').as_bytes().to_vec()];
-    let _lock = crate::lock::acquire(repo.storage(), repo.keys(), false)?;
-    repo.load_index()?;
+    let plan = SnapshotPlan {
+        host: opts.host.clone().unwrap_or_else(crate::util::hostname),
+        paths: vec![opts.location.trim_end_matches('/').as_bytes().to_vec()],
+        tags: opts.tags.clone(),
+    };
+    let writer = SnapshotWriter::start(
+        repo,
+        plan,
+        ParentChoice::from_options(opts.parent, opts.no_parent),
+    )?;
     let retry = RetryPolicy::from_env();
     let what = format!("listing {}", opts.location);
     let objects = retry.run(&what, || bucket.list(prefix, &what))?;
@@ -195,27 +201,15 @@ pub fn backup(
         }
     }
 
-    let parent = if opts.no_parent {
-        None
-    } else if let Some(p) = opts.parent {
-        Some(repo.load_snapshot(&p)?)
-    } else {
-        repo.snapshots()?
-            .into_iter()
-            .rev()
-            .find(|(_, s)| s.host == host && s.paths == paths)
-            .map(|(_, s)| s)
-    };
-
     // Contents: unchanged objects reuse the parent's chunks; the rest are
     // read by a pool of readers, chunked and packed.
-    let packer = Packer::new(repo.clone());
+    let packer = writer.packer();
     let contents: Vec<Slot> = objects.iter().map(|_| Mutex::new(None)).collect();
     let mut todo = Vec::new();
     reuse_or_queue(
         repo,
         &root,
-        parent.as_ref().map(|s| s.tree),
+        writer.parent_tree(),
         &objects,
         &contents,
         &mut todo,
@@ -226,7 +220,7 @@ pub fn backup(
     std::thread::scope(|s| {
         for _ in 0..READERS {
             let rx = rx.clone();
-            let (packer, contents, failures) = (&packer, &contents, &failures);
+            let (contents, failures) = (&contents, &failures);
             let objects = &objects;
             s.spawn(move || {
                 for i in rx {
@@ -275,27 +269,10 @@ pub fn backup(
     }
 
     let mut sum = Summary::default();
-    let (tree, _) = save_dir(&packer, &root, &objects, &contents, &mut sum)?;
-    packer.flush()?;
-    let st = &packer.stats;
+    let (tree, _) = save_dir(packer, &root, &objects, &contents, &mut sum)?;
     sum.bytes = progress.bytes.load(Ordering::Relaxed);
-    sum.new_bytes = st.new_bytes.load(Ordering::Relaxed);
-    sum.stored_bytes = st.stored_bytes.load(Ordering::Relaxed);
-    sum.new_blobs = st.new_blobs.load(Ordering::Relaxed);
     sum.errors = errors.len() as u64;
-    sum.duration_ns = started.elapsed().as_nanos() as u64;
-    let snapshot = Snapshot {
-        version: 1,
-        time: crate::util::now_ns(),
-        host,
-        user: crate::util::username(),
-        paths,
-        tags: opts.tags.clone(),
-        tree,
-        parent: None,
-        summary: sum,
-    };
-    let id = repo.save_snapshot(&snapshot)?;
+    let (id, snapshot) = writer.finish(tree, sum)?;
     Ok(BackupResult {
         id,
         snapshot,

@@ -10,8 +10,9 @@ use crate::error::{Error, Result};
 use crate::id::{BlobId, SnapshotId};
 use crate::packer::Packer;
 use crate::repo::Repo;
-use crate::snapshot::{Snapshot, Summary};
+use crate::snapshot::Summary;
 use crate::tree::{Node, NodeKind, Tree};
+use crate::writer::{save_snapshot, SnapshotPlan};
 
 use super::journal::{self, Journal, Record};
 use super::namespace::{Namespace, ROOT};
@@ -33,25 +34,21 @@ impl WritableFs {
             let ns = self.ns.lock();
             self.build_tree(&ns, ROOT, &mut summary)?
         };
-        self.packer.flush()?;
-        let st = &self.packer.stats;
-        summary.new_bytes = st.new_bytes.load(Ordering::Relaxed);
-        summary.stored_bytes = st.stored_bytes.load(Ordering::Relaxed);
-        summary.new_blobs = st.new_blobs.load(Ordering::Relaxed);
-        summary.duration_ns = started.elapsed().as_nanos() as u64;
-        let base = *self.base.lock();
-        let snap = Snapshot {
-            version: 1,
-            time: now(),
+        let plan = SnapshotPlan {
             host: self.opts.host.clone(),
-            user: crate::util::username(),
             paths: vec![b"/".to_vec()],
             tags: self.opts.tags.clone(),
-            tree: root,
-            parent: base,
-            summary,
         };
-        let id = self.repo.save_snapshot(&snap)?;
+        let base = *self.base.lock();
+        let (id, _) = save_snapshot(
+            &self.repo,
+            &self.packer,
+            &plan,
+            base,
+            root,
+            summary,
+            started,
+        )?;
         let header = Record::Header {
             store_id: self.repo.config().id.clone(),
             base: Some(id),
