@@ -11,14 +11,14 @@
 
 use std::path::Path;
 
-use crate::blob::{self, BlobType};
-use crate::config::StoreConfig;
-use crate::crypto::Keys;
-use crate::id::{content_hash, BlobId, IndexId, PackId, SnapshotId};
-use crate::index::IndexFile;
-use crate::keyfile::KeyFile;
-use crate::snapshot::Snapshot;
-use crate::tree::Tree;
+use crate::format::blob::{self, BlobType};
+use crate::format::config::StoreConfig;
+use crate::format::crypto::Keys;
+use crate::format::id::{content_hash, BlobId, IndexId, PackId, SnapshotId};
+use crate::format::index::IndexFile;
+use crate::format::keyfile::KeyFile;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::Tree;
 
 /// A decoder entry point: whether the bytes decoded.
 pub type Target = fn(&[u8]) -> bool;
@@ -66,7 +66,8 @@ pub fn keyfile(data: &[u8]) -> bool {
 pub fn pack_header(data: &[u8]) -> bool {
     let keys = keys();
     let id = PackId(content_hash(data));
-    let Ok(entries) = crate::pack::decode_header(&keys, &id, data, data.len() as u64) else {
+    let Ok(entries) = crate::format::pack::decode_header(&keys, &id, data, data.len() as u64)
+    else {
         return false;
     };
     for e in entries.iter().take(64) {
@@ -113,7 +114,7 @@ pub fn blob(data: &[u8]) -> bool {
 
 /// The writable mount's journal (a local file, but read back after crashes).
 pub fn journal(data: &[u8]) -> bool {
-    !crate::writable::journal::read_from(data, Path::new("fuzz-journal")).is_empty()
+    !crate::mount::writable::journal::read_from(data, Path::new("fuzz-journal")).is_empty()
 }
 
 #[cfg(test)]

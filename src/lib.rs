@@ -1,43 +1,30 @@
 //! klosetfs: a Kloset-style backup engine (content-defined chunks, dedup,
 //! zstd, XChaCha20-Poly1305, packfiles) whose main face is a FUSE filesystem.
 //!
-//! Layers, bottom up: [`storage`] → [`pack`] + [`index`] → [`blob`] pipeline →
-//! [`tree`] + [`snapshot`] → [`repo`] → operations ([`backup`], [`restore`], …).
+//! Layers, bottom up; each uses only those below it:
+//! - [`storage`]: where a store lives (local folder, S3, memory) behind one
+//!   small trait, with retry, limit, cache and fault wrappers, and
+//!   [`storage::resource`] to open a location;
+//! - [`format`]: the stored objects (ids, crypto, blobs, packs, index, trees,
+//!   snapshots, keys, locks, config), and [`repo`], an open store;
+//! - [`pipeline`]: chunker and packer on the way in, coalesced reads and the
+//!   chunk cache on the way out;
+//! - [`ops`]: the snapshot writer and its sources, restore, check, repair, prune;
+//! - [`mount`]: the [`mount::vfs`] view, the read-only FUSE shell and the
+//!   writable backup-on-close mount.
+//!
+//! The `klosetfs` binary's CLI (`src/cli/`) sits on top.
 
-pub mod backup;
-pub mod blob;
-pub mod cache;
-pub mod check;
-pub mod chunker;
-pub mod config;
-#[cfg(feature = "s3")]
-pub mod connector;
-pub mod crypto;
 pub mod error;
-pub mod fetch;
-pub mod fsnode;
-pub mod fuse;
+pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod id;
-pub mod index;
-pub mod keyfile;
-pub mod lock;
 pub mod mount;
-pub mod pack;
-pub mod packer;
-pub mod prune;
-pub mod repair;
+pub mod ops;
+pub mod pipeline;
 pub mod repo;
-pub mod resource;
-pub mod restore;
-pub mod snapshot;
 pub mod storage;
-pub mod tree;
 pub mod userconfig;
 pub mod util;
-pub mod vfs;
-pub mod writable;
-pub mod writer;
 
 pub use error::{Error, Result};

@@ -8,17 +8,17 @@ use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 use rayon::prelude::*;
 
-use crate::blob::{self, BlobType};
-use crate::config::StoreConfig;
-use crate::crypto::{Keys, MasterKey};
 use crate::error::{Error, Result};
-use crate::id::{BlobId, IndexId, KeyId, PackId, SnapshotId};
-use crate::index::{BlobLocation, IndexFile, IndexPack, MasterIndex};
-use crate::keyfile::{KdfParams, KeyFile};
-use crate::pack::PackWriter;
-use crate::snapshot::Snapshot;
+use crate::format::blob::{self, BlobType};
+use crate::format::config::StoreConfig;
+use crate::format::crypto::{Keys, MasterKey};
+use crate::format::id::{BlobId, IndexId, KeyId, PackId, SnapshotId};
+use crate::format::index::{BlobLocation, IndexFile, IndexPack, MasterIndex};
+use crate::format::keyfile::{KdfParams, KeyFile};
+use crate::format::pack::PackWriter;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind, Tree};
 use crate::storage::{Kind, Storage, StorageError};
-use crate::tree::{Node, NodeKind, Tree};
 
 /// Index objects that did not decode, each with what is wrong.
 pub type DamagedIndexes = Vec<(IndexId, Error)>;
@@ -463,7 +463,7 @@ pub(crate) fn plaintext_keys(config: &StoreConfig) -> Result<Keys> {
 /// so damage is told apart from a passphrase that does not fit.
 pub fn read_key_file(storage: &dyn Storage, id: &KeyId) -> Result<KeyFile> {
     let bytes = storage.get(Kind::Key, &id.to_hex())?;
-    if crate::id::content_hash(&bytes) != id.0 {
+    if crate::format::id::content_hash(&bytes) != id.0 {
         return Err(Error::corrupt(
             format!("key file {}", id.short()),
             "damaged: its content does not match its name",

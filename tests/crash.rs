@@ -6,12 +6,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use klosetfs::backup::{backup, BackupOptions, Progress};
-use klosetfs::check::{check, CheckProgress};
-use klosetfs::config::{ChunkerParams, StoreConfig};
-use klosetfs::keyfile::KdfParams;
+use klosetfs::format::config::{ChunkerParams, StoreConfig};
+use klosetfs::format::keyfile::KdfParams;
+use klosetfs::ops::backup::{backup, BackupOptions, Progress};
+use klosetfs::ops::check::{check, CheckProgress};
+use klosetfs::ops::restore::{restore, RestoreOptions, RestoreProgress};
 use klosetfs::repo::Repo;
-use klosetfs::restore::{restore, RestoreOptions, RestoreProgress};
 use klosetfs::storage::{FaultPlan, FaultStorage, Kind, MemoryStorage, Storage};
 
 const PW: &[u8] = b"pw";
@@ -78,7 +78,10 @@ fn open(s: Arc<dyn Storage>) -> Arc<Repo> {
     r
 }
 
-fn backup_of(repo: &Arc<Repo>, src: &Path) -> klosetfs::Result<klosetfs::backup::BackupResult> {
+fn backup_of(
+    repo: &Arc<Repo>,
+    src: &Path,
+) -> klosetfs::Result<klosetfs::ops::backup::BackupResult> {
     let opts = BackupOptions {
         paths: vec![src.to_path_buf()],
         threads: 2,
@@ -186,7 +189,7 @@ fn a_backup_interrupted_at_every_write_loses_nothing() {
         assert_restores(&repo, &first_id[..8], &v1, work.path(), &src);
 
         // The next backup succeeds and reuses what was uploaded.
-        klosetfs::lock::break_locks(&**repo.storage(), repo.keys(), true).unwrap();
+        klosetfs::format::lock::break_locks(&**repo.storage(), repo.keys(), true).unwrap();
         let before = state.list(Kind::Pack).unwrap().len();
         let next = backup_of(&repo, &src).unwrap();
         let repo = open(state.clone());
@@ -268,7 +271,7 @@ fn torn_writes_and_flipped_reads_are_detected() {
 /// prune finishes the job.
 #[test]
 fn a_prune_interrupted_at_every_write_and_delete_loses_nothing() {
-    use klosetfs::prune::{prune, PruneOptions, PruneProgress};
+    use klosetfs::ops::prune::{prune, PruneOptions, PruneProgress};
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     write_tree(&src, 1);
@@ -315,7 +318,7 @@ fn a_prune_interrupted_at_every_write_and_delete_loses_nothing() {
             "crash after {crash_at} of {steps} steps must fail the prune"
         );
         let repo = open(state.clone());
-        klosetfs::lock::break_locks(&**repo.storage(), repo.keys(), true).unwrap();
+        klosetfs::format::lock::break_locks(&**repo.storage(), repo.keys(), true).unwrap();
         let report = check(&repo, true, &CheckProgress::default()).unwrap();
         assert!(
             report.errors.is_empty(),

@@ -12,8 +12,8 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use klosetfs::blob::BlobType;
-use klosetfs::id::BlobId;
+use klosetfs::format::blob::BlobType;
+use klosetfs::format::id::BlobId;
 use klosetfs::repo::Repo;
 use klosetfs::storage::LocalStorage;
 
@@ -114,9 +114,10 @@ fn write_seeds(corpus: &Path) {
     }
     for p in files("packs") {
         let bytes = std::fs::read(&p).unwrap();
-        let id = klosetfs::id::PackId(klosetfs::id::content_hash(&bytes));
+        let id = klosetfs::format::id::PackId(klosetfs::format::id::content_hash(&bytes));
         let entries =
-            klosetfs::pack::decode_header(repo.keys(), &id, &bytes, bytes.len() as u64).unwrap();
+            klosetfs::format::pack::decode_header(repo.keys(), &id, &bytes, bytes.len() as u64)
+                .unwrap();
         for e in entries {
             let mut b = e.raw_length.to_le_bytes().to_vec();
             b.extend_from_slice(&bytes[e.offset as usize..(e.offset + e.length) as usize]);
@@ -133,17 +134,17 @@ fn write_seeds(corpus: &Path) {
     {
         put("keyfile", &std::fs::read(p).unwrap());
     }
-    let master = klosetfs::crypto::MasterKey::random().unwrap();
-    let cheap = klosetfs::keyfile::KdfParams {
+    let master = klosetfs::format::crypto::MasterKey::random().unwrap();
+    let cheap = klosetfs::format::keyfile::KdfParams {
         memory_kib: 8,
         iterations: 1,
         parallelism: 1,
     };
-    let k = klosetfs::keyfile::KeyFile::new(&master, b"passphrase", cheap).unwrap();
+    let k = klosetfs::format::keyfile::KeyFile::new(&master, b"passphrase", cheap).unwrap();
     put("keyfile", &k.encode().1);
 
     // A journal as a writable mount writes it.
-    use klosetfs::writable::journal::{Journal, NewMeta, Record};
+    use klosetfs::mount::writable::journal::{Journal, NewMeta, Record};
     let jpath = env.path("journal");
     let mut j = Journal::create(
         &jpath,
@@ -156,7 +157,7 @@ fn write_seeds(corpus: &Path) {
     )
     .unwrap();
     let meta = NewMeta {
-        kind: klosetfs::tree::NodeKind::File,
+        kind: klosetfs::format::tree::NodeKind::File,
         mode: 0o644,
         uid: 0,
         gid: 0,

@@ -10,9 +10,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use klosetfs::blob::BlobType;
-use klosetfs::config::{ChunkerParams, StoreConfig};
-use klosetfs::keyfile::KdfParams;
+use klosetfs::format::blob::BlobType;
+use klosetfs::format::config::{ChunkerParams, StoreConfig};
+use klosetfs::format::keyfile::KdfParams;
 use klosetfs::repo::Repo;
 use klosetfs::storage::{Kind, LocalStorage};
 
@@ -233,7 +233,7 @@ fn prune_refuses_while_snapshots_reference_unindexed_blobs() {
             .by_pack()
             .into_iter()
             .filter(|(id, _)| id.to_hex() != dropped)
-            .map(|(id, entries)| klosetfs::index::IndexPack { id, entries })
+            .map(|(id, entries)| klosetfs::format::index::IndexPack { id, entries })
             .collect();
         repo.write_full_index(keep, old.clone()).unwrap();
         for id in old {

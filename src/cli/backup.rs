@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use clap::Args;
-use klosetfs::backup::{backup, BackupOptions, Progress};
-use klosetfs::id::SnapshotId;
+use klosetfs::format::id::SnapshotId;
+use klosetfs::ops::backup::{backup, BackupOptions, Progress};
 use klosetfs::util::human_bytes;
 
 use super::progress::Ticker;
@@ -113,17 +113,17 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
         ))),
         #[cfg(feature = "s3")]
         Some(loc) => {
-            let o = klosetfs::connector::s3_options(&loc)?;
+            let o = klosetfs::ops::connector::s3_options(&loc)?;
             let bucket = klosetfs::storage::S3Bucket::connect(&o)?;
-            let prefix = klosetfs::connector::key_prefix(&o);
-            let so = klosetfs::connector::s3_source::SourceOptions {
+            let prefix = klosetfs::ops::connector::key_prefix(&o);
+            let so = klosetfs::ops::connector::s3_source::SourceOptions {
                 location: loc,
                 tags: opts.tags.clone(),
                 host: opts.host.clone(),
                 parent: opts.parent,
                 no_parent: opts.no_parent,
             };
-            klosetfs::connector::s3_source::backup(&repo, &bucket, &prefix, &so, &progress)
+            klosetfs::ops::connector::s3_source::backup(&repo, &bucket, &prefix, &so, &progress)
         }
         None => backup(&repo, &opts, &progress),
     };
@@ -164,7 +164,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
 
 fn summary_json(
     id: &SnapshotId,
-    snap: &klosetfs::snapshot::Snapshot,
+    snap: &klosetfs::format::snapshot::Snapshot,
     errors: &[(String, String)],
 ) -> serde_json::Value {
     let s = &snap.summary;

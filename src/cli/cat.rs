@@ -6,8 +6,8 @@ use std::io::Write;
 
 use anyhow::bail;
 use clap::Args;
-use klosetfs::blob::BlobType;
-use klosetfs::tree::NodeKind;
+use klosetfs::format::blob::BlobType;
+use klosetfs::format::tree::NodeKind;
 use rayon::prelude::*;
 
 use super::spec::resolve;

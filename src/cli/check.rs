@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use clap::Args;
-use klosetfs::check::{check, CheckProgress};
-use klosetfs::repair::repair_index;
+use klosetfs::ops::check::{check, CheckProgress};
+use klosetfs::ops::repair::repair_index;
 
 use super::progress::Ticker;
 use super::{Ctx, EXIT_OK, EXIT_PARTIAL};
@@ -34,7 +34,6 @@ pub struct CheckArgs {
 pub fn run(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     if a.repair {
-        let _lock = klosetfs::lock::acquire(repo.storage(), repo.keys(), true)?;
         let r = repair_index(&repo)?;
         for line in r
             .missing

@@ -18,18 +18,47 @@ pub enum ConfigCmd {
 #[derive(Subcommand)]
 pub enum StoreCfg {
     /// Add a named store: `create NAME location=PATH [passphrase_file=F ...]`.
-    Create { name: String, settings: Vec<String> },
-    /// Change settings: `set NAME key=value ...`.
-    Set {
+    #[command(after_help = SETTINGS_HELP)]
+    Create {
+        /// The name, used as `klosetfs at @NAME`.
         name: String,
+        /// `key=value` settings (see below); `location` is required.
+        settings: Vec<String>,
+    },
+    /// Change settings: `set NAME key=value ...`.
+    #[command(after_help = SETTINGS_HELP)]
+    Set {
+        /// A configured store's name.
+        name: String,
+        /// `key=value` settings (see below).
         #[arg(required = true)]
         settings: Vec<String>,
     },
     /// Show one store's settings (secrets masked), or list all.
-    Show { name: Option<String> },
+    Show {
+        /// A configured store's name; all stores without it.
+        name: Option<String>,
+    },
     /// Forget a named store (the store itself is untouched).
-    Rm { name: String },
+    Rm {
+        /// A configured store's name.
+        name: String,
+    },
 }
+
+const SETTINGS_HELP: &str = "Settings:
+  location=PATH|s3://bucket/prefix   where the store is (required)
+  passphrase_file=FILE               first line of FILE is the passphrase
+  passphrase_command=CMD             first line CMD prints is the passphrase
+  passphrase=TEXT                    WARNING: kept in clear in the config file;
+                                     prefer passphrase_file or passphrase_command
+  endpoint=URL region=NAME path_style=true|false
+  access_key=ID secret_access_key=KEY   S3 (else AWS_* variables, ~/.aws)
+  cache_dir=DIR                      klosetfs's cache/spool folder for this store
+  cache_size=SIZE                    disk cache cap for remote stores' data (2G)
+
+Example:
+  klosetfs config store create home location=/srv/backups passphrase_file=~/.kpass";
 
 const SECRET: &[&str] = &["passphrase", "secret_access_key"];
 

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use anyhow::bail;
 use clap::Args;
-use klosetfs::keyfile::KdfParams;
+use klosetfs::format::keyfile::KdfParams;
 use klosetfs::repo::Repo;
 
 use super::{Ctx, EXIT_OK};

@@ -5,8 +5,8 @@ use std::ffi::OsString;
 use std::io::Write;
 
 use clap::Args;
+use klosetfs::format::tree::{Node, Tree};
 use klosetfs::repo::Repo;
-use klosetfs::tree::{Node, Tree};
 
 use super::spec::{join, resolve};
 use super::{Ctx, EXIT_OK};

@@ -2,7 +2,7 @@
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use klosetfs::keyfile::KdfParams;
+use klosetfs::format::keyfile::KdfParams;
 use klosetfs::repo::{list_keys, unlock};
 use klosetfs::storage::Kind;
 use klosetfs::util::format_time;

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use clap::Args;
-use klosetfs::id::BlobId;
+use klosetfs::format::id::BlobId;
 use klosetfs::repo::Repo;
 
 use super::spec::join;

@@ -4,8 +4,8 @@ use std::ffi::OsString;
 use std::io::Write;
 
 use clap::Args;
+use klosetfs::format::tree::{Node, NodeKind};
 use klosetfs::repo::Repo;
-use klosetfs::tree::{Node, NodeKind};
 use klosetfs::util::{format_time, human_bytes};
 
 use super::spec::{join, resolve};

@@ -72,7 +72,8 @@ pub struct Cli {
 
 #[derive(Args, Clone, Debug)]
 pub struct Global {
-    /// The store: a path, or @name of a configured store.
+    /// The store: a folder path, an `s3://bucket/prefix` URI, or @name of a
+    /// store configured with `klosetfs config store create`.
     #[arg(long, env = "KLOSETFS_STORE", global = true, value_name = "STORE")]
     pub store: Option<String>,
     /// Read the passphrase from the first line of this file.
@@ -98,8 +99,12 @@ pub struct Global {
 
 #[derive(Subcommand)]
 pub enum Top {
-    /// Run COMMAND on STORE (a path or @name).
+    /// Run COMMAND on STORE: create, backup, ls, cat, diff, locate, info,
+    /// restore, check, rm, prune, key, unlock, mount (read-only or --writable),
+    /// recover.
     At {
+        /// A folder path, an `s3://bucket/prefix` URI, or @name of a
+        /// configured store.
         store: String,
         #[command(subcommand)]
         cmd: StoreCmd,
@@ -111,7 +116,11 @@ pub enum Top {
     /// Print the man page (roff), e.g. `klosetfs man > /usr/local/share/man/man1/klosetfs.1`.
     Man,
     /// Commit a snapshot of a writable mount now; prints its id.
-    Commit { mountpoint: PathBuf },
+    #[command(after_help = "Example:\n  klosetfs commit /mnt/in")]
+    Commit {
+        /// Where the writable mount is (`klosetfs at STORE mount --writable MNT`).
+        mountpoint: PathBuf,
+    },
     /// Manage named stores in the user's config file.
     #[command(
         after_help = "Examples:\n  klosetfs config store create home location=/srv/backups passphrase_file=~/.kpass\n  klosetfs config store show\n  klosetfs at @home ls"
@@ -176,7 +185,7 @@ impl Ctx {
     /// The store's resource stack. `create` makes the folder or bucket if needed.
     pub fn storage(&self, create: bool) -> anyhow::Result<Arc<dyn Storage>> {
         let (loc, settings) = self.settings()?;
-        let opts = klosetfs::resource::OpenOptions {
+        let opts = klosetfs::storage::resource::OpenOptions {
             create,
             settings,
             cache_dir: self.global.cache_dir.clone(),
@@ -184,7 +193,7 @@ impl Ctx {
             data_cache: self.data_cache.get(),
             retry: None,
         };
-        Ok(klosetfs::resource::open(&loc, &opts)?)
+        Ok(klosetfs::storage::resource::open(&loc, &opts)?)
     }
 
     /// klosetfs's own folder for caches, spools and logs: `--cache-dir` /
@@ -434,7 +443,9 @@ fn run(ctx: Ctx, cmd: StoreCmd) -> anyhow::Result<u8> {
 
 /// Asks a writable mount to commit by reading its hidden control file.
 fn commit(mnt: &std::path::Path) -> anyhow::Result<u8> {
-    let f = mnt.join(std::ffi::OsStr::from_bytes(klosetfs::writable::COMMIT_FILE));
+    let f = mnt.join(std::ffi::OsStr::from_bytes(
+        klosetfs::mount::writable::COMMIT_FILE,
+    ));
     let out = std::fs::read_to_string(&f).with_context(|| {
         format!(
             "{} is not a writable klosetfs mount (or the commit failed)",

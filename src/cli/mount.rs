@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use klosetfs::fuse::ReadOnlyFs;
+use klosetfs::mount::readonly::ReadOnlyFs;
+use klosetfs::mount::vfs::{Vfs, VfsOptions};
 use klosetfs::mount::{check_mountpoint, serve, MountConfig};
-use klosetfs::vfs::{Vfs, VfsOptions};
 
 use super::spec::resolve;
 use super::{Ctx, EXIT_OK};
 
-/// Mount the store (or SNAP[:PATH]) read-only; runs until unmounted or signalled.
+/// Mount the store (or SNAP[:PATH]) read-only, or with --writable a tree to
+/// copy files into (backup on close); runs until unmounted or signalled.
 #[derive(Args)]
 #[command(
     after_help = "Examples:\n  klosetfs at /srv/backups mount /mnt/backups\n  ls /mnt/backups/snapshots /mnt/backups/latest/\n  klosetfs at /srv/backups mount latest:/home/me /mnt/home\n  rsync -aHAX /mnt/backups/latest/home/me/ /home/me/\n  umount /mnt/backups   # or Ctrl-C / SIGTERM\n\nLayout of a whole-store mount: snapshots/<time>/, ids/<short-id>/,\nhosts/<host>/<time>/, tags/<tag>/<time>/, latest -> newest snapshot."
@@ -36,9 +37,10 @@ pub struct MountArgs {
     /// Log file when detached (default: <cache dir>/mount.log, see --cache-dir).
     #[arg(long)]
     log_file: Option<PathBuf>,
-    /// Chunk cache size, e.g. 64M or 2G. The kernel's page cache keeps file
-    /// data too, so this mostly serves read-ahead [default: 32M, 128M on S3,
-    /// whose read-ahead window is longer].
+    /// Memory for decoded chunks, e.g. 64M or 2G (not the store's disk cache,
+    /// `cache_size`, nor its folder, --cache-dir). The kernel's page cache keeps
+    /// file data too, so this mostly serves read-ahead [default: 32M, 128M on
+    /// S3, whose read-ahead window is longer].
     #[arg(long)]
     cache_size: Option<String>,
     /// Chunks read ahead of a sequential reader, within half of --cache-size
@@ -60,7 +62,8 @@ pub struct MountArgs {
     /// Show every file as owned by this gid.
     #[arg(long)]
     gid: Option<u32>,
-    /// Threads serving requests (default: 4 per core).
+    /// Threads serving FUSE requests (default: 4 per core); not files at once
+    /// as in `restore --threads`.
     #[arg(long)]
     threads: Option<usize>,
     /// Writable backup-on-close mount: files copied in become a snapshot.
@@ -253,31 +256,14 @@ fn run_writable(
     repo: Arc<klosetfs::repo::Repo>,
     mnt: &std::path::Path,
 ) -> anyhow::Result<u8> {
-    use klosetfs::writable::fuse::WritableFuse;
-    use klosetfs::writable::{recover_dir, WritableFs, WritableOptions};
+    use klosetfs::mount::writable::fuse::WritableFuse;
+    use klosetfs::mount::writable::{WritableFs, WritableOptions};
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let _lock = klosetfs::lock::acquire(repo.storage(), repo.keys(), false)?;
     let spool = a
         .spool
         .clone()
         .unwrap_or_else(|| default_spool(ctx, &repo.config().id, mnt));
-    if let Some(id) = recover_dir(&repo, &spool)? {
-        eprintln!(
-            "klosetfs: recovered files closed before an interrupted mount: snapshot {}",
-            id.short()
-        );
-    }
-    let base = match &a.base {
-        Some(b) => {
-            let id = repo.resolve_snapshot(b)?.0;
-            if b == "latest" {
-                super::warn_damaged_snapshots(&repo);
-            }
-            Some(id)
-        }
-        None => None,
-    };
     let opts = WritableOptions {
         spool_dir: spool.clone(),
         spool_cap: parse_size(&a.spool_size)? as u64,
@@ -286,7 +272,16 @@ fn run_writable(
         cache_bytes: cache_bytes(a, false)?,
         sync_on_close: a.sync == "close",
     };
-    let (fs, _) = WritableFs::new(repo.clone(), base, opts)?;
+    let (fs, recovered) = WritableFs::new(repo.clone(), a.base.as_deref(), opts)?;
+    if let Some(id) = recovered {
+        eprintln!(
+            "klosetfs: recovered files closed before an interrupted mount: snapshot {}",
+            id.short()
+        );
+    }
+    if a.base.as_deref() == Some("latest") {
+        super::warn_damaged_snapshots(&repo);
+    }
     let fs = Arc::new(fs);
     // So `recover` can say where an interrupted mount was.
     let noted = std::fs::OpenOptions::new()

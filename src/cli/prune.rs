@@ -4,7 +4,7 @@ use clap::Args;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use klosetfs::prune::{prune, PruneOptions, PruneProgress};
+use klosetfs::ops::prune::{prune, PruneOptions, PruneProgress};
 
 use super::progress::Ticker;
 use klosetfs::util::human_bytes;

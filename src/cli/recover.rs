@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use klosetfs::writable::recover_dir;
+use klosetfs::mount::writable::recover;
 
 use super::{Ctx, EXIT_OK};
 
@@ -20,7 +20,6 @@ pub struct RecoverArgs {
 
 pub fn run(ctx: &Ctx, a: RecoverArgs) -> anyhow::Result<u8> {
     let repo = ctx.open_indexed()?;
-    let _lock = klosetfs::lock::acquire(repo.storage(), repo.keys(), false)?;
     let spools: Vec<PathBuf> = match a.spool {
         Some(s) => vec![s],
         None => {
@@ -30,20 +29,25 @@ pub fn run(ctx: &Ctx, a: RecoverArgs) -> anyhow::Result<u8> {
                 .unwrap_or_default()
         }
     };
-    let mut n = 0;
-    for s in spools {
-        let was_at = super::mount::spool_mountpoint(&s);
-        if let Some(id) = recover_dir(&repo, &s)? {
-            outln!(
-                "snapshot {} (recovered from {}{})",
-                id.to_hex(),
-                s.display(),
-                was_at
-                    .map(|m| format!(", the spool of the mount at {m}: check that no files were written there after it died"))
-                    .unwrap_or_default()
-            );
-            n += 1;
-        }
+    // Read before recovery empties the spools.
+    let was_at: Vec<Option<String>> = spools
+        .iter()
+        .map(|s| super::mount::spool_mountpoint(s))
+        .collect();
+    let recovered = recover(&repo, &spools)?;
+    let n = recovered.len();
+    for (s, id) in recovered {
+        let at = spools
+            .iter()
+            .position(|x| *x == s)
+            .and_then(|i| was_at[i].clone());
+        outln!(
+            "snapshot {} (recovered from {}{})",
+            id.to_hex(),
+            s.display(),
+            at.map(|m| format!(", the spool of the mount at {m}: check that no files were written there after it died"))
+                .unwrap_or_default()
+        );
     }
     if n == 0 && !ctx.global.quiet {
         eprintln!("klosetfs: nothing to recover");

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use clap::Args;
-use klosetfs::restore::{restore, RestoreOptions, RestoreProgress};
+use klosetfs::ops::restore::{restore, RestoreOptions, RestoreProgress};
 use klosetfs::util::human_bytes;
 
 use super::progress::Ticker;
@@ -112,24 +112,24 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<u8> {
 #[cfg(feature = "s3")]
 fn s3_restore(
     repo: &klosetfs::repo::Repo,
-    node: &klosetfs::tree::Node,
+    node: &klosetfs::format::tree::Node,
     to: &str,
     progress: &RestoreProgress,
-) -> klosetfs::Result<klosetfs::restore::RestoreReport> {
-    let o = klosetfs::connector::s3_options(to)?;
+) -> klosetfs::Result<klosetfs::ops::restore::RestoreReport> {
+    let o = klosetfs::ops::connector::s3_options(to)?;
     let bucket = klosetfs::storage::S3Bucket::connect(&o)?;
     bucket.ensure_exists()?;
-    let prefix = klosetfs::connector::key_prefix(&o);
-    klosetfs::connector::s3_dest::restore(repo, node, &bucket, &prefix, progress)
+    let prefix = klosetfs::ops::connector::key_prefix(&o);
+    klosetfs::ops::connector::s3_dest::restore(repo, node, &bucket, &prefix, progress)
 }
 
 #[cfg(not(feature = "s3"))]
 fn s3_restore(
     _repo: &klosetfs::repo::Repo,
-    _node: &klosetfs::tree::Node,
+    _node: &klosetfs::format::tree::Node,
     to: &str,
     _progress: &RestoreProgress,
-) -> klosetfs::Result<klosetfs::restore::RestoreReport> {
+) -> klosetfs::Result<klosetfs::ops::restore::RestoreReport> {
     Err(klosetfs::Error::InvalidInput(format!(
         "{to}: this klosetfs was built without S3 support"
     )))

@@ -1,7 +1,7 @@
 //! `rm` (forget snapshots) and `unlock` (break stale locks).
 
 use clap::Args;
-use klosetfs::storage::Kind;
+use klosetfs::ops::remove::remove_snapshots;
 
 use super::{Ctx, EXIT_OK};
 
@@ -11,21 +11,14 @@ use super::{Ctx, EXIT_OK};
     after_help = "Example:\n  klosetfs at /srv/backups rm 3fa2c1 9bd01e && klosetfs at /srv/backups prune"
 )]
 pub struct RmArgs {
+    /// Snapshots to remove: ids, unique id prefixes, or `latest`.
     #[arg(required = true)]
     snapshots: Vec<String>,
 }
 
 pub fn run(ctx: &Ctx, a: RmArgs) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
-    let _lock = klosetfs::lock::acquire(repo.storage(), repo.keys(), false)?;
-    // Resolve all first, so one bad prefix removes nothing.
-    let ids: Vec<_> = a
-        .snapshots
-        .iter()
-        .map(|s| repo.resolve_snapshot(s).map(|r| r.0))
-        .collect::<Result<_, _>>()?;
-    for id in ids {
-        repo.storage().delete(Kind::Snapshot, &id.to_hex())?;
+    for id in remove_snapshots(&repo, &a.snapshots)? {
         if !ctx.global.quiet {
             outln!("removed snapshot {}", id.short());
         }
@@ -44,7 +37,7 @@ pub struct UnlockArgs {
 
 pub fn unlock(ctx: &Ctx, a: UnlockArgs) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
-    let n = klosetfs::lock::break_locks(&**repo.storage(), repo.keys(), a.all)?;
+    let n = klosetfs::format::lock::break_locks(&**repo.storage(), repo.keys(), a.all)?;
     if !ctx.global.quiet {
         outln!("removed {n} lock(s)");
     }

@@ -3,9 +3,9 @@
 
 use std::os::unix::ffi::OsStrExt;
 
+use klosetfs::format::snapshot::Snapshot;
+use klosetfs::format::tree::Node;
 use klosetfs::repo::Repo;
-use klosetfs::snapshot::Snapshot;
-use klosetfs::tree::Node;
 
 pub struct Target {
     pub snapshot: Snapshot,

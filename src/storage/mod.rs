@@ -19,6 +19,7 @@ pub mod fault;
 pub mod limit;
 pub mod local;
 pub mod memory;
+pub mod resource;
 pub mod retry;
 #[cfg(feature = "s3")]
 pub mod s3;

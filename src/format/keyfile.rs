@@ -1,0 +1,149 @@
+//! Key files (`keys/<id>`): the master secret wrapped under a key derived from
+//! one passphrase with Argon2id. A store can have several.
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use crate::error::{Error, Result};
+use crate::format::crypto::{fill_random, Keys, MasterKey};
+use crate::format::id::{content_hash, KeyId};
+
+const KEY_AAD: &[u8] = b"klosetfs key v1";
+
+/// Argon2id parameters, recorded in every key file.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for KdfParams {
+    fn default() -> Self {
+        // OWASP's second recommended setting: 64 MiB, 3 passes.
+        Self {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 2,
+        }
+    }
+}
+
+/// The JSON body of `keys/<id>`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyFile {
+    pub version: u32,
+    pub kdf: String,
+    pub params: KdfParams,
+    /// Hex, 16 random bytes.
+    pub salt: String,
+    /// Hex: nonce || XChaCha20-Poly1305(master secret) || tag.
+    pub wrapped: String,
+    pub created: i64,
+    pub host: String,
+    pub user: String,
+}
+
+fn derive_kek(passphrase: &[u8], salt: &[u8], p: KdfParams) -> Result<MasterKey> {
+    // Refuse absurd parameters from a hostile key file before allocating.
+    if p.memory_kib > 4 * 1024 * 1024 || p.iterations > 100 || p.parallelism > 64 {
+        return Err(Error::corrupt("key file", "unreasonable KDF parameters"));
+    }
+    let params = Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
+        .map_err(|e| Error::corrupt("key file", e))?;
+    let mut out = [0u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(passphrase, salt, &mut out)
+        .map_err(|e| Error::corrupt("key file", e))?;
+    let k = MasterKey(out);
+    out.zeroize();
+    Ok(k)
+}
+
+impl KeyFile {
+    /// Wraps `master` under `passphrase`.
+    pub fn new(master: &MasterKey, passphrase: &[u8], params: KdfParams) -> Result<Self> {
+        let mut salt = [0u8; 16];
+        fill_random(&mut salt)?;
+        let kek = derive_kek(passphrase, &salt, params)?;
+        let wrapped = Keys::encrypted(&kek).seal(KEY_AAD, &master.0)?;
+        Ok(Self {
+            version: 1,
+            kdf: "argon2id".into(),
+            params,
+            salt: hex::encode(salt),
+            wrapped: hex::encode(wrapped),
+            created: crate::util::now_ns(),
+            host: crate::util::hostname(),
+            user: crate::util::username(),
+        })
+    }
+
+    /// The master secret, or `None` when the passphrase does not fit.
+    pub fn unwrap_master(&self, passphrase: &[u8]) -> Result<Option<MasterKey>> {
+        if self.version != 1 || self.kdf != "argon2id" {
+            return Err(Error::corrupt(
+                "key file",
+                format!("unsupported version {} / kdf {}", self.version, self.kdf),
+            ));
+        }
+        let salt = hex::decode(&self.salt).map_err(|e| Error::corrupt("key file", e))?;
+        let wrapped = hex::decode(&self.wrapped).map_err(|e| Error::corrupt("key file", e))?;
+        let kek = derive_kek(passphrase, &salt, self.params)?;
+        match Keys::encrypted(&kek).open(KEY_AAD, &wrapped, "key") {
+            Ok(mut m) if m.len() == 32 => {
+                let mut k = [0u8; 32];
+                k.copy_from_slice(&m);
+                m.zeroize();
+                Ok(Some(MasterKey(k)))
+            }
+            Ok(_) => Err(Error::corrupt(
+                "key file",
+                "wrapped key has the wrong length",
+            )),
+            Err(_) => Ok(None),
+        }
+    }
+
+    pub fn encode(&self) -> (KeyId, Vec<u8>) {
+        let bytes = serde_json::to_vec_pretty(self).expect("key files serialize");
+        (KeyId(content_hash(&bytes)), bytes)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| Error::corrupt("key file", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> KdfParams {
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[test]
+    fn wraps_and_unwraps() {
+        let m = MasterKey::random().unwrap();
+        let kf = KeyFile::new(&m, b"pw", fast()).unwrap();
+        let (_, bytes) = kf.encode();
+        let back = KeyFile::decode(&bytes).unwrap();
+        assert_eq!(back.unwrap_master(b"pw").unwrap().unwrap().0, m.0);
+        assert!(back.unwrap_master(b"wrong").unwrap().is_none());
+    }
+
+    #[test]
+    fn hostile_params_are_refused() {
+        let m = MasterKey::random().unwrap();
+        let mut kf = KeyFile::new(&m, b"pw", fast()).unwrap();
+        kf.params.memory_kib = u32::MAX;
+        assert!(kf.unwrap_master(b"pw").is_err());
+    }
+}

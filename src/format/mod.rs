@@ -1,0 +1,14 @@
+//! The store format: one module per kind of stored object, each with its
+//! encoding, sealing and checks (`docs/design.md` is their specification).
+//! Nothing here does I/O; [`crate::repo`] reads and writes these objects.
+
+pub mod blob;
+pub mod config;
+pub mod crypto;
+pub mod id;
+pub mod index;
+pub mod keyfile;
+pub mod lock;
+pub mod pack;
+pub mod snapshot;
+pub mod tree;

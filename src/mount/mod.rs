@@ -1,0 +1,165 @@
+//! Mounting: checks on the mountpoint, the options every klosetfs mount uses,
+//! and a session loop that unmounts cleanly on SIGINT/SIGTERM/SIGHUP.
+
+pub mod readonly;
+pub mod vfs;
+pub mod writable;
+
+use std::path::{Path, PathBuf};
+
+use fuser::{Config, Filesystem, MountOption, Session, SessionACL};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug, Default)]
+pub struct MountConfig {
+    pub allow_other: bool,
+    pub read_only: bool,
+    /// Worker threads handling FUSE requests.
+    pub threads: usize,
+    /// Shown by `mount` and `df` as the source.
+    pub fsname: String,
+}
+
+/// Refuses a mountpoint that is missing, not a directory, not empty (unless
+/// `nonempty`), or inside the store's own directory.
+pub fn check_mountpoint(mnt: &Path, nonempty: bool, store_dir: Option<&Path>) -> Result<PathBuf> {
+    let meta = std::fs::metadata(mnt)
+        .map_err(|e| Error::io(format!("mountpoint {}", mnt.display()), e))?;
+    if !meta.is_dir() {
+        return Err(Error::InvalidInput(format!(
+            "mountpoint {} is not a directory",
+            mnt.display()
+        )));
+    }
+    let canon = std::fs::canonicalize(mnt)
+        .map_err(|e| Error::io(format!("mountpoint {}", mnt.display()), e))?;
+    if !nonempty {
+        let mut rd = std::fs::read_dir(&canon)
+            .map_err(|e| Error::io(format!("mountpoint {}", mnt.display()), e))?;
+        if rd.next().is_some() {
+            return Err(Error::InvalidInput(format!(
+                "mountpoint {} is not empty (use --nonempty to mount over it anyway)",
+                mnt.display()
+            )));
+        }
+    }
+    if let Some(store) = store_dir.and_then(|s| std::fs::canonicalize(s).ok()) {
+        if canon.starts_with(&store) {
+            return Err(Error::InvalidInput(format!(
+                "mountpoint {} lies inside the store {}",
+                mnt.display(),
+                store.display()
+            )));
+        }
+    }
+    Ok(canon)
+}
+
+fn have_fusermount() -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("fusermount3").is_file()))
+        .unwrap_or(false)
+}
+
+/// Mount options: named `klosetfs`, kernel permission checks, no setuid or
+/// device files from backups, and auto-unmount if the process dies (when
+/// `fusermount3` is there to watch it).
+pub fn fuser_config(c: &MountConfig) -> Config {
+    let mut opts = vec![
+        MountOption::FSName(c.fsname.clone()),
+        MountOption::Subtype("klosetfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoSuid,
+        MountOption::NoDev,
+        MountOption::NoAtime,
+    ];
+    if c.read_only {
+        opts.push(MountOption::RO);
+    }
+    let root = nix::unistd::geteuid().is_root();
+    let acl = if c.allow_other {
+        SessionACL::All
+    } else if root && have_fusermount() {
+        // For root, "root and owner" is the owner alone; auto_unmount needs it.
+        opts.push(MountOption::AutoUnmount);
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    if c.allow_other && have_fusermount() {
+        opts.push(MountOption::AutoUnmount);
+    }
+    let mut cfg = Config::default();
+    cfg.mount_options = opts;
+    cfg.acl = acl;
+    cfg.n_threads = Some(c.threads.max(1));
+    cfg.clone_fd = true;
+    cfg
+}
+
+/// Mounts `fs` and serves it until unmounted or signalled; `ready` runs once the
+/// mount is live. Returns after the kernel has let go of the mountpoint.
+pub fn serve<FS: Filesystem>(
+    fs: FS,
+    mnt: &Path,
+    c: &MountConfig,
+    ready: impl FnOnce(),
+) -> Result<()> {
+    raise_fd_limit();
+    let session = Session::new(fs, mnt, &fuser_config(c))
+        .map_err(|e| Error::io(format!("mounting on {}", mnt.display()), e))?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| Error::io("installing signal handlers", e))?;
+    let handle = signals.handle();
+    let mnt_owned = mnt.to_path_buf();
+    let watcher = std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!("signal {sig}: unmounting {}", mnt_owned.display());
+            if let Err(e) = unmount(&mnt_owned) {
+                tracing::error!("could not unmount {}: {e}", mnt_owned.display());
+            }
+        }
+    });
+    ready();
+    let r = session.run();
+    handle.close();
+    let _ = watcher.join();
+    r.map_err(|e| Error::io(format!("serving {}", mnt.display()), e))
+}
+
+/// Unmounts `mnt`: directly as root (lazily if busy), else via `fusermount3 -u`.
+/// The session loop then ends on its own.
+pub fn unmount(mnt: &Path) -> Result<()> {
+    use nix::mount::{umount2, MntFlags};
+    match umount2(mnt, MntFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EBUSY) => umount2(mnt, MntFlags::MNT_DETACH)
+            .map_err(|e| Error::io("lazy unmount", std::io::Error::from(e))),
+        Err(_) => {
+            let st = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(mnt)
+                .status()
+                .map_err(|e| Error::io("running fusermount3", e))?;
+            if st.success() {
+                Ok(())
+            } else {
+                Err(Error::InvalidInput(format!("fusermount3 -u failed ({st})")))
+            }
+        }
+    }
+}
+
+/// A filesystem daemon serves many open files at once: use the hard limit.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The FUSE shell over [`Vfs`]: each method translates arguments, asks the Vfs,
+//! maps its error to an errno on purpose, and replies exactly once. Writes get
+//! `EROFS`, a missing xattr `ENODATA`, unreadable data `EIO` for that read only.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use parking_lot::Mutex;
+
+use crate::format::tree::NodeKind;
+use crate::mount::vfs::{Attr, Vfs, VfsError};
+
+/// Snapshot content never changes: let the kernel cache it for a day.
+const IMMUTABLE_TTL: Duration = Duration::from_secs(86_400);
+/// The store's layout changes as snapshots are made.
+const LAYOUT_TTL: Duration = Duration::from_secs(1);
+
+pub fn errno(e: &VfsError) -> Errno {
+    match e {
+        VfsError::NotFound => Errno::ENOENT,
+        VfsError::NotDir => Errno::ENOTDIR,
+        VfsError::IsDir => Errno::EISDIR,
+        VfsError::NoData => Errno::ENODATA,
+        VfsError::Io(_) => Errno::EIO,
+    }
+}
+
+pub fn file_type(k: NodeKind) -> FileType {
+    match k {
+        NodeKind::File => FileType::RegularFile,
+        NodeKind::Dir => FileType::Directory,
+        NodeKind::Symlink => FileType::Symlink,
+        NodeKind::Fifo => FileType::NamedPipe,
+        NodeKind::CharDevice => FileType::CharDevice,
+        NodeKind::BlockDevice => FileType::BlockDevice,
+        NodeKind::Socket => FileType::Socket,
+    }
+}
+
+pub fn system_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+pub fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: system_time(a.atime),
+        mtime: system_time(a.mtime),
+        ctime: system_time(a.ctime),
+        crtime: system_time(a.ctime),
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: 1 << 20,
+        flags: 0,
+    }
+}
+
+fn ttl(a: &Attr) -> Duration {
+    if a.immutable {
+        IMMUTABLE_TTL
+    } else {
+        LAYOUT_TTL
+    }
+}
+
+/// Kernel options every klosetfs mount asks for: big read-ahead, readdirplus.
+pub fn tune_kernel(config: &mut KernelConfig) {
+    if let Err(max) = config.set_max_readahead(4 << 20) {
+        let _ = config.set_max_readahead(max);
+    }
+    for cap in [
+        InitFlags::FUSE_DO_READDIRPLUS,
+        InitFlags::FUSE_READDIRPLUS_AUTO,
+        InitFlags::FUSE_PARALLEL_DIROPS,
+        InitFlags::FUSE_CACHE_SYMLINKS,
+    ] {
+        let _ = config.add_capabilities(cap);
+    }
+}
+
+/// Replies to `getxattr`: the size when asked for it, `ERANGE` when the
+/// caller's buffer is too small, else the value.
+pub fn reply_xattr(reply: ReplyXattr, value: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(value.len() as u32)
+    } else if value.len() > size as usize {
+        reply.error(Errno::ERANGE)
+    } else {
+        reply.data(value)
+    }
+}
+
+/// Replies to `listxattr` with NUL-terminated names.
+pub fn reply_xattr_names<'a>(reply: ReplyXattr, names: impl Iterator<Item = &'a [u8]>, size: u32) {
+    let mut buf = Vec::new();
+    for n in names {
+        buf.extend_from_slice(n);
+        buf.push(0);
+    }
+    reply_xattr(reply, &buf, size)
+}
+
+type Listing = Arc<Vec<(u64, NodeKind, Vec<u8>)>>;
+
+/// Directories being listed: a listing is taken when a reader starts at
+/// offset 0 and serves the rest of its pages.
+const LISTINGS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(256) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
+/// The read-only filesystem.
+pub struct ReadOnlyFs {
+    vfs: Arc<Vfs>,
+    dirs: Mutex<lru::LruCache<u64, Listing>>,
+}
+
+impl ReadOnlyFs {
+    pub fn new(vfs: Arc<Vfs>) -> Self {
+        Self {
+            vfs,
+            dirs: Mutex::new(lru::LruCache::new(LISTINGS)),
+        }
+    }
+
+    fn listing(&self, ino: u64, offset: u64) -> Result<Listing, Errno> {
+        if offset > 0 {
+            if let Some(l) = self.dirs.lock().get(&ino) {
+                return Ok(l.clone());
+            }
+        }
+        let mut list = match (self.vfs.readdir(ino), self.vfs.parent(ino)) {
+            (Ok(l), Ok(p)) => {
+                let mut v = Vec::with_capacity(l.len() + 2);
+                v.push((ino, NodeKind::Dir, b".".to_vec()));
+                v.push((p, NodeKind::Dir, b"..".to_vec()));
+                v.extend(l);
+                v
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(errno(&e)),
+        };
+        list.shrink_to_fit();
+        let l = Arc::new(list);
+        self.dirs.lock().put(ino, l.clone());
+        Ok(l)
+    }
+}
+
+impl Filesystem for ReadOnlyFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        tune_kernel(config);
+        // See `opendir`: re-check a cached listing's mtime when it may be stale.
+        let _ = config.add_capabilities(InitFlags::FUSE_AUTO_INVAL_DATA);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.vfs.lookup(parent.0, name.as_bytes()) {
+            Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.vfs.getattr(ino.0) {
+            Ok(a) => reply.attr(&ttl(&a), &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.vfs.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// Declined: the kernel then stops sending `open` and `release` for
+    /// files and opens them itself with the page cache kept (FUSE_NO_OPEN_SUPPORT),
+    /// two requests fewer per file for `rsync` out of the mount. Reads come by
+    /// inode, and the mount is read-only, so the kernel refuses write opens
+    /// (EROFS) before asking.
+    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS)
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.vfs.read(ino.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// Declined likewise: nothing to do on close, and after the first ENOSYS
+    /// the kernel stops sending it (one request fewer per file).
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOSYS)
+    }
+
+    /// Declined like `open`: the kernel then stops sending `opendir` and
+    /// `releasedir`, and caches each directory's listing (FOPEN_CACHE_DIR).
+    /// Snapshot directories never change; a layout directory's mtime moves
+    /// whenever its entries do, and with FUSE_AUTO_INVAL_DATA the kernel
+    /// checks it (attributes live 1 s) each time a reader starts over.
+    /// Two requests fewer per directory: `find` over a kernel tree 1.13 ->
+    /// 0.97 s, and a second walk lists from the kernel's cache.
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS)
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let list = match self.listing(ino.0, offset) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
+        };
+        for (i, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
+            if reply.add(
+                INodeNo(*ino),
+                i as u64 + 1,
+                file_type(*kind),
+                OsStr::from_bytes(name),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let list = match self.listing(ino.0, offset) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
+        };
+        for (i, (ino, _, name)) in list.iter().enumerate().skip(offset as usize) {
+            let a = match self.vfs.getattr(*ino) {
+                Ok(a) => a,
+                Err(e) => return reply.error(errno(&e)),
+            };
+            if reply.add(
+                INodeNo(*ino),
+                i as u64 + 1,
+                OsStr::from_bytes(name),
+                &ttl(&a),
+                &file_attr(&a),
+                Generation(0),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let blocks = self.vfs.store_bytes().div_ceil(4096);
+        reply.statfs(blocks, 0, 0, 0, 0, 4096, 255, 4096);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.vfs.getxattr(ino.0, name.as_bytes()) {
+            Ok(v) => reply_xattr(reply, &v, size),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.vfs.listxattr(ino.0) {
+            Ok(names) => reply_xattr_names(reply, names.iter().map(|n| n.as_slice()), size),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if mask.contains(AccessFlags::W_OK) {
+            reply.error(Errno::EROFS)
+        } else {
+            reply.ok()
+        }
+    }
+
+    // Every change is refused: this is a view of immutable snapshots.
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+}

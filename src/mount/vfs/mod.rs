@@ -1,0 +1,546 @@
+//! The Vfs: snapshots seen as a filesystem, with no FUSE types. It resolves
+//! names to stable inode numbers, lists directories, serves file ranges through
+//! the chunk cache (with sequential read-ahead), and lays out a whole store as
+//! `snapshots/`, `ids/`, `hosts/`, `tags/` and `latest`. Trees load lazily, so
+//! memory follows what is visited.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind};
+use crate::pipeline::chunk_cache::ChunkCache;
+use crate::repo::Repo;
+
+mod layout;
+mod read;
+
+use read::Handle;
+
+pub const ROOT_INO: u64 = 1;
+
+/// Files whose chunk offsets stay ready (a few KiB each at most).
+const OPEN_FILES: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(4096) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
+/// Failures, each of which the FUSE shell maps to one errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VfsError {
+    NotFound,
+    NotDir,
+    IsDir,
+    /// No such extended attribute.
+    NoData,
+    /// Data could not be read or verified.
+    Io(String),
+}
+
+pub type VResult<T> = std::result::Result<T, VfsError>;
+
+/// What `stat` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: NodeKind,
+    /// Permission bits (`mode & 0o7777`).
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub blocks: u64,
+    pub atime: i64,
+    pub mtime: i64,
+    pub ctime: i64,
+    pub rdev: u32,
+    /// True for snapshot content (cache it for long); false for the store's
+    /// own layout, which changes as snapshots are made.
+    pub immutable: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct VfsOptions {
+    /// Show every entry as owned by this uid / gid.
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// How often the whole-store layout looks for new snapshots.
+    pub refresh: Duration,
+    /// Chunk cache size in bytes.
+    pub cache_bytes: usize,
+    /// Chunks fetched ahead of a sequential reader.
+    pub readahead_chunks: usize,
+    /// Threads fetching ahead (0: one per core). Remote stores want many, so
+    /// that read-ahead hides network round trips.
+    pub fetch_threads: usize,
+}
+
+impl Default for VfsOptions {
+    fn default() -> Self {
+        Self {
+            uid: None,
+            gid: None,
+            refresh: Duration::from_secs(30),
+            cache_bytes: 128 << 20,
+            readahead_chunks: 8,
+            fetch_threads: 0,
+        }
+    }
+}
+
+enum What {
+    /// A directory of the store's layout: name → inode.
+    Layout(BTreeMap<Vec<u8>, u64>),
+    /// A symlink of the layout (`latest`).
+    Link(Vec<u8>),
+    /// A snapshot entry. `scope` is the inode of its snapshot's root, which
+    /// makes hard links share an inode within one snapshot.
+    Node { node: Arc<Node>, scope: u64 },
+}
+
+struct Entry {
+    parent: u64,
+    what: What,
+    /// Times for layout entries.
+    time: i64,
+}
+
+pub struct Vfs {
+    repo: Arc<Repo>,
+    cache: Arc<ChunkCache>,
+    opts: VfsOptions,
+    entries: RwLock<HashMap<u64, Arc<Entry>>>,
+    /// The files read lately; a file's offsets are built on its first read.
+    handles: Mutex<lru::LruCache<u64, Arc<Handle>>>,
+    /// `Some` for a whole-store mount: when the layout was last rebuilt.
+    refreshed: Option<Mutex<Instant>>,
+    mounted_at: i64,
+}
+
+fn hash_ino(parts: &[&[u8]]) -> u64 {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let v = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+    // 0 is invalid and 1 is the root.
+    v.max(2)
+}
+
+impl Vfs {
+    /// A whole store: the layout of every snapshot, refreshed as new ones appear.
+    pub fn whole_store(repo: Arc<Repo>, opts: VfsOptions) -> crate::Result<Self> {
+        let v = Self::new(repo, opts, true);
+        v.rebuild_layout()?;
+        Ok(v)
+    }
+
+    /// One directory of one snapshot at the root.
+    pub fn single(repo: Arc<Repo>, opts: VfsOptions, root: Node, snapshot: &Snapshot) -> Self {
+        let v = Self::new(repo, opts, false);
+        let mut root = root;
+        if root.name == b"/" {
+            root.mtime = snapshot.time;
+            root.atime = snapshot.time;
+            root.ctime = snapshot.time;
+        }
+        v.entries.write().insert(
+            ROOT_INO,
+            Arc::new(Entry {
+                parent: ROOT_INO,
+                what: What::Node {
+                    node: Arc::new(root),
+                    scope: ROOT_INO,
+                },
+                time: snapshot.time,
+            }),
+        );
+        v
+    }
+
+    fn new(repo: Arc<Repo>, opts: VfsOptions, whole: bool) -> Self {
+        let cache = Arc::new(ChunkCache::with_threads(
+            repo.clone(),
+            opts.cache_bytes,
+            opts.fetch_threads,
+        ));
+        Self {
+            repo,
+            cache,
+            opts,
+            entries: RwLock::new(HashMap::new()),
+            handles: Mutex::new(lru::LruCache::new(OPEN_FILES)),
+            refreshed: whole.then(|| Mutex::new(Instant::now())),
+            mounted_at: crate::util::now_ns(),
+        }
+    }
+
+    pub fn repo(&self) -> &Arc<Repo> {
+        &self.repo
+    }
+
+    fn maybe_refresh(&self) {
+        let Some(last) = &self.refreshed else { return };
+        let due = {
+            let mut l = last.lock();
+            if l.elapsed() >= self.opts.refresh {
+                *l = Instant::now();
+                true
+            } else {
+                false
+            }
+        };
+        if due {
+            if let Err(e) = self.rebuild_layout() {
+                tracing::warn!("could not look for new snapshots: {e}");
+            }
+        }
+    }
+
+    fn entry(&self, ino: u64) -> VResult<Arc<Entry>> {
+        self.entries
+            .read()
+            .get(&ino)
+            .cloned()
+            .ok_or(VfsError::NotFound)
+    }
+
+    fn attr_of(&self, ino: u64, e: &Entry) -> Attr {
+        let (uid, gid) = (self.opts.uid, self.opts.gid);
+        match &e.what {
+            What::Layout(children) => Attr {
+                ino,
+                kind: NodeKind::Dir,
+                perm: 0o555,
+                nlink: 2 + children.len() as u32,
+                uid: uid.unwrap_or(0),
+                gid: gid.unwrap_or(0),
+                size: 0,
+                blocks: 0,
+                atime: e.time,
+                mtime: e.time,
+                ctime: e.time,
+                rdev: 0,
+                immutable: false,
+            },
+            What::Link(t) => Attr {
+                ino,
+                kind: NodeKind::Symlink,
+                perm: 0o777,
+                nlink: 1,
+                uid: uid.unwrap_or(0),
+                gid: gid.unwrap_or(0),
+                size: t.len() as u64,
+                blocks: 0,
+                atime: e.time,
+                mtime: e.time,
+                ctime: e.time,
+                rdev: 0,
+                immutable: false,
+            },
+            What::Node { node: n, .. } => {
+                let size = match n.kind {
+                    NodeKind::File => n.size,
+                    NodeKind::Symlink => n.target.len() as u64,
+                    _ => 0,
+                };
+                Attr {
+                    ino,
+                    kind: n.kind,
+                    perm: (n.mode & 0o7777) as u16,
+                    nlink: if n.is_dir() {
+                        2
+                    } else {
+                        n.nlink.clamp(1, u32::MAX as u64) as u32
+                    },
+                    uid: uid.unwrap_or(n.uid),
+                    gid: gid.unwrap_or(n.gid),
+                    size,
+                    blocks: size.div_ceil(512),
+                    atime: n.atime,
+                    mtime: n.mtime,
+                    ctime: n.ctime,
+                    rdev: n.rdev as u32,
+                    immutable: true,
+                }
+            }
+        }
+    }
+
+    pub fn getattr(&self, ino: u64) -> VResult<Attr> {
+        let e = self.entry(ino)?;
+        if matches!(e.what, What::Layout(_)) {
+            self.maybe_refresh();
+        }
+        let e = self.entry(ino)?;
+        Ok(self.attr_of(ino, &e))
+    }
+
+    /// The inode of a child node, registering it.
+    fn child(&self, parent: u64, scope: u64, n: &Node) -> u64 {
+        let scope = if scope == 0 { parent } else { scope };
+        let ino = if n.is_hardlinked() {
+            hash_ino(&[
+                b"hardlink",
+                &scope.to_le_bytes(),
+                &n.dev.to_le_bytes(),
+                &n.ino.to_le_bytes(),
+            ])
+        } else {
+            hash_ino(&[b"child", &parent.to_le_bytes(), &n.name])
+        };
+        let mut entries = self.entries.write();
+        entries.entry(ino).or_insert_with(|| {
+            Arc::new(Entry {
+                parent,
+                what: What::Node {
+                    node: Arc::new(n.clone()),
+                    scope,
+                },
+                time: n.mtime,
+            })
+        });
+        ino
+    }
+
+    fn node_tree(&self, node: &Node) -> VResult<Arc<crate::format::tree::Tree>> {
+        let sub = node.subtree.ok_or(VfsError::NotDir)?;
+        self.repo.load_tree(&sub).map_err(|e| {
+            tracing::error!("tree {}: {e}", sub.short());
+            VfsError::Io(e.to_string())
+        })
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> VResult<Attr> {
+        let e = self.entry(parent)?;
+        let ino = match &e.what {
+            What::Layout(_) => {
+                self.maybe_refresh();
+                match &self.entry(parent)?.what {
+                    What::Layout(children) => *children.get(name).ok_or(VfsError::NotFound)?,
+                    _ => return Err(VfsError::NotDir),
+                }
+            }
+            What::Link(_) => return Err(VfsError::NotDir),
+            What::Node { node, scope } => {
+                if !node.is_dir() {
+                    return Err(VfsError::NotDir);
+                }
+                let tree = self.node_tree(node)?;
+                let n = tree.find(name).ok_or(VfsError::NotFound)?;
+                self.child(parent, *scope, n)
+            }
+        };
+        self.getattr(ino)
+    }
+
+    /// Entries of a directory (without `.` and `..`): inode, kind, name.
+    pub fn readdir(&self, ino: u64) -> VResult<Vec<(u64, NodeKind, Vec<u8>)>> {
+        let e = self.entry(ino)?;
+        match &e.what {
+            What::Layout(_) => {
+                self.maybe_refresh();
+                let e = self.entry(ino)?;
+                let What::Layout(children) = &e.what else {
+                    return Err(VfsError::NotDir);
+                };
+                let entries = self.entries.read();
+                Ok(children
+                    .iter()
+                    .map(|(name, i)| {
+                        let kind = match entries.get(i).map(|e| &e.what) {
+                            Some(What::Link(_)) => NodeKind::Symlink,
+                            _ => NodeKind::Dir,
+                        };
+                        (*i, kind, name.clone())
+                    })
+                    .collect())
+            }
+            What::Link(_) => Err(VfsError::NotDir),
+            What::Node { node, scope } => {
+                if !node.is_dir() {
+                    return Err(VfsError::NotDir);
+                }
+                let tree = self.node_tree(node)?;
+                Ok(tree
+                    .nodes
+                    .iter()
+                    .map(|n| (self.child(ino, *scope, n), n.kind, n.name.clone()))
+                    .collect())
+            }
+        }
+    }
+
+    /// Attributes of every entry of a directory (for `readdirplus`).
+    pub fn readdir_plus(&self, ino: u64) -> VResult<Vec<(Vec<u8>, Attr)>> {
+        self.readdir(ino)?
+            .into_iter()
+            .map(|(i, _, name)| Ok((name, self.getattr(i)?)))
+            .collect()
+    }
+
+    pub fn parent(&self, ino: u64) -> VResult<u64> {
+        Ok(self.entry(ino)?.parent)
+    }
+
+    pub fn readlink(&self, ino: u64) -> VResult<Vec<u8>> {
+        match &self.entry(ino)?.what {
+            What::Link(t) => Ok(t.clone()),
+            What::Node { node, .. } if node.kind == NodeKind::Symlink => Ok(node.target.clone()),
+            _ => Err(VfsError::NotFound),
+        }
+    }
+
+    fn node(&self, ino: u64) -> VResult<Option<Arc<Node>>> {
+        Ok(match &self.entry(ino)?.what {
+            What::Node { node, .. } => Some(node.clone()),
+            _ => None,
+        })
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> VResult<Vec<u8>> {
+        let n = self.node(ino)?.ok_or(VfsError::NoData)?;
+        n.xattrs
+            .iter()
+            .find(|x| x.name == name)
+            .map(|x| x.value.clone())
+            .ok_or(VfsError::NoData)
+    }
+
+    pub fn listxattr(&self, ino: u64) -> VResult<Vec<Vec<u8>>> {
+        Ok(self
+            .node(ino)?
+            .map(|n| n.xattrs.iter().map(|x| x.name.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    /// Bytes of unique data in the store, for `statfs`.
+    pub fn store_bytes(&self) -> u64 {
+        self.repo
+            .index()
+            .read()
+            .blobs()
+            .map(|(_, l)| l.length as u64)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::keyfile::KdfParams;
+    use crate::ops::backup::{backup, BackupOptions, Progress};
+    use crate::storage::{MemoryStorage, Storage};
+
+    fn fixture() -> (tempfile::TempDir, Arc<Repo>, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(src.join("data"), &data).unwrap();
+        std::fs::write(src.join("sub/small"), b"small").unwrap();
+        std::fs::hard_link(src.join("sub/small"), src.join("twin")).unwrap();
+        std::os::unix::fs::symlink("sub/small", src.join("ln")).unwrap();
+        let _ = xattr::set(src.join("data"), "user.k", b"v");
+        let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let kdf = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let repo = Arc::new(Repo::create(s, Some(b"pw"), kdf).unwrap());
+        let opts = BackupOptions {
+            paths: vec![src.clone()],
+            ..Default::default()
+        };
+        backup(&repo, &opts, &Progress::default()).unwrap();
+        (dir, repo, src)
+    }
+
+    #[test]
+    fn single_snapshot_view_reads_lists_and_links() {
+        let (_d, repo, src) = fixture();
+        let (_, snap) = repo.resolve_snapshot("latest").unwrap();
+        let node = repo
+            .find_node(&snap.tree, src.as_os_str().as_encoded_bytes())
+            .unwrap();
+        let v = Vfs::single(repo.clone(), VfsOptions::default(), node, &snap);
+        let names: Vec<Vec<u8>> = v
+            .readdir(ROOT_INO)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.2)
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                b"data".to_vec(),
+                b"ln".to_vec(),
+                b"sub".to_vec(),
+                b"twin".to_vec()
+            ]
+        );
+        let data = v.lookup(ROOT_INO, b"data").unwrap();
+        assert_eq!(data.size, 3_000_000);
+        let fh = data.ino;
+        let want: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        // Reads across chunk boundaries, at the end, and past it.
+        assert_eq!(v.read(fh, 0, 4096).unwrap(), &want[..4096]);
+        assert_eq!(
+            v.read(fh, 1_000_000, 1_500_000).unwrap(),
+            &want[1_000_000..2_500_000]
+        );
+        assert_eq!(v.read(fh, 2_999_990, 100).unwrap(), &want[2_999_990..]);
+        assert!(v.read(fh, 3_000_000, 10).unwrap().is_empty());
+        // Hard links share an inode; symlinks read back.
+        let sub = v.lookup(ROOT_INO, b"sub").unwrap().ino;
+        assert_eq!(
+            v.lookup(sub, b"small").unwrap().ino,
+            v.lookup(ROOT_INO, b"twin").unwrap().ino
+        );
+        let ln = v.lookup(ROOT_INO, b"ln").unwrap().ino;
+        assert_eq!(v.readlink(ln).unwrap(), b"sub/small");
+        // Errors.
+        assert_eq!(v.lookup(ROOT_INO, b"nope"), Err(VfsError::NotFound));
+        assert_eq!(v.lookup(data.ino, b"x"), Err(VfsError::NotDir));
+        assert_eq!(v.getxattr(data.ino, b"user.missing"), Err(VfsError::NoData));
+        assert_eq!(v.read(sub, 0, 1), Err(VfsError::IsDir));
+        assert_eq!(v.parent(sub).unwrap(), ROOT_INO);
+    }
+
+    #[test]
+    fn whole_store_layout_has_stable_inodes() {
+        let (_d, repo, src) = fixture();
+        let a = Vfs::whole_store(repo.clone(), VfsOptions::default()).unwrap();
+        let b = Vfs::whole_store(repo.clone(), VfsOptions::default()).unwrap();
+        let top: Vec<Vec<u8>> = a
+            .readdir(ROOT_INO)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.2)
+            .collect();
+        assert_eq!(
+            top,
+            [&b"hosts"[..], b"ids", b"latest", b"snapshots", b"tags"]
+        );
+        let file = src.join("sub/small");
+        let path = |v: &Vfs| {
+            let latest = v.lookup(ROOT_INO, b"latest").unwrap().ino;
+            let target = v.readlink(latest).unwrap();
+            let snaps = v.lookup(ROOT_INO, b"snapshots").unwrap().ino;
+            let name = target.strip_prefix(b"snapshots/").unwrap();
+            let mut ino = v.lookup(snaps, name).unwrap().ino;
+            use std::os::unix::ffi::OsStrExt;
+            for c in file.iter().skip(1) {
+                ino = v.lookup(ino, c.as_bytes()).unwrap().ino;
+            }
+            ino
+        };
+        assert_eq!(path(&a), path(&b), "same inode in two mounts");
+    }
+}

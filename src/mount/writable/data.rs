@@ -1,0 +1,635 @@
+//! The data path of the writable mount: spool files (copy on first write),
+//! reads of uncommitted files, writes, and storing a file's bytes through the
+//! packer when it is closed.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::format::tree::NodeKind;
+use crate::pipeline::chunk_cache::{chunk_offsets, read_chunks};
+
+use super::journal::Record;
+use super::namespace::NsError;
+use super::{now, OpenFile, WError, WResult, WritableFs, COMMIT_INO};
+
+fn io_err(e: std::io::Error) -> WError {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        WError::NoSpace
+    } else {
+        WError::Io(format!("spool: {e}"))
+    }
+}
+
+/// Spool bytes of closed files that trigger writing their packs out.
+const DRAIN_AT: u64 = 128 * 1024 * 1024;
+
+/// Files up to this size are staged in memory and journaled with their bytes.
+const INLINE_LIMIT: u64 = 256 * 1024;
+
+impl WritableFs {
+    pub(super) fn spool_path(&self, name: &str) -> PathBuf {
+        self.opts.spool_dir.join(name)
+    }
+
+    pub(super) fn spool_file(&self, name: &str) -> WResult<Arc<File>> {
+        if let Some(f) = self.spool_files.lock().get(name) {
+            return Ok(f.clone());
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.spool_path(name))
+            .map_err(|e| WError::Io(format!("spool: {e}")))?;
+        let f = Arc::new(f);
+        self.spool_files.lock().insert(name.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Writes into a spool, spilling a memory spool to a file when it outgrows
+    /// [`INLINE_LIMIT`].
+    fn spool_write_at(&self, name: &str, data: &[u8], off: u64) -> WResult<()> {
+        {
+            let mut mem = self.mem_spools.lock();
+            if let Some(v) = mem.get_mut(name) {
+                let end = off as usize + data.len();
+                if end as u64 <= INLINE_LIMIT {
+                    if v.len() < end {
+                        v.resize(end, 0);
+                    }
+                    v[off as usize..end].copy_from_slice(data);
+                    return Ok(());
+                }
+                let v = mem.remove(name).expect("present");
+                self.spool_file(name)?.write_all_at(&v, 0).map_err(io_err)?;
+            }
+        }
+        self.spool_file(name)?
+            .write_all_at(data, off)
+            .map_err(io_err)
+    }
+
+    fn spool_read_at(&self, name: &str, out: &mut [u8], off: u64) -> WResult<usize> {
+        if let Some(v) = self.mem_spools.lock().get(name) {
+            let from = (off as usize).min(v.len());
+            let n = out.len().min(v.len() - from);
+            out[..n].copy_from_slice(&v[from..from + n]);
+            return Ok(n);
+        }
+        let f = self.spool_file(name)?;
+        let mut done = 0;
+        while done < out.len() {
+            match f.read_at(&mut out[done..], off + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Sets a spool's length; returns the old one.
+    fn spool_set_len(&self, name: &str, size: u64) -> WResult<u64> {
+        {
+            let mut mem = self.mem_spools.lock();
+            if let Some(v) = mem.get_mut(name) {
+                let old = v.len() as u64;
+                if size <= INLINE_LIMIT {
+                    v.resize(size as usize, 0);
+                    return Ok(old);
+                }
+                let v = mem.remove(name).expect("present");
+                self.spool_file(name)?.write_all_at(&v, 0).map_err(io_err)?;
+            }
+        }
+        let f = self.spool_file(name)?;
+        let old = f.metadata().map(|m| m.len()).unwrap_or(0);
+        f.set_len(size).map_err(io_err)?;
+        Ok(old)
+    }
+
+    pub(super) fn drop_spool(&self, name: &str) {
+        if let Some(v) = self.mem_spools.lock().remove(name) {
+            self.spool_bytes.fetch_sub(
+                (v.len() as u64).min(self.spool_bytes.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+            return;
+        }
+        self.spool_files.lock().remove(name);
+        let p = self.spool_path(name);
+        if let Ok(m) = std::fs::metadata(&p) {
+            self.spool_bytes.fetch_sub(
+                m.len().min(self.spool_bytes.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+        }
+        let _ = std::fs::remove_file(p);
+    }
+
+    /// Gives `ino` a spool file holding its current bytes (copy on first write).
+    pub(super) fn ensure_spool(&self, ino: u64, truncate: bool) -> WResult<String> {
+        let (existing, content) = {
+            let ns = self.ns.lock();
+            let i = ns.get(ino)?;
+            if i.kind != NodeKind::File {
+                return Err(NsError::IsDir.into());
+            }
+            (i.spool.clone(), i.content.clone())
+        };
+        if let Some(s) = existing {
+            return Ok(s);
+        }
+        let name = format!("{ino}-{}", self.spool_seq.fetch_add(1, Ordering::Relaxed));
+        let size: u64 = if truncate {
+            0
+        } else {
+            content.iter().map(|c| c.size as u64).sum()
+        };
+        if size <= INLINE_LIMIT {
+            self.mem_spools.lock().insert(name.clone(), Vec::new());
+        }
+        if !truncate {
+            let mut off = 0u64;
+            for c in &content {
+                let d = self.cache.get(&c.id)?;
+                self.spool_write_at(&name, &d, off)?;
+                off += d.len() as u64;
+            }
+            self.spool_bytes.fetch_add(off, Ordering::Relaxed);
+        }
+        let mut ns = self.ns.lock();
+        let i = ns.get_mut(ino)?;
+        if let Some(s) = &i.spool {
+            // Another thread won the race.
+            let s = s.clone();
+            drop(ns);
+            self.drop_spool(&name);
+            return Ok(s);
+        }
+        i.spool = Some(name.clone());
+        Ok(name)
+    }
+
+    pub fn open(&self, ino: u64, write: bool, truncate: bool) -> WResult<u64> {
+        if ino == COMMIT_INO {
+            // Opening the control file commits; reads then serve the id.
+            let id = self.commit()?;
+            let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+            let text = Some(format!("{}\n", id.to_hex()).into_bytes());
+            self.handles.lock().insert(
+                fh,
+                OpenFile {
+                    ino,
+                    write: false,
+                    text,
+                },
+            );
+            return Ok(fh);
+        }
+        if write {
+            if self.ns.lock().get(ino)?.spool.is_some() {
+                // A background store may still be reading this spool.
+                self.storer.wait_idle();
+                self.check_store_error()?;
+            }
+            // (Read after the wait: a finished store marks the file clean.)
+            let reopened_clean = self
+                .ns
+                .lock()
+                .get(ino)
+                .map(|i| i.spool.is_some() && !i.dirty)?;
+            if reopened_clean {
+                // The spool is about to change: make the chunks its last close
+                // stored durable first, so the journal never needs the old bytes.
+                self.packer.flush()?;
+            }
+            let spool = self.ensure_spool(ino, truncate)?;
+            if truncate {
+                self.truncate_spool(ino, &spool, 0)?;
+            }
+        }
+        self.ns.lock().get_mut(ino)?.open_handles += 1;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(
+            fh,
+            OpenFile {
+                ino,
+                write,
+                text: None,
+            },
+        );
+        Ok(fh)
+    }
+
+    /// Keeps a file's stream going on an append, drops it on any other write,
+    /// and starts one when an appended file outgrows memory.
+    fn follow_write(&self, ino: u64, spool: &str, offset: u64, end: u64, old: u64, was_mem: bool) {
+        let stream = self.streams.lock().get(&ino).cloned();
+        match stream {
+            Some(s) if !s.wrote(offset, end) => {
+                // Dropped after the map's lock: ending a stream joins its thread.
+                let gone = self.streams.lock().remove(&ino);
+                drop((s, gone));
+            }
+            Some(_) => {}
+            None if was_mem && offset == old && !self.mem_spools.lock().contains_key(spool) => {
+                let Ok(f) = self.spool_file(spool) else {
+                    return;
+                };
+                match super::stream::Stream::start(self.packer.clone(), f, end) {
+                    Ok(s) => {
+                        self.streams.lock().insert(ino, Arc::new(s));
+                    }
+                    Err(e) => tracing::warn!("could not start a streaming store: {e}"),
+                }
+            }
+            None => {}
+        }
+    }
+
+    pub(super) fn truncate_spool(&self, ino: u64, spool: &str, size: u64) -> WResult<()> {
+        let gone = self.streams.lock().remove(&ino);
+        drop(gone);
+        let old = self.spool_set_len(spool, size)?;
+        if size > old {
+            self.spool_bytes.fetch_add(size - old, Ordering::Relaxed);
+        } else {
+            self.spool_bytes.fetch_sub(
+                (old - size).min(self.spool_bytes.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+        }
+        let mut ns = self.ns.lock();
+        let i = ns.get_mut(ino)?;
+        i.size = size;
+        i.dirty = true;
+        i.generation += 1;
+        i.mtime = now();
+        i.ctime = i.mtime;
+        Ok(())
+    }
+
+    pub(super) fn truncate(&self, ino: u64, size: u64) -> WResult<()> {
+        if self.ns.lock().get(ino)?.spool.is_some() {
+            self.storer.wait_idle();
+        }
+        let spool = self.ensure_spool(ino, size == 0)?;
+        self.truncate_spool(ino, &spool, size)?;
+        if self.ns.lock().get(ino)?.open_handles == 0 {
+            self.store_content(ino)?;
+            self.storer.wait_idle();
+            self.check_store_error()?;
+            self.spool_files.lock().remove(&spool);
+        }
+        Ok(())
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> WResult<Vec<u8>> {
+        let ino = {
+            let handles = self.handles.lock();
+            let h = handles.get(&fh).ok_or(WError::BadHandle)?;
+            if let Some(t) = &h.text {
+                let from = (offset as usize).min(t.len());
+                let to = (from + size as usize).min(t.len());
+                return Ok(t[from..to].to_vec());
+            }
+            h.ino
+        };
+        let (spool, content, file_size) = {
+            let ns = self.ns.lock();
+            let i = ns.get(ino)?;
+            (i.spool.clone(), i.content.clone(), i.size)
+        };
+        if offset >= file_size {
+            return Ok(Vec::new());
+        }
+        let len = (size as u64).min(file_size - offset) as usize;
+        if let Some(s) = spool {
+            let mut out = vec![0u8; len];
+            let n = self.spool_read_at(&s, &mut out, offset)?;
+            out.truncate(n);
+            return Ok(out);
+        }
+        let offsets = chunk_offsets(&content);
+        Ok(read_chunks(
+            &self.cache,
+            &content,
+            &offsets,
+            offset,
+            offset + len as u64,
+        )?)
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> WResult<u32> {
+        let ino = match self.handles.lock().get(&fh) {
+            Some(h) if h.write => h.ino,
+            _ => return Err(WError::BadHandle),
+        };
+        self.check_store_error()?;
+        if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
+            self.drain_spool()?;
+            if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
+                return Err(WError::NoSpace);
+            }
+        }
+        let spool = self.ensure_spool(ino, false)?;
+        let old_size = self.ns.lock().get(ino)?.size;
+        let was_in_memory = self.mem_spools.lock().contains_key(&spool);
+        self.spool_write_at(&spool, data, offset)?;
+        let end = offset + data.len() as u64;
+        self.follow_write(ino, &spool, offset, end, old_size, was_in_memory);
+        let mut ns = self.ns.lock();
+        let i = ns.get_mut(ino)?;
+        if end > i.size {
+            self.spool_bytes.fetch_add(end - i.size, Ordering::Relaxed);
+            i.size = end;
+        }
+        i.dirty = true;
+        i.generation += 1;
+        i.mtime = now();
+        i.ctime = i.mtime;
+        Ok(data.len() as u32)
+    }
+
+    /// On close (flush) and fsync: journal the file's bytes (durably with
+    /// `--sync close`; `fsync` syncs the whole journal) and queue them for the
+    /// pipeline. An error here, or from an earlier file's storing, reaches the
+    /// writer's `close()`.
+    pub fn flush(&self, fh: u64, fsync: bool) -> WResult<()> {
+        let ino = self
+            .handles
+            .lock()
+            .get(&fh)
+            .filter(|h| h.write)
+            .map(|h| h.ino);
+        if let Some(ino) = ino {
+            self.check_store_error()?;
+            self.store_content(ino)?;
+        }
+        if fsync {
+            // Also what was journaled before: a rename, a chmod.
+            self.sync_journal()?;
+        }
+        Ok(())
+    }
+
+    /// Journals a dirty file's current bytes and queues them for storing;
+    /// the background job records the chunks when they are stored.
+    pub(super) fn store_content(&self, ino: u64) -> WResult<()> {
+        let _gate = self.close_gate.read();
+        let (spool, generation, path, mtime) = {
+            let ns = self.ns.lock();
+            let i = ns.get(ino)?;
+            if !i.dirty {
+                return Ok(());
+            }
+            (
+                i.spool
+                    .clone()
+                    .ok_or(WError::Io("dirty file without spool".into()))?,
+                i.generation,
+                ns.path(ino),
+                i.mtime,
+            )
+        };
+        // Small files travel inside the journal record: one fsync per close
+        // (the journal's) instead of two, and the spool is not needed again.
+        let mut bytes = self.mem_spools.lock().get(&spool).cloned();
+        let mut file = None;
+        if bytes.is_none() {
+            let f = self.spool_file(&spool)?;
+            let len = f.metadata().map(|m| m.len()).map_err(io_err)?;
+            if len <= INLINE_LIMIT {
+                let mut buf = vec![0u8; len as usize];
+                f.read_exact_at(&mut buf, 0)
+                    .map_err(|e| WError::Io(format!("spool: {e}")))?;
+                bytes = Some(buf);
+            } else {
+                if self.opts.sync_on_close {
+                    f.sync_data()
+                        .map_err(|e| WError::Io(format!("spool: {e}")))?;
+                }
+                file = Some((f, len));
+            }
+        }
+        let size = bytes
+            .as_ref()
+            .map_or_else(|| file.as_ref().map_or(0, |f| f.1), |b| b.len() as u64);
+        if let Some(path) = path {
+            let r = Record::Content {
+                path,
+                size,
+                mtime,
+                chunks: Vec::new(),
+                spool: Some(spool.clone()),
+                inline: bytes.take(),
+            };
+            self.log_ref(&r, true)?;
+            if let Record::Content { inline, .. } = r {
+                bytes = inline;
+            }
+        }
+        let job = StoreJob {
+            packer: self.packer.clone(),
+            ns: self.ns.clone(),
+            journal: self.journal.clone(),
+            ino,
+            generation,
+            mtime,
+            size,
+            spool,
+        };
+        match (bytes, file) {
+            // Small files: in the background; a failure reaches the next
+            // write or close (this file's bytes are safe in the journal).
+            (Some(b), _) => self.storer.submit(size, move || job.run(&b[..])),
+            // Spooled files are stored before close returns, so a failing
+            // store reaches this file's own close: one close per many MiB
+            // costs little, and `cp big /mnt` must see the error. Written
+            // sequentially, most of the file is stored already.
+            (None, Some((f, len))) => {
+                let streamed = self.streams.lock().remove(&ino);
+                match streamed.and_then(|s| s.finish(len)) {
+                    Some(chunks) => {
+                        tracing::debug!("{len} bytes stored while being written");
+                        job.stored(chunks)
+                    }
+                    None => job.run(std::io::BufReader::with_capacity(
+                        1 << 20,
+                        SpoolReader { f: &f, pos: 0 },
+                    )),
+                }
+                .map_err(WError::Io)?
+            }
+            (None, None) => unreachable!("bytes or a spool file"),
+        }
+        // Closed files wait in the spool until their packs are durable; keep
+        // that backlog (memory for small files) modest.
+        if self.spool_bytes.load(Ordering::Relaxed) > DRAIN_AT.min(self.opts.spool_cap) {
+            self.drain_spool()?;
+        }
+        Ok(())
+    }
+
+    pub fn release(&self, fh: u64) {
+        let Some(h) = self.handles.lock().remove(&fh) else {
+            return;
+        };
+        if h.text.is_some() {
+            return;
+        }
+        // A stream its writer never closed is given up (after the namespace
+        // lock is released: ending it waits for its thread).
+        let mut abandoned = None;
+        let mut ns = self.ns.lock();
+        if let Ok(i) = ns.get_mut(h.ino) {
+            i.open_handles = i.open_handles.saturating_sub(1);
+            if i.open_handles == 0 {
+                abandoned = self.streams.lock().remove(&h.ino);
+                // Close the spool's descriptor with the last handle: a copy of
+                // 80k files must not hold 80k descriptors.
+                if let Some(s) = &i.spool {
+                    self.spool_files.lock().remove(s);
+                }
+            }
+            if i.open_handles == 0 && i.links.is_empty() {
+                let spool = i.spool.clone();
+                ns.inodes.remove(&h.ino);
+                drop(ns);
+                if let Some(s) = spool {
+                    self.drop_spool(&s);
+                }
+                drop(abandoned);
+                return;
+            }
+        }
+        drop(ns);
+        drop(abandoned);
+    }
+
+    /// Makes every stored chunk durable, then frees the spool of the closed
+    /// files whose chunks were stored before that barrier.
+    pub(super) fn drain_spool(&self) -> WResult<()> {
+        let stored: Vec<(u64, String)> = self
+            .ns
+            .lock()
+            .inodes
+            .iter()
+            .filter(|(_, i)| !i.dirty && i.open_handles == 0)
+            .filter_map(|(ino, i)| i.spool.clone().map(|s| (*ino, s)))
+            .collect();
+        self.packer.flush()?;
+        if self.opts.sync_on_close {
+            // The records naming those chunks must outlive the spools.
+            self.sync_journal()?;
+        }
+        let freed: Vec<String> = {
+            let mut ns = self.ns.lock();
+            stored
+                .into_iter()
+                .filter_map(|(ino, s)| {
+                    let i = ns.get_mut(ino).ok()?;
+                    if i.dirty || i.open_handles > 0 || i.spool.as_deref() != Some(&s) {
+                        return None;
+                    }
+                    i.spool.take()
+                })
+                .collect()
+        };
+        self.drop_spools(freed);
+        Ok(())
+    }
+
+    /// Detaches the spools of closed files whose content is stored; the
+    /// caller drops them once what makes them redundant is durable.
+    pub(super) fn take_clean_spools(ns: &mut super::namespace::Namespace) -> Vec<String> {
+        ns.inodes
+            .values_mut()
+            .filter(|i| !i.dirty && i.open_handles == 0)
+            .filter_map(|i| i.spool.take())
+            .collect()
+    }
+
+    pub(super) fn drop_spools(&self, names: Vec<String>) {
+        for s in names {
+            self.drop_spool(&s);
+        }
+    }
+}
+
+/// `Read` over a spool file by position, without a shared cursor.
+struct SpoolReader<'a> {
+    f: &'a File,
+    pos: u64,
+}
+
+impl std::io::Read for SpoolReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.f.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// One closed file's bytes on their way through the pipeline.
+struct StoreJob {
+    packer: Arc<crate::pipeline::packer::Packer>,
+    ns: Arc<parking_lot::Mutex<super::namespace::Namespace>>,
+    journal: Arc<parking_lot::Mutex<super::journal::Journal>>,
+    ino: u64,
+    generation: u64,
+    mtime: i64,
+    size: u64,
+    spool: String,
+}
+
+impl StoreJob {
+    fn run(self, r: impl std::io::Read) -> Result<(), String> {
+        let chunks = self
+            .packer
+            .save_stream(r, self.size)
+            .map_err(|e| e.to_string())?;
+        self.stored(chunks)
+    }
+
+    /// Records the chunks the file's bytes were stored as.
+    fn stored(self, chunks: Vec<crate::format::tree::ChunkRef>) -> Result<(), String> {
+        let path = {
+            let mut ns = self.ns.lock();
+            let Ok(i) = ns.get_mut(self.ino) else {
+                return Ok(()); // removed since
+            };
+            if i.content_gen > self.generation {
+                return Ok(()); // a later close was stored first
+            }
+            i.content = chunks.clone();
+            i.content_gen = self.generation;
+            if i.generation == self.generation {
+                i.dirty = false;
+            }
+            ns.path(self.ino)
+        };
+        // Spooled files: the spool goes once the chunks are durable, so the
+        // journal must name them. (In-memory files have their bytes there.)
+        if self.size > INLINE_LIMIT {
+            if let Some(path) = path {
+                let r = Record::Content {
+                    path,
+                    size: self.size,
+                    mtime: self.mtime,
+                    chunks,
+                    spool: Some(self.spool),
+                    inline: None,
+                };
+                self.journal.lock().append(&r).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}

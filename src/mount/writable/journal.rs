@@ -1,0 +1,577 @@
+//! The writable mount's journal: an append-only log of every change to the
+//! namespace, fsynced when a file is closed or fsynced (and, for other
+//! changes, by a background sync at most [`LAZY_SYNC`] later). With the spool
+//! files it names, it lets the next mount (or `recover`) rebuild exactly what
+//! every successful `close()` saw, after a crash of the daemon or the machine.
+//!
+//! Format: the magic `KLJ2`, then records, each
+//! `u32_le(len) ‖ blake3(body)[..4] ‖ body`, body = `postcard(Record)`; the first
+//! record is the header. The file is zero-filled ahead of the last record, so
+//! reading stops at a zero length; a torn record fails its check and ends
+//! the journal there too.
+//!
+//! Why zero-filled: closing a file costs one `fdatasync` of the journal. When
+//! that append grows the file, ext4 must commit its own journal for the new
+//! size, and that commit also writes out the data of every other file with
+//! newly allocated blocks (the packs being written), about 450 µs per close
+//! here. Overwriting blocks that are already allocated and written needs no
+//! metadata commit: the sync is the data write and a device flush. A thread
+//! keeps the zeroed space ahead of the appender, syncing each extension once.
+//!
+//! Syncs are group commits taken outside the journal's lock: appenders go on
+//! while one `fdatasync` runs, and a close whose record an earlier sync
+//! already covered returns at once.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::format::id::SnapshotId;
+use crate::format::tree::{ChunkRef, NodeKind, Xattr};
+
+/// Metadata set when an entry is created.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NewMeta {
+    pub kind: NodeKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub time: i64,
+    pub rdev: u64,
+    #[serde(with = "serde_bytes")]
+    pub target: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Record {
+    /// First record: what the mount started from.
+    Header {
+        store_id: String,
+        base: Option<SnapshotId>,
+        host: String,
+        tags: Vec<String>,
+    },
+    /// Paths are relative to the mount root, components joined by `/`.
+    Create {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+        meta: NewMeta,
+    },
+    Link {
+        #[serde(with = "serde_bytes")]
+        target: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+    },
+    /// Removes a name (file or empty directory).
+    Unlink {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+    },
+    Rename {
+        #[serde(with = "serde_bytes")]
+        from: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        to: Vec<u8>,
+    },
+    SetAttr {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        atime: Option<i64>,
+        mtime: Option<i64>,
+        ctime: i64,
+    },
+    SetXattrs {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+        xattrs: Vec<Xattr>,
+    },
+    /// A file's content as of a successful close: its chunks (stored in packs
+    /// that may not be durable yet) and the spool file that holds the bytes
+    /// until they are.
+    Content {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+        size: u64,
+        mtime: i64,
+        chunks: Vec<ChunkRef>,
+        spool: Option<String>,
+        /// The bytes themselves, for small files (then the spool is not synced).
+        #[serde(with = "serde_bytes")]
+        inline: Option<Vec<u8>>,
+    },
+}
+
+impl Record {
+    /// What the record does, with paths as text, for messages.
+    pub fn describe(&self) -> String {
+        let p = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match self {
+            Record::Header { store_id, .. } => format!("header of store {store_id}"),
+            Record::Create { path, .. } => format!("create of {}", p(path)),
+            Record::Link { target, path } => format!("link {} -> {}", p(path), p(target)),
+            Record::Unlink { path } => format!("removal of {}", p(path)),
+            Record::Rename { from, to } => format!("rename {} -> {}", p(from), p(to)),
+            Record::SetAttr { path, .. } => format!("attributes of {}", p(path)),
+            Record::SetXattrs { path, .. } => format!("xattrs of {}", p(path)),
+            Record::Content { path, size, .. } => {
+                format!("content of {} ({size} bytes)", p(path))
+            }
+        }
+    }
+}
+
+const MAGIC: &[u8; 4] = b"KLJ2";
+/// Zeroed space is extended in steps that double from 1 MiB up to 64 MiB.
+const FIRST_STEP: u64 = 1 << 20;
+const MAX_STEP: u64 = 64 << 20;
+/// How long a change that is not a close (rename, chmod, utimens, unlink…)
+/// may wait for the disk once [`SyncState::arm`] was called: less than ext4's
+/// own 5 s commit interval, and rare enough to cost nothing.
+pub const LAZY_SYNC: Duration = Duration::from_millis(100);
+
+fn check(body: &[u8]) -> [u8; 4] {
+    blake3::hash(body).as_bytes()[..4]
+        .try_into()
+        .expect("4 bytes")
+}
+
+/// The zero-filler's state: how far the file is zeroed (and synced), how far
+/// the appender wants it.
+#[derive(Default)]
+struct Room {
+    zeroed: u64,
+    want: u64,
+    error: Option<String>,
+    closing: bool,
+}
+
+#[derive(Default)]
+struct Zeroing {
+    room: Mutex<Room>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct Synced {
+    upto: u64,
+    /// A failed `fdatasync`, kept: Linux reports a writeback error once per
+    /// file, so a later sync could succeed although these bytes were lost.
+    error: Option<String>,
+}
+
+/// What has been appended and what is on disk, shared with syncers that run
+/// outside the journal's lock and with the lazy syncer thread.
+pub struct SyncState {
+    file: Arc<File>,
+    /// Bytes written (the end of the last complete record).
+    appended: AtomicU64,
+    /// Bytes known durable; held while syncing, so syncs queue and coalesce.
+    synced: Mutex<Synced>,
+    /// A lazy sync is pending.
+    armed: AtomicBool,
+    closing: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl SyncState {
+    /// Makes the journal durable up to `end` (at least): one `fdatasync`
+    /// covers every record appended before it starts, so concurrent closes
+    /// share syncs.
+    pub fn sync_to(&self, end: u64) -> Result<()> {
+        let mut synced = self.synced.lock();
+        if let Some(e) = &synced.error {
+            return Err(Error::io(
+                "syncing the journal (an earlier sync failed)",
+                std::io::Error::other(e.clone()),
+            ));
+        }
+        if synced.upto >= end {
+            return Ok(());
+        }
+        let target = self.appended.load(Ordering::Acquire);
+        if let Err(e) = self.file.sync_data() {
+            synced.error = Some(e.to_string());
+            return Err(Error::io("syncing the journal", e));
+        }
+        synced.upto = target;
+        Ok(())
+    }
+
+    /// Everything appended so far, durable.
+    pub fn sync_all(&self) -> Result<()> {
+        self.sync_to(self.appended.load(Ordering::Acquire))
+    }
+
+    /// Asks the lazy syncer to make what is appended durable within
+    /// [`LAZY_SYNC`].
+    pub fn arm(&self) {
+        if !self.armed.swap(true, Ordering::AcqRel) {
+            let _g = self.closing.lock();
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// The lazy syncer: once armed, waits [`LAZY_SYNC`] (closes usually sync
+/// everything meanwhile) and syncs what is still not durable. A failure is
+/// logged here and kept: every later close and fsync reports it, until a
+/// commit starts a new journal.
+fn lazy_sync(s: &SyncState) {
+    let mut closing = s.closing.lock();
+    loop {
+        if *closing {
+            return;
+        }
+        if !s.armed.load(Ordering::Acquire) {
+            s.cv.wait(&mut closing);
+            continue;
+        }
+        s.cv.wait_for(&mut closing, LAZY_SYNC);
+        if *closing {
+            return;
+        }
+        s.armed.store(false, Ordering::Release);
+        drop(closing);
+        if let Err(e) = s.sync_all() {
+            tracing::warn!("background journal sync: {e}");
+        }
+        closing = s.closing.lock();
+    }
+}
+
+/// Appends go through `sync.file`; where the next record goes is
+/// `sync.appended` (one writer: the journal's owner, under its lock).
+pub struct Journal {
+    path: PathBuf,
+    zeroing: Arc<Zeroing>,
+    filler: Option<JoinHandle<()>>,
+    sync: Arc<SyncState>,
+    lazy: Option<JoinHandle<()>>,
+}
+
+impl Journal {
+    /// Starts a new journal (replacing any old one) with its header.
+    pub fn create(path: &Path, header: &Record) -> Result<Self> {
+        let tmp = path.with_extension("new");
+        // The journal holds the content of small files: its owner's eyes only.
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(format!("creating journal {}", tmp.display()), e))?;
+        let file = Arc::new(file);
+        let zeroing = Arc::new(Zeroing::default());
+        let filler = {
+            let (f, z) = (file.clone(), zeroing.clone());
+            std::thread::Builder::new()
+                .name("journal-zero".into())
+                .spawn(move || fill_zeros(&f, &z))
+                .map_err(|e| Error::io("starting the journal's zero-filler", e))?
+        };
+        let sync = Arc::new(SyncState {
+            file,
+            appended: AtomicU64::new(0),
+            synced: Mutex::new(Synced::default()),
+            armed: AtomicBool::new(false),
+            closing: Mutex::new(false),
+            cv: Condvar::new(),
+        });
+        let mut j = Journal {
+            path: tmp.clone(),
+            zeroing,
+            filler: Some(filler),
+            sync: sync.clone(),
+            lazy: None,
+        };
+        // Started once `j` exists, so a failure here still stops the filler.
+        j.lazy = Some(
+            std::thread::Builder::new()
+                .name("journal-sync".into())
+                .spawn(move || lazy_sync(&sync))
+                .map_err(|e| Error::io("starting the journal's syncer", e))?,
+        );
+        j.write(MAGIC)?;
+        j.append(header)?;
+        j.sync()?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io("installing journal", e))?;
+        if let Some(d) = path.parent() {
+            File::open(d)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io("syncing spool dir", e))?;
+        }
+        j.path = path.to_path_buf();
+        Ok(j)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where the last appended record ends: `sync_to` this makes it durable.
+    pub fn end(&self) -> u64 {
+        self.sync.appended.load(Ordering::Acquire)
+    }
+
+    /// The sync side, to sync without holding the journal.
+    pub fn syncer(&self) -> Arc<SyncState> {
+        self.sync.clone()
+    }
+
+    pub fn append(&mut self, r: &Record) -> Result<()> {
+        let body = postcard::to_stdvec(r).map_err(|e| Error::corrupt("journal record", e))?;
+        let mut buf = Vec::with_capacity(body.len() + 8);
+        buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&check(&body));
+        buf.extend_from_slice(&body);
+        self.write(&buf)
+    }
+
+    /// Writes at the end, into zeroed space (waiting for the filler if needed).
+    fn write(&mut self, buf: &[u8]) -> Result<()> {
+        let at = self.end();
+        let need = at + buf.len() as u64;
+        {
+            let z = &*self.zeroing;
+            let mut room = z.room.lock();
+            let step = room.zeroed.clamp(FIRST_STEP, MAX_STEP);
+            // Ask for the next step once half of the current one is used.
+            if room.want < need + step / 2 {
+                room.want = room.want.max(need) + step;
+                z.cv.notify_all();
+            }
+            while room.zeroed < need {
+                if let Some(e) = &room.error {
+                    return Err(Error::io(
+                        "extending the journal",
+                        std::io::Error::other(e.clone()),
+                    ));
+                }
+                z.cv.wait(&mut room);
+            }
+        }
+        self.sync
+            .file
+            .write_all_at(buf, at)
+            .map_err(|e| Error::io("writing the journal", e))?;
+        self.sync.appended.store(need, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes every appended record durable.
+    pub fn sync(&mut self) -> Result<()> {
+        self.sync.sync_all()
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.zeroing.room.lock().closing = true;
+        self.zeroing.cv.notify_all();
+        if let Some(t) = self.filler.take() {
+            let _ = t.join();
+        }
+        *self.sync.closing.lock() = true;
+        self.sync.cv.notify_all();
+        if let Some(t) = self.lazy.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The zero-filler: extends the zeroed space to what is wanted, syncing the
+/// new size once per extension; a failure (full disk) reaches the appender.
+fn fill_zeros(file: &File, z: &Zeroing) {
+    let zeros = vec![0u8; 1 << 20];
+    let mut room = z.room.lock();
+    loop {
+        if room.closing || room.error.is_some() {
+            return;
+        }
+        if room.zeroed >= room.want {
+            z.cv.wait(&mut room);
+            continue;
+        }
+        let (from, to) = (room.zeroed, room.want);
+        drop(room);
+        let mut at = from;
+        let mut r = Ok(());
+        while at < to && r.is_ok() {
+            let n = (to - at).min(zeros.len() as u64) as usize;
+            r = file.write_all_at(&zeros[..n], at);
+            at += n as u64;
+        }
+        let r = r.and_then(|()| file.sync_all());
+        room = z.room.lock();
+        match r {
+            Ok(()) => room.zeroed = to,
+            Err(e) => room.error = Some(e.to_string()),
+        }
+        z.cv.notify_all();
+    }
+}
+
+/// Reads every complete record; stops quietly at a torn tail.
+pub fn read(path: &Path) -> Result<Vec<Record>> {
+    let f = File::open(path)
+        .map_err(|e| Error::io(format!("reading journal {}", path.display()), e))?;
+    let mut r = BufReader::new(f);
+    let mut magic = [0u8; 4];
+    match r.read_exact(&mut magic) {
+        Ok(()) if &magic == MAGIC => Ok(read_records(r, path)),
+        Ok(()) => Err(Error::InvalidInput(format!(
+            "journal {} is not in this version's format (an older klosetfs wrote it?): \
+             recover it with the version that wrote it",
+            path.display()
+        ))),
+        // Empty or shorter than the magic: a crash right at creation, before
+        // any record could be written.
+        Err(_) => Ok(Vec::new()),
+    }
+}
+
+/// The records of a journal's bytes (magic included), up to the first torn
+/// or damaged one.
+pub fn read_from(mut r: impl Read, path: &Path) -> Vec<Record> {
+    let mut magic = [0u8; 4];
+    match r.read_exact(&mut magic) {
+        Ok(()) if &magic == MAGIC => read_records(r, path),
+        _ => Vec::new(),
+    }
+}
+
+fn read_records(mut r: impl Read, path: &Path) -> Vec<Record> {
+    let mut out = Vec::new();
+    loop {
+        let mut head = [0u8; 8];
+        if r.read_exact(&mut head).is_err() {
+            break;
+        }
+        let n = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        if n == 0 {
+            // The zero-filled space after the last record.
+            break;
+        }
+        if n > 64 << 20 {
+            tracing::warn!(
+                "journal {}: implausible record length; stopping",
+                path.display()
+            );
+            break;
+        }
+        let mut body = vec![0u8; n];
+        if r.read_exact(&mut body).is_err() || check(&body) != head[4..] {
+            tracing::warn!("journal {}: torn last record ignored", path.display());
+            break;
+        }
+        match postcard::from_bytes(&body) {
+            Ok(rec) => out.push(rec),
+            Err(e) => {
+                tracing::warn!("journal {}: bad record ({e}); stopping", path.display());
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_torn_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("journal");
+        let h = Record::Header {
+            store_id: "s".into(),
+            base: None,
+            host: "h".into(),
+            tags: vec![],
+        };
+        let mut j = Journal::create(&p, &h).unwrap();
+        let u = Record::Unlink {
+            path: b"x".to_vec(),
+        };
+        j.append(&u).unwrap();
+        j.sync().unwrap();
+        let end = j.end();
+        drop(j);
+        // The file is zero-filled past the last record.
+        assert!(std::fs::metadata(&p).unwrap().len() >= FIRST_STEP);
+        assert_eq!(read(&p).unwrap(), vec![h.clone(), u.clone()]);
+        // A torn record at the end (its length written, its body not all
+        // there) fails its check and is ignored.
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all_at(&[50, 0, 0, 0, 1, 2, 3, 4, 9, 9], end)
+            .unwrap();
+        assert_eq!(read(&p).unwrap(), vec![h, u]);
+        // A journal of another format is refused, not read as empty.
+        std::fs::write(&p, [20, 0, 0, 0, 1, 2]).unwrap();
+        assert!(read(&p).is_err());
+    }
+
+    #[test]
+    fn armed_records_become_durable_soon_and_syncs_coalesce() {
+        let d = tempfile::tempdir().unwrap();
+        let h = Record::Header {
+            store_id: "s".into(),
+            base: None,
+            host: "h".into(),
+            tags: vec![],
+        };
+        let mut j = Journal::create(&d.path().join("journal"), &h).unwrap();
+        let s = j.syncer();
+        let synced_at_create = s.synced.lock().upto;
+        assert_eq!(synced_at_create, j.end());
+        j.append(&Record::Unlink {
+            path: b"a".to_vec(),
+        })
+        .unwrap();
+        assert!(
+            s.synced.lock().upto < j.end(),
+            "appending alone does not sync"
+        );
+        s.arm();
+        let deadline = std::time::Instant::now() + LAZY_SYNC * 50;
+        while s.synced.lock().upto < j.end() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lazy syncer never synced"
+            );
+            std::thread::sleep(LAZY_SYNC / 4);
+        }
+        // A sync up to a point already covered is a no-op; a later record
+        // needs a new one.
+        let end = j.end();
+        s.sync_to(end).unwrap();
+        j.append(&Record::Unlink {
+            path: b"b".to_vec(),
+        })
+        .unwrap();
+        assert_eq!(s.synced.lock().upto, end);
+        s.sync_to(j.end()).unwrap();
+        assert_eq!(s.synced.lock().upto, j.end());
+        // After a failed sync every later one fails, even if the disk
+        // would now say yes.
+        s.synced.lock().error = Some("EIO".into());
+        assert!(s.sync_to(0).is_err() && s.sync_all().is_err());
+    }
+}

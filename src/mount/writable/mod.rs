@@ -1,0 +1,471 @@
+//! The writable backup-on-close mount. Files copied in are spooled locally,
+//! and on every successful `close()` go through the same packer as `backup`;
+//! a journal records each change so nothing a close reported saved is lost if
+//! the daemon or machine dies. A snapshot is committed on unmount, on request
+//! (`klosetfs commit`, which reads the hidden `.klosetfs-commit` file), and on
+//! an optional interval.
+
+mod commit;
+mod data;
+pub mod fuse;
+pub mod journal;
+pub mod namespace;
+mod storer;
+mod stream;
+mod xattrs;
+
+use commit::recover_dir;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::format::id::SnapshotId;
+use crate::format::lock::Lock;
+use crate::format::tree::{NodeKind, Xattr};
+use crate::ops::local_node::NameCache;
+use crate::pipeline::chunk_cache::ChunkCache;
+use crate::pipeline::packer::Packer;
+use crate::repo::Repo;
+
+use journal::{Journal, NewMeta, Record};
+use namespace::{Namespace, NsError, WInode, ROOT};
+
+/// The hidden control file: reading it commits a snapshot.
+pub const COMMIT_FILE: &[u8] = b".klosetfs-commit";
+pub const COMMIT_INO: u64 = u64::MAX - 1;
+/// `dev` recorded for hard links made in the mount.
+const MOUNT_DEV: u64 = 0x6b6c_6f73;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WError {
+    Ns(NsError),
+    NoData,
+    BadHandle,
+    NoSpace,
+    Io(String),
+}
+
+impl From<NsError> for WError {
+    fn from(e: NsError) -> Self {
+        WError::Ns(e)
+    }
+}
+
+impl From<Error> for WError {
+    fn from(e: Error) -> Self {
+        WError::Io(e.to_string())
+    }
+}
+
+impl std::fmt::Display for WError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WError::Ns(NsError::NotFound) => f.write_str("no such file or directory"),
+            WError::Ns(NsError::Exists) => f.write_str("already exists"),
+            WError::Ns(NsError::NotDir) => f.write_str("not a directory"),
+            WError::Ns(NsError::IsDir) => f.write_str("is a directory"),
+            WError::Ns(NsError::NotEmpty) => f.write_str("directory not empty"),
+            WError::Ns(NsError::Invalid) => f.write_str("invalid name or operation"),
+            WError::NoData => f.write_str("no such attribute"),
+            WError::BadHandle => f.write_str("bad file handle"),
+            WError::NoSpace => f.write_str("no space left in the spool"),
+            WError::Io(e) => f.write_str(e),
+        }
+    }
+}
+
+pub type WResult<T> = std::result::Result<T, WError>;
+pub type Listing = Vec<(u64, NodeKind, Vec<u8>)>;
+
+#[derive(Clone, Debug)]
+pub struct WritableOptions {
+    pub spool_dir: PathBuf,
+    /// Spool bytes before closed files are flushed to the store and dropped.
+    pub spool_cap: u64,
+    pub host: String,
+    pub tags: Vec<String>,
+    pub cache_bytes: usize,
+    /// fsync the journal (and large spool files) on every close and fsync,
+    /// and other changes within `journal::LAZY_SYNC`, so closed files survive
+    /// a power cut. Without it they survive a
+    /// crash of the daemon, and a power cut only once committed.
+    pub sync_on_close: bool,
+}
+
+struct OpenFile {
+    ino: u64,
+    write: bool,
+    /// For the control file: the text that opening it produced.
+    text: Option<Vec<u8>>,
+}
+
+pub struct WritableFs {
+    repo: Arc<Repo>,
+    /// The store's shared lock, held for the mount's whole life (none for the
+    /// short-lived instance that commits a recovered journal under its
+    /// caller's lock).
+    _lock: Option<Lock>,
+    packer: Arc<Packer>,
+    cache: ChunkCache,
+    opts: WritableOptions,
+    ns: Arc<Mutex<Namespace>>,
+    journal: Arc<Mutex<Journal>>,
+    storer: storer::Storer,
+    /// Large files being written sequentially, streaming into the chunker.
+    streams: Mutex<HashMap<u64, Arc<stream::Stream>>>,
+    base: Mutex<Option<SnapshotId>>,
+    handles: Mutex<HashMap<u64, OpenFile>>,
+    spool_files: Mutex<HashMap<String, Arc<File>>>,
+    /// Spools of small files, kept in memory: creating a file per copied file
+    /// costs more than the copy. Spilled to a file past `INLINE_LIMIT`.
+    mem_spools: Mutex<HashMap<String, Vec<u8>>>,
+    next_fh: AtomicU64,
+    spool_seq: AtomicU64,
+    spool_bytes: AtomicU64,
+    changed: AtomicBool,
+    commit_lock: Mutex<()>,
+    /// Closes hold it shared, a commit exclusively: no close falls between
+    /// the commit's tree and its new journal.
+    close_gate: parking_lot::RwLock<()>,
+    last_commit: Mutex<Option<SnapshotId>>,
+    names: NameCache,
+}
+
+fn now() -> i64 {
+    crate::util::now_ns()
+}
+
+/// Creates the spool folder (and missing parents) readable by its owner only,
+/// and closes an existing one to others: it holds plaintext file contents.
+fn private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |e| Error::io(format!("creating spool {}", dir.display()), e);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
+}
+
+/// Commits what dead writable mounts left in `spools`, under the store's
+/// shared lock: for each spool that held closed files, the snapshot made of them.
+pub fn recover(repo: &Arc<Repo>, spools: &[PathBuf]) -> Result<Vec<(PathBuf, SnapshotId)>> {
+    let _lock = crate::format::lock::acquire(repo.storage(), repo.keys(), false)?;
+    let mut out = Vec::new();
+    for s in spools {
+        if let Some(id) = recover_dir(repo, s)? {
+            out.push((s.clone(), id));
+        }
+    }
+    Ok(out)
+}
+
+impl WritableFs {
+    /// Opens the spool (replaying and committing a journal a crash left there,
+    /// whose snapshot id is returned), then starts a tree from `base`, or empty.
+    /// Takes the store's shared lock for the mount's life, commits what a dead
+    /// mount left in the spool (its snapshot id is returned), then starts a
+    /// tree from `base` (an id, a prefix or `latest`, resolved after that
+    /// recovery), or empty.
+    pub fn new(
+        repo: Arc<Repo>,
+        base: Option<&str>,
+        opts: WritableOptions,
+    ) -> Result<(Self, Option<SnapshotId>)> {
+        let lock = crate::format::lock::acquire(repo.storage(), repo.keys(), false)?;
+        private_dir(&opts.spool_dir)?;
+        let recovered = recover_dir(&repo, &opts.spool_dir)?;
+        let base = base
+            .map(|b| repo.resolve_snapshot(b))
+            .transpose()?
+            .map(|(id, _)| id);
+        let tree = match base {
+            Some(id) => {
+                let s = repo.load_snapshot(&id)?;
+                Some((s.tree, s.time))
+            }
+            None => None,
+        };
+        let ns = Namespace::load(&repo, tree, now())?;
+        let header = Record::Header {
+            store_id: repo.config().id.clone(),
+            base,
+            host: opts.host.clone(),
+            tags: opts.tags.clone(),
+        };
+        let journal = Journal::create(&opts.spool_dir.join("journal"), &header)?;
+        let mut fs = Self::assemble(repo, opts, ns, journal, base, Packer::new)?;
+        fs._lock = Some(lock);
+        Ok((fs, recovered))
+    }
+
+    fn assemble(
+        repo: Arc<Repo>,
+        opts: WritableOptions,
+        ns: Namespace,
+        journal: Journal,
+        base: Option<SnapshotId>,
+        packer: impl FnOnce(Arc<Repo>) -> Packer,
+    ) -> Result<Self> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let storer = storer::Storer::new(threads)
+            .map_err(|e| Error::io("starting the background storer", e))?;
+        Ok(WritableFs {
+            _lock: None,
+            packer: Arc::new(packer(repo.clone())),
+            cache: ChunkCache::new(repo.clone(), opts.cache_bytes),
+            repo,
+            opts,
+            ns: Arc::new(Mutex::new(ns)),
+            journal: Arc::new(Mutex::new(journal)),
+            storer,
+            streams: Mutex::new(HashMap::new()),
+            base: Mutex::new(base),
+            handles: Mutex::new(HashMap::new()),
+            spool_files: Mutex::new(HashMap::new()),
+            mem_spools: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            spool_seq: AtomicU64::new(0),
+            spool_bytes: AtomicU64::new(0),
+            changed: AtomicBool::new(false),
+            commit_lock: Mutex::new(()),
+            close_gate: parking_lot::RwLock::new(()),
+            last_commit: Mutex::new(None),
+            names: NameCache::default(),
+        })
+    }
+
+    pub fn repo(&self) -> &Arc<Repo> {
+        &self.repo
+    }
+
+    /// Appends to the journal. In `sync_on_close` mode a `durable` record (a
+    /// close) is fsynced before this returns, any other within
+    /// [`journal::LAZY_SYNC`] by the journal's background syncer.
+    fn log(&self, r: Record, durable: bool) -> WResult<()> {
+        self.log_ref(&r, durable)
+    }
+
+    fn log_ref(&self, r: &Record, durable: bool) -> WResult<()> {
+        let (sync, end) = {
+            let mut j = self.journal.lock();
+            j.append(r)?;
+            (j.syncer(), j.end())
+        };
+        self.changed.store(true, Ordering::Relaxed);
+        if self.opts.sync_on_close {
+            // Outside the journal's lock: other appenders go on meanwhile.
+            if durable {
+                sync.sync_to(end)?;
+            } else {
+                sync.arm();
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every journaled change durable (fsync, fsyncdir).
+    pub fn sync_journal(&self) -> WResult<()> {
+        let sync = self.journal.lock().syncer();
+        Ok(sync.sync_all()?)
+    }
+
+    /// The first failure of a background store, as an I/O error.
+    fn check_store_error(&self) -> WResult<()> {
+        match self.storer.error() {
+            Some(e) => Err(WError::Io(format!("storing a closed file failed: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> WResult<u64> {
+        if parent == ROOT && name == COMMIT_FILE {
+            return Ok(COMMIT_INO);
+        }
+        Ok(self.ns.lock().lookup(parent, name)?)
+    }
+
+    /// A copy of an inode's state (for attributes).
+    pub fn inode(&self, ino: u64) -> WResult<WInode> {
+        Ok(self.ns.lock().get(ino)?.clone())
+    }
+
+    /// A directory's parent and entries (inode, kind, name).
+    pub fn readdir(&self, ino: u64) -> WResult<(u64, Listing)> {
+        let ns = self.ns.lock();
+        let d = ns.get(ino)?;
+        if !d.is_dir() {
+            return Err(NsError::NotDir.into());
+        }
+        let parent = d.links.first().map(|l| l.0).unwrap_or(ROOT);
+        let list = d
+            .children
+            .iter()
+            .map(|(n, c)| {
+                (
+                    *c,
+                    ns.inodes.get(c).map(|i| i.kind).unwrap_or(NodeKind::File),
+                    n.clone(),
+                )
+            })
+            .collect();
+        Ok((parent, list))
+    }
+
+    /// Creates any kind of entry; regular files are opened for writing.
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &[u8],
+        meta: NewMeta,
+        open: bool,
+    ) -> WResult<(u64, Option<u64>)> {
+        let (ino, path) = {
+            let mut ns = self.ns.lock();
+            let ino = ns.create(parent, name, &meta)?;
+            (ino, ns.child_path(parent, name).unwrap_or_default())
+        };
+        self.log(
+            Record::Create {
+                path,
+                meta: meta.clone(),
+            },
+            false,
+        )?;
+        let fh = if open && meta.kind == NodeKind::File {
+            Some(self.open(ino, true, true)?)
+        } else {
+            None
+        };
+        Ok((ino, fh))
+    }
+
+    pub fn link(&self, ino: u64, parent: u64, name: &[u8]) -> WResult<()> {
+        let (target, path) = {
+            let mut ns = self.ns.lock();
+            let target = ns.path(ino).ok_or(NsError::NotFound)?;
+            ns.link(ino, parent, name, now())?;
+            (target, ns.child_path(parent, name).unwrap_or_default())
+        };
+        self.log(Record::Link { target, path }, false)
+    }
+
+    pub fn unlink(&self, parent: u64, name: &[u8], dir: bool) -> WResult<()> {
+        let (path, dropped) = {
+            let mut ns = self.ns.lock();
+            let path = ns.child_path(parent, name).unwrap_or_default();
+            let spool = ns
+                .lookup(parent, name)
+                .ok()
+                .and_then(|i| ns.get(i).ok())
+                .and_then(|i| i.spool.clone());
+            let (_, gone) = ns.unlink(parent, name, dir, now())?;
+            (path, if gone { spool } else { None })
+        };
+        if let Some(s) = dropped {
+            self.drop_spool(&s);
+        }
+        self.log(Record::Unlink { path }, false)
+    }
+
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        noreplace: bool,
+    ) -> WResult<()> {
+        let (from, to, dropped) = {
+            let mut ns = self.ns.lock();
+            let from = ns.child_path(parent, name).unwrap_or_default();
+            let to = ns.child_path(newparent, newname).unwrap_or_default();
+            let victim_spool = ns
+                .lookup(newparent, newname)
+                .ok()
+                .and_then(|i| ns.get(i).ok())
+                .and_then(|i| i.spool.clone());
+            let dropped = ns.rename(parent, name, newparent, newname, noreplace, now())?;
+            (from, to, dropped.and(victim_spool))
+        };
+        if let Some(s) = dropped {
+            self.drop_spool(&s);
+        }
+        // Like a rename on ext4, durable at the next fsync (of the file or the
+        // directory) or close, or by the background sync soon after; the
+        // closed file's bytes already are, under one name or the other.
+        self.log(Record::Rename { from, to }, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn setattr(
+        &self,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<i64>,
+        mtime: Option<i64>,
+    ) -> WResult<WInode> {
+        if let Some(sz) = size {
+            self.truncate(ino, sz)?;
+        }
+        let t = now();
+        let (path, snapshot) = {
+            let mut ns = self.ns.lock();
+            let path = ns.path(ino);
+            let i = ns.get_mut(ino)?;
+            i.set_attrs(mode, uid, gid, atime, mtime, t);
+            (path, i.clone())
+        };
+        if let Some(path) = path {
+            let r = Record::SetAttr {
+                path,
+                mode,
+                uid,
+                gid,
+                atime,
+                mtime,
+                ctime: t,
+            };
+            self.log(r, false)?;
+        }
+        Ok(snapshot)
+    }
+
+    pub fn set_xattrs(
+        &self,
+        ino: u64,
+        f: impl FnOnce(&mut Vec<Xattr>) -> WResult<()>,
+    ) -> WResult<()> {
+        let (path, xattrs) = {
+            let mut ns = self.ns.lock();
+            let path = ns.path(ino);
+            let i = ns.get_mut(ino)?;
+            f(&mut i.xattrs)?;
+            i.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+            i.ctime = now();
+            (path, i.xattrs.clone())
+        };
+        match path {
+            Some(path) => self.log(Record::SetXattrs { path, xattrs }, false),
+            None => Ok(()),
+        }
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.changed.load(Ordering::Relaxed)
+    }
+
+    pub fn last_commit(&self) -> Option<SnapshotId> {
+        *self.last_commit.lock()
+    }
+}

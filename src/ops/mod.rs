@@ -1,0 +1,15 @@
+//! What users do to a store: write snapshots (the one [`writer`] and its
+//! sources: local paths in [`backup`], S3 prefixes in [`connector`]), restore
+//! them, forget them (`rm`), check, repair and prune. Each operation that
+//! changes the store takes its lock itself.
+
+pub mod backup;
+pub mod check;
+#[cfg(feature = "s3")]
+pub mod connector;
+pub mod local_node;
+pub mod prune;
+pub mod remove;
+pub mod repair;
+pub mod restore;
+pub mod writer;
