@@ -71,6 +71,19 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// `~/x` → the home folder's `x`; anything else unchanged.
+/// Nanoseconds since the epoch from an RFC 3339 time (`2026-01-31T23:00:00Z`,
+/// `2026-01-31T23:00:00.5+01:00`).
+pub fn parse_time(s: &str) -> crate::Result<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            crate::Error::InvalidInput(format!(
+                "{s:?} is not an RFC 3339 time like 2026-01-31T23:00:00Z: {e}"
+            ))
+        })?;
+    i64::try_from(t.unix_timestamp_nanos())
+        .map_err(|_| crate::Error::InvalidInput(format!("{s:?} is out of range")))
+}
+
 pub fn expand_tilde(p: &str) -> std::path::PathBuf {
     match p.strip_prefix("~/") {
         Some(rest) => dirs::home_dir().unwrap_or_default().join(rest),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 use klosetfs::format::id::SnapshotId;
 use klosetfs::ops::backup::{backup, BackupOptions, Progress};
+use klosetfs::ops::stream_source::{backup_stream, Stream, StreamOptions};
 use klosetfs::util::human_bytes;
 
 use super::progress::Ticker;
@@ -15,12 +16,27 @@ use super::{Ctx, EXIT_OK, EXIT_PARTIAL};
 /// Back up files and directories into a new snapshot.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  klosetfs at /srv/backups backup ~/Documents ~/Pictures\n  klosetfs at @home backup --tag daily --exclude '*.tmp' --exclude-file ~/.kexclude /home\n  klosetfs at /srv/backups backup s3://photos/2024\n\nExit status: 0 done, 3 done but some files could not be read (listed), 1 failed."
+    after_help = "Examples:\n  klosetfs at /srv/backups backup ~/Documents ~/Pictures\n  klosetfs at @home backup --tag daily --exclude '*.tmp' --exclude-file ~/.kexclude /home\n  klosetfs at /srv/backups backup s3://photos/2024\n  pg_dump mydb | klosetfs at /srv/backups backup --stdin --stdin-name mydb.sql\n  klosetfs at /srv/backups backup --stdin-name mydb.sql --stdin-from-command -- pg_dump mydb\n\nExit status: 0 done, 3 done but some files could not be read (listed), 1 failed\n(also when --stdin-from-command's command fails: then no snapshot is written)."
 )]
 pub struct BackupArgs {
-    /// Paths to back up, or one s3://bucket/prefix (its objects become files).
-    #[arg(required = true)]
+    /// Paths to back up, or one s3://bucket/prefix (its objects become files);
+    /// with --stdin-from-command, the command and its arguments (after `--`).
+    #[arg(required_unless_present = "stdin")]
     paths: Vec<PathBuf>,
+    /// Store standard input as one file (named by --stdin-name).
+    #[arg(long, conflicts_with_all = ["stdin_from_command", "paths"])]
+    stdin: bool,
+    /// Run the command given after `--` and store what it prints as one file;
+    /// if it exits non-zero, no snapshot is written.
+    #[arg(long)]
+    stdin_from_command: bool,
+    /// The file name of --stdin / --stdin-from-command in the snapshot.
+    #[arg(long, default_value = "stdin", value_name = "NAME")]
+    stdin_name: String,
+    /// Record this time (RFC 3339, e.g. 2026-01-31T23:00:00Z) as the
+    /// snapshot's, instead of now: for imports.
+    #[arg(long, value_name = "RFC3339")]
+    time: Option<String>,
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag", short = 't')]
     tags: Vec<String>,
@@ -45,18 +61,40 @@ pub struct BackupArgs {
 }
 
 pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
+    let streaming = a.stdin || a.stdin_from_command;
     let s3_source = match a
         .paths
         .iter()
         .find(|p| p.to_string_lossy().starts_with("s3://"))
     {
+        _ if streaming => None,
         Some(p) if a.paths.len() == 1 => Some(p.to_string_lossy().into_owned()),
         Some(_) => {
             anyhow::bail!("an s3:// source is backed up on its own: give it as the only path")
         }
         None => None,
     };
+    let time = a
+        .time
+        .as_deref()
+        .map(klosetfs::util::parse_time)
+        .transpose()?;
     let repo = ctx.open()?;
+    let stream = if a.stdin {
+        Some(Stream::Stdin)
+    } else if a.stdin_from_command {
+        let argv: Vec<String> = a
+            .paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        if argv.is_empty() {
+            anyhow::bail!("--stdin-from-command needs a command: `backup --stdin-from-command -- CMD ARGS...`");
+        }
+        Some(Stream::Command(argv))
+    } else {
+        None
+    };
     let mut excludes = a.excludes;
     for f in &a.exclude_files {
         let body = std::fs::read_to_string(f)
@@ -91,6 +129,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
         } else {
             0
         },
+        time,
     };
     let progress = Arc::new(Progress::default());
     let ticker = {
@@ -106,26 +145,40 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
             )
         })
     };
-    let r = match s3_source {
-        #[cfg(not(feature = "s3"))]
-        Some(loc) => Err(klosetfs::Error::InvalidInput(format!(
-            "{loc}: this klosetfs was built without S3 support"
-        ))),
-        #[cfg(feature = "s3")]
-        Some(loc) => {
-            let o = klosetfs::ops::connector::s3_options(&loc)?;
-            let bucket = klosetfs::storage::S3Bucket::connect(&o)?;
-            let prefix = klosetfs::ops::connector::key_prefix(&o);
-            let so = klosetfs::ops::connector::s3_source::SourceOptions {
-                location: loc,
+    let r = match (stream, s3_source) {
+        (Some(stream), _) => backup_stream(
+            &repo,
+            stream,
+            &StreamOptions {
+                name: a.stdin_name.clone(),
                 tags: opts.tags.clone(),
                 host: opts.host.clone(),
-                parent: opts.parent,
-                no_parent: opts.no_parent,
-            };
-            klosetfs::ops::connector::s3_source::backup(&repo, &bucket, &prefix, &so, &progress)
-        }
-        None => backup(&repo, &opts, &progress),
+                time,
+            },
+            &progress,
+        ),
+        (None, s3_source) => match s3_source {
+            #[cfg(not(feature = "s3"))]
+            Some(loc) => Err(klosetfs::Error::InvalidInput(format!(
+                "{loc}: this klosetfs was built without S3 support"
+            ))),
+            #[cfg(feature = "s3")]
+            Some(loc) => {
+                let o = klosetfs::ops::connector::s3_options(&loc)?;
+                let bucket = klosetfs::storage::S3Bucket::connect(&o)?;
+                let prefix = klosetfs::ops::connector::key_prefix(&o);
+                let so = klosetfs::ops::connector::s3_source::SourceOptions {
+                    location: loc,
+                    tags: opts.tags.clone(),
+                    host: opts.host.clone(),
+                    parent: opts.parent,
+                    no_parent: opts.no_parent,
+                    time,
+                };
+                klosetfs::ops::connector::s3_source::backup(&repo, &bucket, &prefix, &so, &progress)
+            }
+            None => backup(&repo, &opts, &progress),
+        },
     };
     drop(ticker);
     let r = r?;

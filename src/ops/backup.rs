@@ -40,6 +40,8 @@ pub struct BackupOptions {
     pub no_parent: bool,
     /// Worker threads per stage; 0 means one per core.
     pub threads: usize,
+    /// The snapshot's time (ns since the epoch) instead of now.
+    pub time: Option<i64>,
 }
 
 /// Live counters, read by the progress bar.
@@ -167,6 +169,7 @@ pub fn backup(repo: &Arc<Repo>, opts: &BackupOptions, progress: &Progress) -> Re
             host,
             paths: path_bytes,
             tags: opts.tags.clone(),
+            time: opts.time,
         },
         ParentChoice::from_options(opts.parent, opts.no_parent),
     )?;

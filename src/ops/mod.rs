@@ -1,5 +1,6 @@
 //! What users do to a store: write snapshots (the one [`writer`] and its
-//! sources: local paths in [`backup`], S3 prefixes in [`connector`]), restore
+//! sources: local paths in [`backup`], S3 prefixes in [`connector`], a stream
+//! in [`stream_source`]), restore
 //! them, forget them (`rm`), check, repair and prune. Each operation that
 //! changes the store takes its lock itself.
 
@@ -12,4 +13,5 @@ pub mod prune;
 pub mod remove;
 pub mod repair;
 pub mod restore;
+pub mod stream_source;
 pub mod writer;

@@ -23,6 +23,8 @@ pub struct SnapshotPlan {
     /// the parent.
     pub paths: Vec<Vec<u8>>,
     pub tags: Vec<String>,
+    /// The snapshot's time (ns since the epoch), for imports; `None` is now.
+    pub time: Option<i64>,
 }
 
 /// Which earlier snapshot a new one is compared with (unchanged files keep
@@ -135,7 +137,7 @@ pub fn save_snapshot(
     summary.duration_ns = started.elapsed().as_nanos() as u64;
     let snapshot = Snapshot {
         version: 1,
-        time: crate::util::now_ns(),
+        time: plan.time.unwrap_or_else(crate::util::now_ns),
         host: plan.host.clone(),
         user: crate::util::username(),
         paths: plan.paths.clone(),

@@ -33,6 +33,16 @@ pub enum StreamError {
     Store(Error),
 }
 
+impl StreamError {
+    /// One error, a read failure named by `reading` (what was being read).
+    pub fn into_error(self, reading: &str) -> Error {
+        match self {
+            StreamError::Read(e) => Error::io(reading, e),
+            StreamError::Store(e) => e,
+        }
+    }
+}
+
 pub struct Packer {
     repo: Arc<Repo>,
     level: i32,

@@ -38,6 +38,7 @@ impl WritableFs {
             host: self.opts.host.clone(),
             paths: vec![b"/".to_vec()],
             tags: self.opts.tags.clone(),
+            time: None,
         };
         let base = *self.base.lock();
         let (id, _) = save_snapshot(

@@ -38,6 +38,8 @@ pub struct SourceOptions {
     pub host: Option<String>,
     pub parent: Option<SnapshotId>,
     pub no_parent: bool,
+    /// The snapshot's time (ns since the epoch) instead of now.
+    pub time: Option<i64>,
 }
 
 /// An object's chunks and content type, once read.
@@ -139,6 +141,7 @@ pub fn backup(
         host: opts.host.clone().unwrap_or_else(crate::util::hostname),
         paths: vec![opts.location.trim_end_matches('/').as_bytes().to_vec()],
         tags: opts.tags.clone(),
+        time: opts.time,
     };
     let writer = SnapshotWriter::start(
         repo,
