@@ -1,5 +1,6 @@
-//! `backup --stdin` and `--stdin-from-command`: a stream becomes one file of
-//! a snapshot, dedups like any file, and a failing command leaves no snapshot.
+//! Backup options beyond a plain walk: `--stdin` and `--stdin-from-command`
+//! (a stream becomes one file, dedups like any file, a failing command leaves
+//! no snapshot), `--time`, and `-x` (stay on one file system).
 
 mod common;
 use common::*;
@@ -89,4 +90,29 @@ fn a_failing_command_leaves_no_snapshot_and_says_why() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(walk(&env.store.join("snapshots")).is_empty());
+}
+
+/// `backup -x` stays on the source's file system: a mount point below it is
+/// kept as an empty directory; without -x its contents are backed up.
+#[test]
+fn one_file_system_keeps_mount_points_empty() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("needs root to mount a tmpfs; covered in CI");
+        return;
+    }
+    let env = Env::new();
+    env.create();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/here.txt"), "same fs").unwrap();
+    let _guard = small_tmpfs(&src.join("mnt"), "4m");
+    std::fs::write(src.join("mnt/elsewhere.txt"), "other fs").unwrap();
+    env.ok(&[&"backup", &"-x", &src]);
+    let root = format!("latest:{}", src.display());
+    let ls = env.ok(&[&"ls", &"-R", &root]);
+    assert!(ls.contains("here.txt") && ls.contains("/mnt"), "{ls}");
+    assert!(!ls.contains("elsewhere.txt"), "{ls}");
+    env.ok(&[&"backup", &src]);
+    let ls = env.ok(&[&"ls", &"-R", &root]);
+    assert!(ls.contains("elsewhere.txt"), "{ls}");
 }

@@ -33,6 +33,10 @@ pub struct BackupArgs {
     /// The file name of --stdin / --stdin-from-command in the snapshot.
     #[arg(long, default_value = "stdin", value_name = "NAME")]
     stdin_name: String,
+    /// Stay on the file systems of the given paths: mount points below them
+    /// are kept as empty directories.
+    #[arg(long, short = 'x')]
+    one_file_system: bool,
     /// Record this time (RFC 3339, e.g. 2026-01-31T23:00:00Z) as the
     /// snapshot's, instead of now: for imports.
     #[arg(long, value_name = "RFC3339")]
@@ -130,6 +134,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
             0
         },
         time,
+        one_file_system: a.one_file_system,
     };
     let progress = Arc::new(Progress::default());
     let ticker = {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,6 +42,9 @@ pub struct BackupOptions {
     pub threads: usize,
     /// The snapshot's time (ns since the epoch) instead of now.
     pub time: Option<i64>,
+    /// Stay on the file systems of `paths`: a directory on another one (a
+    /// mount point) is kept, empty.
+    pub one_file_system: bool,
 }
 
 /// Live counters, read by the progress bar.
@@ -91,6 +94,8 @@ struct Walker<'a> {
     excludes: GlobSet,
     exclude_paths: &'a [PathBuf],
     files_tx: Sender<FileJob>,
+    /// With `one_file_system`, the devices of the source paths.
+    devices: Option<Vec<u64>>,
     dirs: u64,
     others: u64,
 }
@@ -157,6 +162,12 @@ pub fn backup(repo: &Arc<Repo>, opts: &BackupOptions, progress: &Progress) -> Re
     }
     paths.sort();
     paths.dedup();
+    let mut devices: Vec<u64> = paths
+        .iter()
+        .filter_map(|p| fs::metadata(p).ok().map(|m| m.dev()))
+        .collect();
+    devices.sort_unstable();
+    devices.dedup();
     let host = opts.host.clone().unwrap_or_else(crate::util::hostname);
     let path_bytes: Vec<Vec<u8>> = paths
         .iter()
@@ -237,6 +248,7 @@ pub fn backup(repo: &Arc<Repo>, opts: &BackupOptions, progress: &Progress) -> Re
             excludes,
             exclude_paths: &opts.exclude_paths,
             files_tx,
+            devices: opts.one_file_system.then(|| devices.clone()),
             dirs: 0,
             others: 0,
         };
@@ -325,8 +337,17 @@ impl Walker<'_> {
         match node.kind {
             NodeKind::Dir => {
                 self.dirs += 1;
-                let psub = pnode.filter(|p| p.is_dir()).and_then(|p| p.subtree);
-                node.subtree = Some(self.save_dir(path, psub)?);
+                let other_fs = self
+                    .devices
+                    .as_ref()
+                    .is_some_and(|d| !d.contains(&node.dev));
+                node.subtree = Some(if other_fs {
+                    // A mount point: kept as an empty directory, not entered.
+                    self.save_tree(Vec::new())?
+                } else {
+                    let psub = pnode.filter(|p| p.is_dir()).and_then(|p| p.subtree);
+                    self.save_dir(path, psub)?
+                });
                 nodes.push(node);
             }
             NodeKind::File => {
