@@ -177,18 +177,22 @@ pub fn acquire(storage: &Arc<dyn Storage>, keys: &Keys, exclusive: bool) -> Resu
     Ok(lock)
 }
 
+/// The locks of a store, listed once, for the questions `check` and `prune`
+/// ask of them.
+pub type Locks = [(String, Option<LockInfo>)];
+
 /// Partial objects left by writers that died mid-write: older than the oldest
-/// live lock (less a minute for clocks), so no running writer can own them.
-/// Removed with `remove` (prune does, under its exclusive lock).
+/// live lock in `locks` (less a minute for clocks), so no running writer can
+/// own them. Removed with `remove` (prune does, under its exclusive lock).
 pub fn stale_temporaries(
     storage: &dyn Storage,
-    keys: &Keys,
+    locks: &Locks,
     remove: bool,
 ) -> Result<Vec<(String, u64)>> {
     let now = crate::util::now_ns();
-    let oldest = list_locks(storage, keys)?
-        .into_iter()
-        .filter_map(|(_, i)| i.filter(|i| !i.is_stale(now)).map(|i| i.time))
+    let oldest = locks
+        .iter()
+        .filter_map(|(_, i)| i.as_ref().filter(|i| !i.is_stale(now)).map(|i| i.time))
         .min()
         .unwrap_or(now)
         .min(now);
@@ -197,17 +201,17 @@ pub fn stale_temporaries(
     Ok(storage.temporaries(before, remove)?)
 }
 
-/// Locks that are stale (see [`LockInfo::is_stale`]), described.
-pub fn stale_locks(storage: &dyn Storage, keys: &Keys) -> Result<Vec<String>> {
+/// The stale ones of `locks` (see [`LockInfo::is_stale`]), described.
+pub fn stale_locks(locks: &Locks) -> Vec<String> {
     let now = crate::util::now_ns();
-    Ok(list_locks(storage, keys)?
-        .into_iter()
+    locks
+        .iter()
         .filter_map(|(name, i)| match i {
             Some(i) if i.is_stale(now) => Some(i.describe()),
             None => Some(format!("unreadable lock {name}")),
             Some(_) => None,
         })
-        .collect())
+        .collect()
 }
 
 /// Removes stale locks, or every lock with `all`. Returns how many were removed.

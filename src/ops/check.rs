@@ -142,7 +142,8 @@ pub fn check(repo: &Repo, read_data: bool, progress: &CheckProgress) -> Result<C
     report.errors.extend(errors.into_inner());
 
     // Leftovers of killed processes: harmless, but worth a word.
-    let stale = crate::format::lock::stale_locks(&**repo.storage(), repo.keys())?;
+    let locks = crate::format::lock::list_locks(&**repo.storage(), repo.keys())?;
+    let stale = crate::format::lock::stale_locks(&locks);
     if !stale.is_empty() {
         report.warnings.push(format!(
             "{} stale lock(s) ({}): the next writer on their host clears those of dead processes; `unlock` removes them now",
@@ -150,7 +151,7 @@ pub fn check(repo: &Repo, read_data: bool, progress: &CheckProgress) -> Result<C
             stale.join("; ")
         ));
     }
-    let temps = crate::format::lock::stale_temporaries(&**repo.storage(), repo.keys(), false)?;
+    let temps = crate::format::lock::stale_temporaries(&**repo.storage(), &locks, false)?;
     if !temps.is_empty() {
         report.warnings.push(format!(
             "{} partial object(s) of interrupted writes ({} bytes, e.g. {}): `prune` removes them",

@@ -187,8 +187,8 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, progress: &PruneProgress) -> Resu
     let size_of = |n: &str| stored.get(n).copied().unwrap_or(0);
     report.bytes_freed = delete.iter().map(|p| size_of(&p.to_hex())).sum::<u64>()
         + orphans.iter().map(|n| size_of(n)).sum::<u64>();
-    let temps =
-        crate::format::lock::stale_temporaries(&**repo.storage(), repo.keys(), !opts.dry_run)?;
+    let locks = crate::format::lock::list_locks(&**repo.storage(), repo.keys())?;
+    let temps = crate::format::lock::stale_temporaries(&**repo.storage(), &locks, !opts.dry_run)?;
     report.temporaries = temps.len();
     report.bytes_freed += temps.iter().map(|t| t.1).sum::<u64>();
     if opts.dry_run {
