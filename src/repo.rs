@@ -411,25 +411,9 @@ impl Repo {
 /// The root directory of a snapshot, as a node (it has no stored metadata of its own).
 pub fn synthetic_dir(tree: BlobId) -> Node {
     Node {
-        name: b"/".to_vec(),
-        kind: NodeKind::Dir,
         mode: 0o755,
-        uid: 0,
-        gid: 0,
-        user: String::new(),
-        group: String::new(),
-        size: 0,
-        atime: 0,
-        mtime: 0,
-        ctime: 0,
-        dev: 0,
-        ino: 0,
-        nlink: 1,
-        rdev: 0,
-        xattrs: vec![],
-        target: vec![],
-        content: vec![],
         subtree: Some(tree),
+        ..Node::bare(b"/".to_vec(), NodeKind::Dir)
     }
 }
 

@@ -62,6 +62,33 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node of `kind` named `name` with no metadata yet: mode 0, owner 0,
+    /// times 0, one link, no content. Writers that do not read a real file's
+    /// metadata (the snapshot root, the S3 and stream sources) fill in the rest.
+    pub fn bare(name: Vec<u8>, kind: NodeKind) -> Node {
+        Node {
+            name,
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            user: String::new(),
+            group: String::new(),
+            size: 0,
+            atime: 0,
+            mtime: 0,
+            ctime: 0,
+            dev: 0,
+            ino: 0,
+            nlink: 1,
+            rdev: 0,
+            xattrs: vec![],
+            target: vec![],
+            content: vec![],
+            subtree: None,
+        }
+    }
+
     pub fn is_dir(&self) -> bool {
         self.kind == NodeKind::Dir
     }
@@ -155,25 +182,8 @@ mod tests {
 
     pub fn node(name: &[u8]) -> Node {
         Node {
-            name: name.to_vec(),
-            kind: NodeKind::File,
             mode: 0o644,
-            uid: 0,
-            gid: 0,
-            user: String::new(),
-            group: String::new(),
-            size: 0,
-            atime: 0,
-            mtime: 0,
-            ctime: 0,
-            dev: 0,
-            ino: 0,
-            nlink: 1,
-            rdev: 0,
-            xattrs: vec![],
-            target: vec![],
-            content: vec![],
-            subtree: None,
+            ..Node::bare(name.to_vec(), NodeKind::File)
         }
     }
 

@@ -69,25 +69,16 @@ pub fn backup_stream(
     };
     let size: u64 = content.iter().map(|c| c.size as u64).sum();
     let node = Node {
-        name: name.to_vec(),
-        kind: NodeKind::File,
         mode: 0o600,
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
         user: crate::util::username(),
-        group: String::new(),
         size,
         atime: started,
         mtime: started,
         ctime: started,
-        dev: 0,
-        ino: 0,
-        nlink: 1,
-        rdev: 0,
-        xattrs: Vec::new(),
-        target: Vec::new(),
         content,
-        subtree: None,
+        ..Node::bare(name.to_vec(), NodeKind::File)
     };
     let tree = writer
         .packer()

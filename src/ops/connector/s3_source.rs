@@ -98,28 +98,16 @@ impl Read for ObjectReader<'_> {
 
 fn file_node(name: Vec<u8>, o: &ObjectInfo) -> Node {
     Node {
-        name,
-        kind: NodeKind::File,
         mode: 0o100644,
-        uid: 0,
-        gid: 0,
-        user: String::new(),
-        group: String::new(),
         size: o.size,
         atime: o.mtime_ns,
         mtime: o.mtime_ns,
         ctime: o.mtime_ns,
-        dev: 0,
-        ino: 0,
-        nlink: 1,
-        rdev: 0,
         xattrs: vec![Xattr {
             name: XATTR_ETAG.to_vec(),
             value: o.etag.as_bytes().to_vec(),
         }],
-        target: Vec::new(),
-        content: Vec::new(),
-        subtree: None,
+        ..Node::bare(name, NodeKind::File)
     }
 }
 
