@@ -27,7 +27,7 @@ need_tools() {
   if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  [ -n "${SKIP_BUILD:-}" ] || (cd "$ROOT" && cargo build --release --locked -q)
+  [ -n "${SKIP_BUILD:-}" ] || (cd "$ROOT" && cargo build --release --locked -q && cargo build --release --locked -q --example memfs)
 }
 
 # kernel_tree VERSION -> prints the unpacked tree's path
@@ -68,3 +68,34 @@ timed() {
 secs() { awk -v n="$1" '$1==n {print $2}' "$RESULTS" | tail -1; }
 rss() { awk -v n="$1" '$1==n {print $3}' "$RESULTS" | tail -1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# FUSE requests the kernel sends while CMD runs, by opcode, from the
+# `fuse:fuse_request_send` tracepoint: fuse_requests OUT CMD... writes
+# "OPCODE COUNT" lines to OUT (empty when tracefs is not available).
+fuse_requests() {
+  local out=$1; shift
+  local tr=/sys/kernel/tracing
+  [ -d "$tr/events/fuse" ] || mount -t tracefs nodev "$tr" 2>/dev/null || true
+  if [ ! -w "$tr/events/fuse/fuse_request_send/enable" ]; then
+    : > "$out"; "$@"; return
+  fi
+  echo 0 > "$tr/tracing_on"; : > "$tr/trace"
+  echo 65536 > "$tr/buffer_size_kb"
+  echo 1 > "$tr/events/fuse/fuse_request_send/enable"
+  # Read the buffer as it fills (a large copy outgrows any buffer).
+  cat "$tr/trace_pipe" > "$out.raw" & local reader=$!
+  echo 1 > "$tr/tracing_on"
+  "$@"; local rc=$?
+  echo 0 > "$tr/tracing_on"
+  echo 0 > "$tr/events/fuse/fuse_request_send/enable"
+  sleep 0.5; kill "$reader" 2>/dev/null; wait "$reader" 2>/dev/null || true
+  grep -o '(FUSE_[A-Z0-9_]*)' "$out.raw" | tr -d '()' | sort | uniq -c | awk '{print $2, $1}' > "$out"
+  rm -f "$out.raw"
+  return $rc
+}
+
+# per_file OUT FILES -> requests per file from a fuse_requests output
+per_file() { awk -v n="$2" '{ s += $2 } END { if (n > 0) printf "%.2f", s / n; else print "n/a" }' "$1"; }
+
+# The FUSE floor binary: a minimal in-memory filesystem (examples/memfs.rs).
+MEMFS="$ROOT/target/release/examples/memfs"

@@ -3,11 +3,13 @@
 //!
 //! Files up to [`IN_MEMORY_LIMIT`] are read whole and cut in place (a file
 //! smaller than the minimum chunk is moved out as its only chunk, no copy);
-//! larger ones stream through FastCDC's buffered reader.
+//! larger ones and streams of unknown length go through a window that holds
+//! at least one maximum-size chunk ahead, so both cut exactly where FastCDC
+//! cuts the whole input.
 
 use std::io::Read;
 
-use fastcdc::v2020::{FastCDC, Normalization, StreamCDC};
+use fastcdc::v2020::{FastCDC, Normalization};
 
 use crate::format::config::ChunkerParams;
 
@@ -20,7 +22,7 @@ pub struct Chunker<R: Read> {
 }
 
 enum Inner<R: Read> {
-    Stream(Box<StreamCDC<R>>),
+    Stream(Box<Window<R>>),
     /// Remaining cut points of an in-memory buffer; the buffer itself moves
     /// out when it is one chunk.
     Memory {
@@ -34,14 +36,15 @@ impl<R: Read> Chunker<R> {
     /// A chunker for a stream of unknown length.
     pub fn new(reader: R, p: &ChunkerParams, seed: u64) -> Self {
         Self {
-            inner: Inner::Stream(Box::new(StreamCDC::with_level_and_seed(
+            inner: Inner::Stream(Box::new(Window {
                 reader,
-                p.min_size,
-                p.avg_size,
-                p.max_size,
-                Normalization::Level1,
+                params: *p,
                 seed,
-            ))),
+                buf: Vec::new(),
+                start: 0,
+                end: 0,
+                eof: false,
+            })),
         }
     }
 
@@ -91,12 +94,7 @@ impl<R: Read> Iterator for Chunker<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.inner {
-            Inner::Stream(s) => s.next().map(|r| {
-                r.map(|c| c.data).map_err(|e| match e {
-                    fastcdc::v2020::Error::IoError(e) => e,
-                    other => std::io::Error::other(other.to_string()),
-                })
-            }),
+            Inner::Stream(w) => w.next_chunk().transpose(),
             Inner::Memory { data, cuts } => {
                 let (a, b) = cuts.next()?;
                 if a == 0 && b == data.len() {
@@ -108,6 +106,79 @@ impl<R: Read> Iterator for Chunker<R> {
             }
             Inner::Done => None,
         }
+    }
+}
+
+/// How much a window reads at a time (and grows its buffer by).
+const READ_STEP: usize = 1 << 20;
+
+/// The streaming side: `buf[start..end]` is read and not yet cut. FastCDC
+/// never looks further than `max_size` from a chunk's start, so cutting the
+/// window once it holds `max_size` bytes (or the rest of the input) finds the
+/// cut the whole input would give. The buffer grows only as far as needed
+/// (under twice `max_size`) and the unread tail moves to the
+/// front at most once per `max_size` bytes: unlike FastCDC's `StreamCDC`,
+/// which zeroes a `max_size` buffer per stream and shifts it after every chunk.
+struct Window<R: Read> {
+    reader: R,
+    params: ChunkerParams,
+    seed: u64,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+impl<R: Read> Window<R> {
+    /// Reads until the window holds `want` bytes or the input ends.
+    fn fill(&mut self, want: usize) -> std::io::Result<()> {
+        let step = READ_STEP.min(want);
+        while !self.eof && self.end - self.start < want {
+            if self.buf.len() - self.end < step {
+                if self.start > 0 {
+                    self.buf.copy_within(self.start..self.end, 0);
+                    self.end -= self.start;
+                    self.start = 0;
+                }
+                let need = self.end + step;
+                if self.buf.len() < need {
+                    self.buf.resize(need, 0);
+                }
+            }
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let p = self.params;
+        self.fill(p.max_size as usize)?;
+        let window = &self.buf[self.start..self.end];
+        if window.is_empty() {
+            return Ok(None);
+        }
+        let len = if window.len() <= p.min_size as usize {
+            window.len()
+        } else {
+            FastCDC::with_level_and_seed(
+                window,
+                p.min_size,
+                p.avg_size,
+                p.max_size,
+                Normalization::Level1,
+                self.seed,
+            )
+            .next()
+            .map_or(window.len(), |c| c.length)
+        };
+        let chunk = window[..len].to_vec();
+        self.start += len;
+        Ok(Some(chunk))
     }
 }
 
@@ -142,6 +213,39 @@ mod tests {
                 .map(|c| c.unwrap())
                 .collect();
             prop_assert_eq!(mem, chunks);
+        }
+    }
+
+    /// A reader that hands out at most `step` bytes per call, as a pipe or
+    /// a file still being written does.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// The window cuts where FastCDC's own stream reader cuts (what
+        /// earlier versions stored), however the input arrives.
+        #[test]
+        fn window_cuts_like_fastcdc_streamcdc(len in 0usize..120_000, step in 1usize..20_000, seed in any::<u64>()) {
+            let mut x = seed | 1;
+            let data: Vec<u8> = (0..len).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; (x >> 24) as u8 }).collect();
+            let p = small();
+            let ours: Vec<Vec<u8>> = Chunker::new(Trickle { data: &data, step }, &p, seed).map(|c| c.unwrap()).collect();
+            let theirs: Vec<Vec<u8>> = fastcdc::v2020::StreamCDC::with_level_and_seed(&data[..], p.min_size, p.avg_size, p.max_size, Normalization::Level1, seed)
+                .map(|c| c.unwrap().data)
+                .collect();
+            prop_assert_eq!(ours, theirs);
         }
     }
 

@@ -198,7 +198,8 @@ impl Packer {
         }
     }
 
-    fn check_failed(&self) -> Result<()> {
+    /// Fails once a store write failed (with that first failure).
+    pub fn check_failed(&self) -> Result<()> {
         if !self.failed.load(Ordering::Acquire) {
             return Ok(());
         }

@@ -219,7 +219,7 @@ pub fn recover_dir(repo: &Arc<Repo>, spool: &Path) -> Result<Option<SnapshotId>>
         host,
         tags,
         cache_bytes: 64 << 20,
-        sync_on_close: true,
+        sync: super::SyncMode::Close,
     };
     let header = Record::Header {
         store_id,

@@ -13,7 +13,7 @@ use crate::pipeline::chunk_cache::{chunk_offsets, read_chunks};
 
 use super::journal::Record;
 use super::namespace::NsError;
-use super::{now, OpenFile, WError, WResult, WritableFs, COMMIT_INO};
+use super::{now, OpenFile, SyncMode, WError, WResult, WritableFs, COMMIT_INO};
 
 fn io_err(e: std::io::Error) -> WError {
     if e.raw_os_error() == Some(libc::ENOSPC) {
@@ -326,7 +326,9 @@ impl WritableFs {
         )?)
     }
 
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> WResult<u32> {
+    /// Writes at `offset`; `kill_suid` (a write the kernel says must drop
+    /// them) clears the setuid and setgid bits, as a local filesystem does.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8], kill_suid: bool) -> WResult<u32> {
         let ino = match self.handles.lock().get(&fh) {
             Some(h) if h.write => h.ino,
             _ => return Err(WError::BadHandle),
@@ -334,6 +336,12 @@ impl WritableFs {
         self.check_store_error()?;
         if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
             self.drain_spool()?;
+            if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
+                // Closed files still being stored hold spool: wait for them.
+                self.storer.wait_idle();
+                self.check_store_error()?;
+                self.drain_spool()?;
+            }
             if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
                 return Err(WError::NoSpace);
             }
@@ -354,6 +362,11 @@ impl WritableFs {
         i.generation += 1;
         i.mtime = now();
         i.ctime = i.mtime;
+        let killed = (kill_suid && i.mode & 0o6000 != 0).then_some(i.mode & !0o6000);
+        drop(ns);
+        if let Some(mode) = killed {
+            self.setattr(ino, Some(mode), None, None, None, None, None)?;
+        }
         Ok(data.len() as u32)
     }
 
@@ -373,6 +386,10 @@ impl WritableFs {
             self.store_content(ino)?;
         }
         if fsync {
+            // fsync reports this file's own storing, as a disk filesystem
+            // reports its writeback errors there.
+            self.storer.wait_idle();
+            self.check_store_error()?;
             // Also what was journaled before: a rename, a chmod.
             self.sync_journal()?;
         }
@@ -411,9 +428,13 @@ impl WritableFs {
                     .map_err(|e| WError::Io(format!("spool: {e}")))?;
                 bytes = Some(buf);
             } else {
-                if self.opts.sync_on_close {
-                    f.sync_data()
-                        .map_err(|e| WError::Io(format!("spool: {e}")))?;
+                match self.opts.sync {
+                    SyncMode::Close => f
+                        .sync_data()
+                        .map_err(|e| WError::Io(format!("spool: {e}")))?,
+                    // Synced with the journal by its background syncer.
+                    SyncMode::Lazy => self.journal.lock().syncer().also_sync(f.clone()),
+                    SyncMode::Commit => {}
                 }
                 file = Some((f, len));
             }
@@ -446,16 +467,19 @@ impl WritableFs {
             spool,
         };
         match (bytes, file) {
-            // Small files: in the background; a failure reaches the next
-            // write or close (this file's bytes are safe in the journal).
+            // Small files: their bytes travel in the job.
             (Some(b), _) => self.storer.submit(size, move || job.run(&b[..])),
-            // Spooled files are stored before close returns, so a failing
-            // store reaches this file's own close: one close per many MiB
-            // costs little, and `cp big /mnt` must see the error. Written
-            // sequentially, most of the file is stored already.
+            // Spooled files: most of a file written in order is stored by its
+            // stream already; the rest (or the whole file, read back from the
+            // spool) is stored in the background too, so `cp` goes on to its
+            // next file meanwhile. Like a small file's, a failure reaches the
+            // next write, close and fsync, and the file stays in the journal
+            // and spool for the next commit or `recover`. Under `--sync close`
+            // the file is stored before its close returns, so a failing store
+            // reaches this very close (`cp big /mnt` sees it).
             (None, Some((f, len))) => {
                 let streamed = self.streams.lock().remove(&ino);
-                match streamed.and_then(|s| s.finish(len)) {
+                let store = move || match streamed.and_then(|s| s.finish(len)) {
                     Some(chunks) => {
                         tracing::debug!("{len} bytes stored while being written");
                         job.stored(chunks)
@@ -464,8 +488,12 @@ impl WritableFs {
                         1 << 20,
                         SpoolReader { f: &f, pos: 0 },
                     )),
+                };
+                if self.opts.sync == SyncMode::Close {
+                    store().map_err(WError::Io)?;
+                } else {
+                    self.storer.submit(0, store);
                 }
-                .map_err(WError::Io)?
             }
             (None, None) => unreachable!("bytes or a spool file"),
         }
@@ -525,7 +553,7 @@ impl WritableFs {
             .filter_map(|(ino, i)| i.spool.clone().map(|s| (*ino, s)))
             .collect();
         self.packer.flush()?;
-        if self.opts.sync_on_close {
+        if self.opts.sync != SyncMode::Commit {
             // The records naming those chunks must outlive the spools.
             self.sync_journal()?;
         }

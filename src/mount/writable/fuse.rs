@@ -156,9 +156,18 @@ fn kind_of_mode(mode: u32) -> NodeKind {
     }
 }
 
+/// The kernel options of a writable mount: those of every mount, and
+/// `HANDLE_KILLPRIV_V2` — the daemon clears setuid/setgid bits on a write
+/// (the kernel flags the writes that must), so the kernel stops asking for
+/// `security.capability` before every write and asks once per file.
+pub fn tune_writable_kernel(config: &mut KernelConfig) {
+    tune_kernel(config);
+    let _ = config.add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+}
+
 impl Filesystem for WritableFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        tune_kernel(config);
+        tune_writable_kernel(config);
         Ok(())
     }
 
@@ -412,12 +421,13 @@ impl Filesystem for WritableFuse {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _wf: WriteFlags,
+        wf: WriteFlags,
         _flags: OpenFlags,
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(fh.0, offset, data) {
+        let kill = wf.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        match self.fs.write(fh.0, offset, data, kill) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(&e)),
         }

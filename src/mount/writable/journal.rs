@@ -1,6 +1,7 @@
 //! The writable mount's journal: an append-only log of every change to the
-//! namespace, fsynced when a file is closed or fsynced (and, for other
-//! changes, by a background sync at most [`LAZY_SYNC`] later). With the spool
+//! namespace, fsynced when a file is fsynced, when it is closed under
+//! `--sync close`, and otherwise by a background sync at most [`LAZY_SYNC`]
+//! later (with the spool files of large files closed meanwhile). With the spool
 //! files it names, it lets the next mount (or `recover`) rebuild exactly what
 //! every successful `close()` saw, after a crash of the daemon or the machine.
 //!
@@ -182,6 +183,9 @@ pub struct SyncState {
     appended: AtomicU64,
     /// Bytes known durable; held while syncing, so syncs queue and coalesce.
     synced: Mutex<Synced>,
+    /// Spool files of closed large files, synced before the journal that
+    /// names them.
+    files: Mutex<Vec<Arc<File>>>,
     /// A lazy sync is pending.
     armed: AtomicBool,
     closing: Mutex<bool>,
@@ -200,10 +204,20 @@ impl SyncState {
                 std::io::Error::other(e.clone()),
             ));
         }
-        if synced.upto >= end {
+        // The end first, the files after: a spool is registered before the
+        // record naming it is appended, so every record below `target` has
+        // its spool in `files` (or synced by an earlier sync).
+        let target = self.appended.load(Ordering::Acquire);
+        let files = std::mem::take(&mut *self.files.lock());
+        if synced.upto >= end && files.is_empty() {
             return Ok(());
         }
-        let target = self.appended.load(Ordering::Acquire);
+        for f in files {
+            if let Err(e) = f.sync_data() {
+                synced.error = Some(format!("a spool file: {e}"));
+                return Err(Error::io("syncing a spool file", e));
+            }
+        }
         if let Err(e) = self.file.sync_data() {
             synced.error = Some(e.to_string());
             return Err(Error::io("syncing the journal", e));
@@ -215,6 +229,13 @@ impl SyncState {
     /// Everything appended so far, durable.
     pub fn sync_all(&self) -> Result<()> {
         self.sync_to(self.appended.load(Ordering::Acquire))
+    }
+
+    /// Has the next sync (lazy or not) make `spool` durable too, before the
+    /// journal records that name it.
+    pub fn also_sync(&self, spool: Arc<File>) {
+        self.files.lock().push(spool);
+        self.arm();
     }
 
     /// Asks the lazy syncer to make what is appended durable within
@@ -290,6 +311,7 @@ impl Journal {
             file,
             appended: AtomicU64::new(0),
             synced: Mutex::new(Synced::default()),
+            files: Mutex::new(Vec::new()),
             armed: AtomicBool::new(false),
             closing: Mutex::new(false),
             cv: Condvar::new(),

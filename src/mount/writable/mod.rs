@@ -91,11 +91,33 @@ pub struct WritableOptions {
     pub host: String,
     pub tags: Vec<String>,
     pub cache_bytes: usize,
-    /// fsync the journal (and large spool files) on every close and fsync,
-    /// and other changes within `journal::LAZY_SYNC`, so closed files survive
-    /// a power cut. Without it they survive a
-    /// crash of the daemon, and a power cut only once committed.
-    pub sync_on_close: bool,
+    pub sync: SyncMode,
+}
+
+/// When a closed file becomes durable against a power cut. In every mode a
+/// file whose `close()` returned survives a crash (`kill -9`) of the daemon:
+/// its journal record and spool are in the kernel by then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `fdatasync` of the journal (and a large file's spool) before `close()`
+    /// returns; other changes within [`journal::LAZY_SYNC`].
+    Close,
+    /// Everything within [`journal::LAZY_SYNC`] of the change, by one
+    /// background sync for all the files closed meanwhile (the default).
+    Lazy,
+    /// Only at the next commit (`fsync` and `fsyncdir` still sync).
+    Commit,
+}
+
+impl SyncMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "close" => Some(Self::Close),
+            "lazy" => Some(Self::Lazy),
+            "commit" => Some(Self::Commit),
+            _ => None,
+        }
+    }
 }
 
 struct OpenFile {
@@ -246,9 +268,10 @@ impl WritableFs {
         &self.repo
     }
 
-    /// Appends to the journal. In `sync_on_close` mode a `durable` record (a
-    /// close) is fsynced before this returns, any other within
-    /// [`journal::LAZY_SYNC`] by the journal's background syncer.
+    /// Appends to the journal. With [`SyncMode::Close`] a `durable` record (a
+    /// close) is fsynced before this returns; otherwise (but for
+    /// [`SyncMode::Commit`]) it is within [`journal::LAZY_SYNC`], by the
+    /// journal's background syncer.
     fn log(&self, r: Record, durable: bool) -> WResult<()> {
         self.log_ref(&r, durable)
     }
@@ -260,13 +283,11 @@ impl WritableFs {
             (j.syncer(), j.end())
         };
         self.changed.store(true, Ordering::Relaxed);
-        if self.opts.sync_on_close {
+        match self.opts.sync {
             // Outside the journal's lock: other appenders go on meanwhile.
-            if durable {
-                sync.sync_to(end)?;
-            } else {
-                sync.arm();
-            }
+            SyncMode::Close if durable => sync.sync_to(end)?,
+            SyncMode::Close | SyncMode::Lazy => sync.arm(),
+            SyncMode::Commit => {}
         }
         Ok(())
     }
@@ -277,11 +298,12 @@ impl WritableFs {
         Ok(sync.sync_all()?)
     }
 
-    /// The first failure of a background store, as an I/O error.
+    /// The first failure of a background store, or of the packer under a
+    /// file still being written (its stream), as an I/O error.
     fn check_store_error(&self) -> WResult<()> {
         match self.storer.error() {
             Some(e) => Err(WError::Io(format!("storing a closed file failed: {e}"))),
-            None => Ok(()),
+            None => Ok(self.packer.check_failed()?),
         }
     }
 
