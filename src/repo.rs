@@ -330,10 +330,10 @@ impl Repo {
         Ok(id)
     }
 
-    /// Walks `path` (components as bytes) from a root tree. An empty path is the
-    /// root itself, returned as a synthetic directory node.
-    pub fn find_node(&self, root: &BlobId, path: &[u8]) -> Result<Node> {
-        let mut node = synthetic_dir(*root);
+    /// Walks `path` (components as bytes) from a snapshot's root. An empty
+    /// path is the root itself ([`Snapshot::root_node`]).
+    pub fn find_node(&self, snapshot: &Snapshot, path: &[u8]) -> Result<Node> {
+        let mut node = snapshot.root_node();
         for comp in path.split(|b| *b == b'/').filter(|c| !c.is_empty()) {
             let Some(sub) = node.subtree.filter(|_| node.is_dir()) else {
                 return Err(Error::InvalidInput(format!(

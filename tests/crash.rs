@@ -93,7 +93,7 @@ fn backup_of(
 fn assert_restores(repo: &Arc<Repo>, snap: &str, src_copy: &Path, work: &Path, path: &Path) {
     let (_, s) = repo.resolve_snapshot(snap).unwrap();
     let node = repo
-        .find_node(&s.tree, path.as_os_str().as_encoded_bytes())
+        .find_node(&s, path.as_os_str().as_encoded_bytes())
         .unwrap();
     let out = work.join(format!("restore-{}", rand_name()));
     let r = restore(

@@ -76,6 +76,44 @@ fn cp_a_into_an_empty_mount_makes_an_identical_snapshot() {
     assert_eq!(mode & 0o7777, 0o600);
 }
 
+/// `cp -a SRC/. MNT/` sets the mount root's mode and times: the snapshot
+/// keeps them (a restore of it equals SRC, `./` included), and a mount on
+/// that snapshot as base starts from them.
+#[test]
+fn the_mount_root_round_trips_like_any_directory() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src, 16);
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o750)).unwrap();
+    run(Command::new("touch")
+        .args(["-d", "2001-02-03 04:05:06.789"])
+        .arg(&src));
+    env.create();
+    let mnt = env.path("mnt");
+    let mut m = writable(&env, &mnt, &[]);
+    run(Command::new("cp").arg("-a").arg(src.join(".")).arg(&m.mnt));
+    assert!(m.stop().unwrap().success());
+    let root_of = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.mode() & 0o7777, m.mtime(), m.mtime_nsec())
+    };
+    let want = root_of(&src);
+    assert_eq!(want.0, 0o750);
+    let out = env.path("out");
+    env.ok(&[&"restore", &"-to", &out, &"latest"]);
+    assert_same_tree(&src, &out);
+    assert_eq!(root_of(&out), want, "restored root");
+    // A later mount on it starts from the same root.
+    let mut m = writable(&env, &mnt, &["--base", "latest"]);
+    assert_eq!(root_of(&m.mnt), want, "root of a mount on the base");
+    std::fs::write(m.mnt.join("new"), "x").unwrap();
+    assert!(m.stop().unwrap().success());
+    let out2 = env.path("out2");
+    env.ok(&[&"restore", &"-to", &out2, &"latest"]);
+    assert_eq!(root_of(&out2).0, 0o750, "mode kept through a base");
+}
+
 #[test]
 fn rsync_into_a_mount_on_a_base_sends_only_changes() {
     let env = Env::new();

@@ -33,7 +33,7 @@ pub fn resolve(repo: &Repo, arg: &std::ffi::OsStr) -> anyhow::Result<Target> {
         super::warn_damaged_snapshots(repo);
     }
     let path = if path.is_empty() { b"/".to_vec() } else { path };
-    let node = repo.find_node(&snapshot.tree, &path).map_err(|e| {
+    let node = repo.find_node(&snapshot, &path).map_err(|e| {
         anyhow::anyhow!(
             "{e} in snapshot {} ({}, {} of {})",
             id.short(),

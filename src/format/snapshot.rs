@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::format::crypto::Keys;
 use crate::format::id::{content_hash, BlobId, SnapshotId};
+use crate::format::tree::{Node, NodeKind};
 
 const SNAPSHOT_AAD: &[u8] = b"klosetfs snapshot v1";
 
@@ -40,6 +41,24 @@ pub struct Snapshot {
     pub tree: BlobId,
     pub parent: Option<SnapshotId>,
     pub summary: Summary,
+    /// The root directory's own metadata (mode, owner, times, xattrs), when
+    /// the source has one: a writable mount's root. Written after every other
+    /// field, so readers that predate it decode the rest and ignore it.
+    pub root: Option<Node>,
+}
+
+/// A snapshot as written before `root` existed.
+#[derive(Deserialize)]
+struct SnapshotWithoutRoot {
+    version: u32,
+    time: i64,
+    host: String,
+    user: String,
+    paths: Vec<Vec<u8>>,
+    tags: Vec<String>,
+    tree: BlobId,
+    parent: Option<SnapshotId>,
+    summary: Summary,
 }
 
 impl Snapshot {
@@ -55,7 +74,27 @@ impl Snapshot {
             return Err(Error::corrupt(&what, "content does not match its name"));
         }
         let plain = keys.open(SNAPSHOT_AAD, bytes, &what)?;
-        let s: Snapshot = postcard::from_bytes(&plain).map_err(|e| Error::corrupt(&what, e))?;
+        let s: Snapshot = match postcard::from_bytes(&plain) {
+            Ok(s) => s,
+            // Written before the root's metadata was recorded: it ends there.
+            Err(postcard::Error::DeserializeUnexpectedEnd) => {
+                let o: SnapshotWithoutRoot =
+                    postcard::from_bytes(&plain).map_err(|e| Error::corrupt(&what, e))?;
+                Snapshot {
+                    version: o.version,
+                    time: o.time,
+                    host: o.host,
+                    user: o.user,
+                    paths: o.paths,
+                    tags: o.tags,
+                    tree: o.tree,
+                    parent: o.parent,
+                    summary: o.summary,
+                    root: None,
+                }
+            }
+            Err(e) => return Err(Error::corrupt(&what, e)),
+        };
         if s.version != 1 {
             return Err(Error::corrupt(
                 &what,
@@ -65,6 +104,27 @@ impl Snapshot {
         Ok(s)
     }
 
+    /// The root directory as a node: the recorded one (named `/`, holding
+    /// `tree`), or a synthetic one (0755, the snapshot's time) when none was.
+    pub fn root_node(&self) -> Node {
+        match &self.root {
+            Some(r) => Node {
+                name: b"/".to_vec(),
+                kind: NodeKind::Dir,
+                subtree: Some(self.tree),
+                content: Vec::new(),
+                ..r.clone()
+            },
+            None => {
+                let mut n = crate::repo::synthetic_dir(self.tree);
+                n.atime = self.time;
+                n.mtime = self.time;
+                n.ctime = self.time;
+                n
+            }
+        }
+    }
+
     /// Paths joined for display.
     pub fn paths_display(&self) -> String {
         self.paths
@@ -72,5 +132,53 @@ impl Snapshot {
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(root: Option<Node>) -> Snapshot {
+        Snapshot {
+            version: 1,
+            time: 1_700_000_000_000_000_000,
+            host: "h".into(),
+            user: "u".into(),
+            paths: vec![b"/".to_vec()],
+            tags: vec!["t".into()],
+            tree: BlobId([7; 32]),
+            parent: None,
+            summary: Summary::default(),
+            root,
+        }
+    }
+
+    /// The root's metadata is a trailing field: snapshots written before it
+    /// still decode (as a synthetic root), and readers that predate it decode
+    /// new snapshots and ignore it.
+    #[test]
+    fn the_recorded_root_is_compatible_both_ways() {
+        let mut root = Node::bare(b"/".to_vec(), NodeKind::Dir);
+        root.mode = 0o750;
+        root.mtime = 981_173_106_789_000_000;
+        let new = sample(Some(root.clone()));
+        let bytes = postcard::to_stdvec(&new).unwrap();
+        assert_eq!(postcard::from_bytes::<Snapshot>(&bytes).unwrap(), new);
+        let old_reader: SnapshotWithoutRoot = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(old_reader.tree, new.tree);
+        // An old snapshot is a new one without the trailing `None` byte.
+        let keys = Keys::encrypted(&crate::format::crypto::MasterKey::random().unwrap());
+        let mut old = postcard::to_stdvec(&sample(None)).unwrap();
+        assert_eq!(old.pop(), Some(0));
+        let sealed = keys.seal(SNAPSHOT_AAD, &old).unwrap();
+        let id = SnapshotId(content_hash(&sealed));
+        let back = Snapshot::decode(&keys, &id, &sealed).unwrap();
+        assert_eq!(back, sample(None));
+        let synthetic = back.root_node();
+        assert_eq!((synthetic.mode, synthetic.mtime), (0o755, back.time));
+        let recorded = new.root_node();
+        assert_eq!((recorded.mode, recorded.mtime), (0o750, root.mtime));
+        assert_eq!(recorded.subtree, Some(new.tree));
     }
 }

@@ -181,6 +181,7 @@ pub fn backup(repo: &Arc<Repo>, opts: &BackupOptions, progress: &Progress) -> Re
             paths: path_bytes,
             tags: opts.tags.clone(),
             time: opts.time,
+            root: None,
         },
         ParentChoice::from_options(opts.parent, opts.no_parent),
     )?;

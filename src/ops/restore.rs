@@ -161,9 +161,9 @@ pub fn restore(
     let mut items = Vec::new();
     let root_meta = if start.is_dir() {
         in_pool(&mut || flatten(repo, start, target, &mut items, &mut report.errors));
-        // The target takes the restored directory's own metadata (not the
-        // synthetic snapshot root's).
-        (start.name != b"/").then(|| Item {
+        // The target takes the restored directory's own metadata (not a
+        // synthetic snapshot root's: that one has no inode number).
+        (start.name != b"/" || start.ino != 0).then(|| Item {
             path: target.to_path_buf(),
             node: start.clone(),
         })

@@ -58,6 +58,7 @@ pub fn backup_stream(
         paths: vec![format!("{label}:/{}", opts.name).into_bytes()],
         tags: opts.tags.clone(),
         time: opts.time,
+        root: None,
     };
     // Chunks of the last dump still dedup through the index; no parent is
     // needed to recognise unchanged content.

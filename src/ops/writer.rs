@@ -25,6 +25,9 @@ pub struct SnapshotPlan {
     pub tags: Vec<String>,
     /// The snapshot's time (ns since the epoch), for imports; `None` is now.
     pub time: Option<i64>,
+    /// The root directory's own metadata, when the source has one (a
+    /// writable mount's root); `None` gives a synthetic root.
+    pub root: Option<crate::format::tree::Node>,
 }
 
 /// Which earlier snapshot a new one is compared with (unchanged files keep
@@ -145,6 +148,7 @@ pub fn save_snapshot(
         tree,
         parent,
         summary,
+        root: plan.root.clone(),
     };
     let id = repo.save_snapshot(&snapshot)?;
     Ok((id, snapshot))

@@ -304,7 +304,9 @@ impl Mounted {
             .unwrap();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let start = std::time::Instant::now();
-        while !is_mounted(&mnt) {
+        // Mounted and answering: a mount a killed daemon left behind is in
+        // the table too, but fails every request.
+        while !(is_mounted(&mnt) && std::fs::metadata(&mnt).is_ok()) {
             if let Some(st) = child.try_wait().unwrap() {
                 panic!("mount exited early: {st}");
             }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use super::{hash_ino, Entry, Vfs, What, ROOT_INO};
 use crate::format::id::SnapshotId;
 use crate::format::snapshot::Snapshot;
-use crate::repo::synthetic_dir;
 
 pub(super) fn layout_ino(path: &str) -> u64 {
     hash_ino(&[b"layout", path.as_bytes()])
@@ -130,10 +129,7 @@ impl Vfs {
     }
 
     fn snapshot_root(&self, parent: u64, _id: &SnapshotId, s: &Snapshot) -> Entry {
-        let mut root = synthetic_dir(s.tree);
-        root.atime = s.time;
-        root.mtime = s.time;
-        root.ctime = s.time;
+        let root = s.root_node();
         Entry {
             parent,
             what: What::Node {

@@ -467,7 +467,7 @@ mod tests {
         let (_d, repo, src) = fixture();
         let (_, snap) = repo.resolve_snapshot("latest").unwrap();
         let node = repo
-            .find_node(&snap.tree, src.as_os_str().as_encoded_bytes())
+            .find_node(&snap, src.as_os_str().as_encoded_bytes())
             .unwrap();
         let v = Vfs::single(repo.clone(), VfsOptions::default(), node, &snap);
         let names: Vec<Vec<u8>> = v

@@ -15,7 +15,7 @@ use crate::pipeline::packer::Packer;
 use crate::repo::Repo;
 
 use super::journal::{self, Journal, Record};
-use super::namespace::{Namespace, ROOT};
+use super::namespace::{Namespace, WInode, ROOT};
 use super::{now, WError, WResult, WritableFs, WritableOptions, MOUNT_DEV};
 
 impl WritableFs {
@@ -30,15 +30,18 @@ impl WritableFs {
         self.check_store_error()?;
         self.packer.flush()?;
         let mut summary = Summary::default();
-        let root = {
+        let (root, root_meta) = {
             let ns = self.ns.lock();
-            self.build_tree(&ns, ROOT, &mut summary)?
+            let tree = self.build_tree(&ns, ROOT, &mut summary)?;
+            // The mount's root keeps what `cp -a SRC/. MNT/` set on it.
+            (tree, self.meta_node(b"/".to_vec(), ROOT, ns.get(ROOT)?))
         };
         let plan = SnapshotPlan {
             host: self.opts.host.clone(),
             paths: vec![b"/".to_vec()],
             tags: self.opts.tags.clone(),
             time: None,
+            root: Some(root_meta),
         };
         let base = *self.base.lock();
         let (id, _) = save_snapshot(
@@ -70,6 +73,41 @@ impl WritableFs {
         Ok(id)
     }
 
+    /// An inode's metadata as a tree node (no size, content or subtree).
+    fn meta_node(&self, name: Vec<u8>, ino: u64, i: &WInode) -> Node {
+        Node {
+            name,
+            kind: i.kind,
+            mode: i.mode,
+            uid: i.uid,
+            gid: i.gid,
+            user: if i.user.is_empty() {
+                self.names.user(i.uid)
+            } else {
+                i.user.clone()
+            },
+            group: if i.group.is_empty() {
+                self.names.group(i.gid)
+            } else {
+                i.group.clone()
+            },
+            atime: i.atime,
+            mtime: i.mtime,
+            ctime: i.ctime,
+            dev: MOUNT_DEV,
+            ino,
+            nlink: if i.is_dir() {
+                1
+            } else {
+                i.links.len().max(1) as u64
+            },
+            rdev: i.rdev,
+            xattrs: i.xattrs.clone(),
+            target: i.target.clone(),
+            ..Node::bare(Vec::new(), i.kind)
+        }
+    }
+
     pub(super) fn build_tree(
         &self,
         ns: &Namespace,
@@ -98,43 +136,15 @@ impl WritableFs {
                     0
                 }
             };
-            let nlink = if i.is_dir() {
-                1
-            } else {
-                i.links.len().max(1) as u64
-            };
             nodes.push(Node {
-                name,
-                kind: i.kind,
-                mode: i.mode,
-                uid: i.uid,
-                gid: i.gid,
-                user: if i.user.is_empty() {
-                    self.names.user(i.uid)
-                } else {
-                    i.user.clone()
-                },
-                group: if i.group.is_empty() {
-                    self.names.group(i.gid)
-                } else {
-                    i.group.clone()
-                },
                 size,
-                atime: i.atime,
-                mtime: i.mtime,
-                ctime: i.ctime,
-                dev: MOUNT_DEV,
-                ino,
-                nlink,
-                rdev: i.rdev,
-                xattrs: i.xattrs.clone(),
-                target: i.target.clone(),
                 content: if i.kind == NodeKind::File {
                     i.content.clone()
                 } else {
                     Vec::new()
                 },
                 subtree,
+                ..self.meta_node(name, ino, i)
             });
         }
         let tree = Tree::new(nodes);
@@ -173,14 +183,8 @@ pub fn recover_dir(repo: &Arc<Repo>, spool: &Path) -> Result<Option<SnapshotId>>
         return Ok(None);
     }
     repo.load_index()?;
-    let (tree, time) = match base {
-        Some(id) => {
-            let s = repo.load_snapshot(&id)?;
-            (Some(s.tree), s.time)
-        }
-        None => (None, now()),
-    };
-    let mut ns = Namespace::load(repo, tree.map(|t| (t, time)), time)?;
+    let base_snapshot = base.map(|id| repo.load_snapshot(&id)).transpose()?;
+    let mut ns = Namespace::load(repo, base_snapshot.as_ref(), now())?;
     let packer = Packer::new(repo.clone());
     // A large file's close is journaled twice: first with its spool file,
     // then with its chunks once they are stored, after which the spool file

@@ -208,14 +208,8 @@ impl WritableFs {
             .map(|b| repo.resolve_snapshot(b))
             .transpose()?
             .map(|(id, _)| id);
-        let tree = match base {
-            Some(id) => {
-                let s = repo.load_snapshot(&id)?;
-                Some((s.tree, s.time))
-            }
-            None => None,
-        };
-        let ns = Namespace::load(&repo, tree, now())?;
+        let base_snapshot = base.map(|id| repo.load_snapshot(&id)).transpose()?;
+        let ns = Namespace::load(&repo, base_snapshot.as_ref(), now())?;
         let header = Record::Header {
             store_id: repo.config().id.clone(),
             base,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::format::id::BlobId;
+use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ChunkRef, Node, NodeKind, Xattr};
 use crate::repo::Repo;
 
@@ -161,8 +162,9 @@ pub struct Namespace {
 }
 
 impl Namespace {
-    /// An empty root directory, or the tree of a base snapshot.
-    pub fn load(repo: &Arc<Repo>, base: Option<(BlobId, i64)>, now: i64) -> Result<Self> {
+    /// An empty root directory, or the tree of a base snapshot (with its
+    /// root's recorded metadata, if any).
+    pub fn load(repo: &Arc<Repo>, base: Option<&Snapshot>, now: i64) -> Result<Self> {
         let mut ns = Namespace {
             inodes: HashMap::new(),
             next: ROOT + 1,
@@ -172,14 +174,18 @@ impl Namespace {
             mode: 0o755,
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
-            time: base.map(|b| b.1).unwrap_or(now),
+            time: base.map(|b| b.time).unwrap_or(now),
             rdev: 0,
             target: Vec::new(),
         };
-        ns.inodes.insert(ROOT, WInode::new(&root_meta));
-        if let Some((tree, _)) = base {
+        let root = match base.and_then(|b| b.root.as_ref()) {
+            Some(r) => WInode::from_node(r),
+            None => WInode::new(&root_meta),
+        };
+        ns.inodes.insert(ROOT, root);
+        if let Some(b) = base {
             let mut hardlinks = HashMap::new();
-            ns.load_dir(repo, ROOT, &tree, &mut hardlinks)?;
+            ns.load_dir(repo, ROOT, &b.tree, &mut hardlinks)?;
         }
         Ok(ns)
     }

@@ -130,6 +130,7 @@ pub fn backup(
         paths: vec![opts.location.trim_end_matches('/').as_bytes().to_vec()],
         tags: opts.tags.clone(),
         time: opts.time,
+        root: None,
     };
     let writer = SnapshotWriter::start(
         repo,
