@@ -62,7 +62,11 @@ impl WritableFs {
         // Hold the namespace while switching journals so no change falls between.
         let freed: Vec<String> = {
             let mut ns = self.ns.lock();
-            *self.journal.lock() = Journal::create(&self.opts.spool_dir.join("journal"), &header)?;
+            *self.journal.lock() = Journal::create(
+                &self.opts.spool_dir.join("journal"),
+                &header,
+                self.opts.sync == super::SyncMode::Close,
+            )?;
             *self.base.lock() = Some(id);
             self.changed.store(false, Ordering::Relaxed);
             Self::take_clean_spools(&mut ns)
@@ -231,7 +235,7 @@ pub fn recover_dir(repo: &Arc<Repo>, spool: &Path) -> Result<Option<SnapshotId>>
         host: opts.host.clone(),
         tags: opts.tags.clone(),
     };
-    let journal = Journal::create(&spool.join("journal.recovering"), &header)?;
+    let journal = Journal::create(&spool.join("journal.recovering"), &header, false)?;
     let fs = WritableFs::assemble(repo.clone(), opts, ns, journal, base, |_| packer)?;
     let id = fs
         .commit()

@@ -109,8 +109,8 @@ impl WritableFuse {
         if ino == COMMIT_INO {
             return reply.entry(&Duration::ZERO, &commit_attr(), Generation(0));
         }
-        match self.fs.inode(ino) {
-            Ok(i) => reply.entry(&TTL, &attr(ino, &i), Generation(0)),
+        match self.fs.with_inode(ino, |i| attr(ino, i)) {
+            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -191,8 +191,8 @@ impl Filesystem for WritableFuse {
         if ino.0 == COMMIT_INO {
             return reply.attr(&Duration::ZERO, &commit_attr());
         }
-        match self.fs.inode(ino.0) {
-            Ok(i) => reply.attr(&TTL, &attr(ino.0, &i)),
+        match self.fs.with_inode(ino.0, |i| attr(ino.0, i)) {
+            Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -224,15 +224,17 @@ impl Filesystem for WritableFuse {
             atime.map(ns_time),
             mtime.map(ns_time),
         ) {
-            Ok(i) => reply.attr(&TTL, &attr(ino.0, &i)),
+            Ok(()) => self.getattr(_req, ino, None, reply),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.fs.inode(ino.0) {
-            Ok(i) if i.kind == NodeKind::Symlink => reply.data(&i.target),
-            Ok(_) => reply.error(Errno::EINVAL),
+        match self.fs.with_inode(ino.0, |i| {
+            (i.kind == NodeKind::Symlink).then(|| i.target.clone())
+        }) {
+            Ok(Some(t)) => reply.data(&t),
+            Ok(None) => reply.error(Errno::EINVAL),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -382,14 +384,10 @@ impl Filesystem for WritableFuse {
             target: Vec::new(),
         };
         match self.fs.create(parent.0, name.as_bytes(), meta, true) {
-            Ok((ino, Some(fh))) => match self.fs.inode(ino) {
-                Ok(i) => reply.created(
-                    &TTL,
-                    &attr(ino, &i),
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                ),
+            Ok((ino, Some(fh))) => match self.fs.with_inode(ino, |i| attr(ino, i)) {
+                Ok(a) => {
+                    reply.created(&TTL, &a, Generation(0), FileHandle(fh), FopenFlags::empty())
+                }
                 Err(e) => reply.error(errno(&e)),
             },
             Ok((_, None)) => reply.error(Errno::EIO),
@@ -531,7 +529,7 @@ impl Filesystem for WritableFuse {
             .into_iter()
             .chain(list.into_iter().map(|(i, _, n)| (i, n)));
         for (i, (child, name)) in all.enumerate().skip(offset as usize) {
-            let Ok(node) = self.fs.inode(child) else {
+            let Ok(a) = self.fs.with_inode(child, |c| attr(child, c)) else {
                 continue;
             };
             if reply.add(
@@ -539,7 +537,7 @@ impl Filesystem for WritableFuse {
                 i as u64 + 1,
                 OsStr::from_bytes(&name),
                 &TTL,
-                &attr(child, &node),
+                &a,
                 Generation(0),
             ) {
                 break;
@@ -591,18 +589,22 @@ impl Filesystem for WritableFuse {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.fs.inode(ino.0) {
-            Ok(i) => match i.xattrs.iter().find(|x| x.name == name.as_bytes()) {
-                Some(x) => reply_xattr(reply, &x.value, size),
-                None => reply.error(Errno::ENODATA),
-            },
+        let value = self.fs.with_inode(ino.0, |i| {
+            i.xattrs
+                .iter()
+                .find(|x| x.name == name.as_bytes())
+                .map(|x| x.value.clone())
+        });
+        match value {
+            Ok(Some(v)) => reply_xattr(reply, &v, size),
+            Ok(None) => reply.error(Errno::ENODATA),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.fs.inode(ino.0) {
-            Ok(i) => reply_xattr_names(reply, i.xattrs.iter().map(|x| x.name.as_slice()), size),
+        match self.fs.with_inode(ino.0, |i| i.xattrs.clone()) {
+            Ok(xs) => reply_xattr_names(reply, xs.iter().map(|x| x.name.as_slice()), size),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -7,11 +7,11 @@
 //!
 //! Format: the magic `KLJ2`, then records, each
 //! `u32_le(len) ‖ blake3(body)[..4] ‖ body`, body = `postcard(Record)`; the first
-//! record is the header. The file is zero-filled ahead of the last record, so
-//! reading stops at a zero length; a torn record fails its check and ends
-//! the journal there too.
+//! record is the header. Under `--sync close` the file is zero-filled ahead of
+//! the last record, so reading stops at a zero length (otherwise at its end);
+//! a torn record fails its check and ends the journal there too.
 //!
-//! Why zero-filled: closing a file costs one `fdatasync` of the journal. When
+//! Why zero-filled: under `--sync close`, closing a file costs one `fdatasync` of the journal. When
 //! that append grows the file, ext4 must commit its own journal for the new
 //! size, and that commit also writes out the data of every other file with
 //! newly allocated blocks (the packs being written), about 450 µs per close
@@ -287,7 +287,10 @@ pub struct Journal {
 
 impl Journal {
     /// Starts a new journal (replacing any old one) with its header.
-    pub fn create(path: &Path, header: &Record) -> Result<Self> {
+    /// `zero_fill` keeps zeroed, synced space ahead of the appender: worth it
+    /// when every close syncs (`--sync close`); otherwise it only writes
+    /// every byte twice.
+    pub fn create(path: &Path, header: &Record, zero_fill: bool) -> Result<Self> {
         let tmp = path.with_extension("new");
         // The journal holds the content of small files: its owner's eyes only.
         let file = OpenOptions::new()
@@ -300,12 +303,16 @@ impl Journal {
             .map_err(|e| Error::io(format!("creating journal {}", tmp.display()), e))?;
         let file = Arc::new(file);
         let zeroing = Arc::new(Zeroing::default());
-        let filler = {
+        let filler = if zero_fill {
             let (f, z) = (file.clone(), zeroing.clone());
-            std::thread::Builder::new()
-                .name("journal-zero".into())
-                .spawn(move || fill_zeros(&f, &z))
-                .map_err(|e| Error::io("starting the journal's zero-filler", e))?
+            Some(
+                std::thread::Builder::new()
+                    .name("journal-zero".into())
+                    .spawn(move || fill_zeros(&f, &z))
+                    .map_err(|e| Error::io("starting the journal's zero-filler", e))?,
+            )
+        } else {
+            None
         };
         let sync = Arc::new(SyncState {
             file,
@@ -319,7 +326,7 @@ impl Journal {
         let mut j = Journal {
             path: tmp.clone(),
             zeroing,
-            filler: Some(filler),
+            filler,
             sync: sync.clone(),
             lazy: None,
         };
@@ -370,7 +377,7 @@ impl Journal {
     fn write(&mut self, buf: &[u8]) -> Result<()> {
         let at = self.end();
         let need = at + buf.len() as u64;
-        {
+        if self.filler.is_some() {
             let z = &*self.zeroing;
             let mut room = z.room.lock();
             let step = room.zeroed.clamp(FIRST_STEP, MAX_STEP);
@@ -528,7 +535,7 @@ mod tests {
             host: "h".into(),
             tags: vec![],
         };
-        let mut j = Journal::create(&p, &h).unwrap();
+        let mut j = Journal::create(&p, &h, true).unwrap();
         let u = Record::Unlink {
             path: b"x".to_vec(),
         };
@@ -559,7 +566,7 @@ mod tests {
             host: "h".into(),
             tags: vec![],
         };
-        let mut j = Journal::create(&d.path().join("journal"), &h).unwrap();
+        let mut j = Journal::create(&d.path().join("journal"), &h, true).unwrap();
         let s = j.syncer();
         let synced_at_create = s.synced.lock().upto;
         assert_eq!(synced_at_create, j.end());

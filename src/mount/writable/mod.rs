@@ -216,7 +216,11 @@ impl WritableFs {
             host: opts.host.clone(),
             tags: opts.tags.clone(),
         };
-        let journal = Journal::create(&opts.spool_dir.join("journal"), &header)?;
+        let journal = Journal::create(
+            &opts.spool_dir.join("journal"),
+            &header,
+            opts.sync == SyncMode::Close,
+        )?;
         let mut fs = Self::assemble(repo, opts, ns, journal, base, Packer::new)?;
         fs._lock = Some(lock);
         Ok((fs, recovered))
@@ -308,9 +312,11 @@ impl WritableFs {
         Ok(self.ns.lock().lookup(parent, name)?)
     }
 
-    /// A copy of an inode's state (for attributes).
-    pub fn inode(&self, ino: u64) -> WResult<WInode> {
-        Ok(self.ns.lock().get(ino)?.clone())
+    /// Runs `f` on an inode's state, under the namespace's lock: what a
+    /// reply needs is read in place (a directory's copy would copy every
+    /// name in it, on every `getattr` of the directory a copy is writing to).
+    pub fn with_inode<T>(&self, ino: u64, f: impl FnOnce(&WInode) -> T) -> WResult<T> {
+        Ok(f(self.ns.lock().get(ino)?))
     }
 
     /// A directory's parent and entries (inode, kind, name).
@@ -430,17 +436,16 @@ impl WritableFs {
         size: Option<u64>,
         atime: Option<i64>,
         mtime: Option<i64>,
-    ) -> WResult<WInode> {
+    ) -> WResult<()> {
         if let Some(sz) = size {
             self.truncate(ino, sz)?;
         }
         let t = now();
-        let (path, snapshot) = {
+        let path = {
             let mut ns = self.ns.lock();
             let path = ns.path(ino);
-            let i = ns.get_mut(ino)?;
-            i.set_attrs(mode, uid, gid, atime, mtime, t);
-            (path, i.clone())
+            ns.get_mut(ino)?.set_attrs(mode, uid, gid, atime, mtime, t);
+            path
         };
         if let Some(path) = path {
             let r = Record::SetAttr {
@@ -454,7 +459,7 @@ impl WritableFs {
             };
             self.log(r, false)?;
         }
-        Ok(snapshot)
+        Ok(())
     }
 
     pub fn set_xattrs(

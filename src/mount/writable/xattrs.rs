@@ -40,13 +40,22 @@ impl WritableFs {
     pub fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> WResult<()> {
         if name == ACL_ACCESS {
             if let Some(bits) = minimal_acl_perms(value) {
-                let i = self.inode(ino)?;
-                let mode = (i.mode & !0o777) | bits;
-                self.setattr(ino, Some(mode), None, None, None, None, None)?;
-                return self.set_xattrs(ino, |xs| {
-                    xs.retain(|x| x.name != ACL_ACCESS);
-                    Ok(())
-                });
+                // What `cp -a` sets on every file, after the mode: journal
+                // only what changes.
+                let (now, had_acl) = self.with_inode(ino, |i| {
+                    (i.mode, i.xattrs.iter().any(|x| x.name == ACL_ACCESS))
+                })?;
+                let mode = (now & !0o777) | bits;
+                if mode != now {
+                    self.setattr(ino, Some(mode), None, None, None, None, None)?;
+                }
+                if had_acl {
+                    self.set_xattrs(ino, |xs| {
+                        xs.retain(|x| x.name != ACL_ACCESS);
+                        Ok(())
+                    })?;
+                }
+                return Ok(());
             }
         }
         self.set_xattrs(ino, |xs| {
