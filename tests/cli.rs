@@ -57,3 +57,21 @@ fn bad_usage_exits_2() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Plakar's single-dash `-to` works, and a usage error names it as typed.
+#[test]
+fn usage_errors_name_dash_to_as_typed() {
+    let o = Command::new(env!("CARGO_BIN_EXE_klosetfs"))
+        .args(["at", "/x", "restore", "-to"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("'-to"), "{err}");
+    assert!(!err.contains("--to"), "{err}");
+    let o = Command::new(env!("CARGO_BIN_EXE_klosetfs"))
+        .args(["at", "/x", "restore", "--to"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("'--to"));
+}

@@ -455,3 +455,64 @@ fn the_mount_helper_takes_fstab_style_options() {
         .join("f");
     assert_eq!(std::fs::read(f).unwrap(), b"via helper");
 }
+
+/// The daemon drops an entry once the kernel forgets its inode (its memory
+/// then follows the kernel's inode cache, not everything ever visited):
+/// after `drop_caches` makes the kernel forget them, every path resolves,
+/// lists and reads back the same, with the same inode numbers.
+#[test]
+fn forgotten_inodes_come_back_the_same() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("needs root for drop_caches; covered in CI");
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    for d in 0..4 {
+        let dir = src.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..500 {
+            std::fs::write(dir.join(format!("f{f}")), format!("{d}/{f}")).unwrap();
+        }
+    }
+    std::fs::hard_link(src.join("d0/f0"), src.join("d1/link")).unwrap();
+    env.create();
+    env.backup(&src);
+    let mnt = env.path("mnt");
+    let m = Mounted::start(
+        &env,
+        &mnt,
+        &[&"mount", &format!("latest:{}", src.display()), &mnt],
+        300,
+    );
+    let walk = || {
+        let o = Command::new("find")
+            .arg(&m.mnt)
+            .args(["-printf", "%P %i %s %n\n"])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let mut lines: Vec<String> = String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let first = walk();
+    assert_eq!(first.len(), 1 + 4 + 2000 + 1, "{:?}", &first[..5]);
+    for _ in 0..2 {
+        sh("sync; echo 2 > /proc/sys/vm/drop_caches");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(walk(), first, "the same names, inodes, sizes and links");
+        assert_eq!(
+            std::fs::read_to_string(m.mnt.join("d3/f499")).unwrap(),
+            "3/499"
+        );
+        assert_eq!(
+            std::fs::read_to_string(m.mnt.join("d1/link")).unwrap(),
+            "0/0"
+        );
+    }
+}

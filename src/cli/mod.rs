@@ -349,8 +349,26 @@ fn normalize_args() -> Vec<std::ffi::OsString> {
         .collect()
 }
 
+/// Parses the command line; clap's messages name `-to` as the user typed it
+/// (it is parsed as `--to`).
+fn parse() -> Cli {
+    let typed_to = std::env::args_os().any(|a| a == "-to");
+    Cli::try_parse_from(normalize_args()).unwrap_or_else(|e| {
+        if !typed_to {
+            e.exit()
+        }
+        let text = e.render().to_string().replace("--to", "-to");
+        if e.use_stderr() {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+        std::process::exit(e.exit_code())
+    })
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse_from(normalize_args());
+    let cli = parse();
     if matches!(
         cli.cmd,
         Top::At {

@@ -180,6 +180,10 @@ impl Filesystem for ReadOnlyFs {
         }
     }
 
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.vfs.forget(ino.0, nlookup);
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.vfs.getattr(ino.0) {
             Ok(a) => reply.attr(&ttl(&a), &file_attr(&a)),
@@ -272,28 +276,39 @@ impl Filesystem for ReadOnlyFs {
     fn readdirplus(
         &self,
         _req: &Request,
-        ino: INodeNo,
+        dir: INodeNo,
         _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let list = match self.listing(ino.0, offset) {
+        let list = match self.listing(dir.0, offset) {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
         for (i, (ino, _, name)) in list.iter().enumerate().skip(offset as usize) {
-            let a = match self.vfs.getattr(*ino) {
+            // Every entry but `.` and `..` counts as a lookup in the kernel:
+            // register it as one (and take it back if it does not fit).
+            let dots = i < 2;
+            let a = if dots {
+                self.vfs.getattr(*ino)
+            } else {
+                self.vfs.lookup(dir.0, name)
+            };
+            let a = match a {
                 Ok(a) => a,
                 Err(e) => return reply.error(errno(&e)),
             };
             if reply.add(
-                INodeNo(*ino),
+                INodeNo(a.ino),
                 i as u64 + 1,
                 OsStr::from_bytes(name),
                 &ttl(&a),
                 &file_attr(&a),
                 Generation(0),
             ) {
+                if !dots {
+                    self.vfs.forget(a.ino, 1);
+                }
                 break;
             }
         }

@@ -305,12 +305,22 @@ impl Mounted {
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let start = std::time::Instant::now();
         // Mounted and answering: a mount a killed daemon left behind is in
-        // the table too, but fails every request.
-        while !(is_mounted(&mnt) && std::fs::metadata(&mnt).is_ok()) {
+        // the table too, but fails every request with ENOTCONN. (Another
+        // user's mount may refuse us with EACCES: that one answers.)
+        let answers = |m: &Path| match std::fs::metadata(m) {
+            Err(e) => e.raw_os_error() != Some(nix::errno::Errno::ENOTCONN as i32),
+            Ok(_) => true,
+        };
+        while !(is_mounted(&mnt) && answers(&mnt)) {
             if let Some(st) = child.try_wait().unwrap() {
                 panic!("mount exited early: {st}");
             }
-            assert!(start.elapsed().as_secs() < 20, "mount did not come up");
+            if start.elapsed().as_secs() >= 20 {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = Command::new("umount").arg("-l").arg(&mnt).status();
+                panic!("mount did not come up");
+            }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let (pid, d, m) = (child.id(), done.clone(), mnt.clone());

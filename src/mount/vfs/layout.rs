@@ -82,11 +82,11 @@ impl Vfs {
                 .insert(b"latest".to_vec(), ino);
             new_entries.push((
                 ino,
-                Entry {
-                    parent: ROOT_INO,
-                    what: What::Link(target.into_bytes()),
-                    time: snaps.last().map(|s| s.1.time).unwrap_or(self.mounted_at),
-                },
+                Entry::fixed(
+                    ROOT_INO,
+                    What::Link(target.into_bytes()),
+                    snaps.last().map(|s| s.1.time).unwrap_or(self.mounted_at),
+                ),
             ));
         }
         let newest = snaps.last().map(|s| s.1.time).unwrap_or(self.mounted_at);
@@ -115,11 +115,7 @@ impl Vfs {
             };
             entries.insert(
                 ino,
-                Arc::new(Entry {
-                    parent,
-                    what: What::Layout(children),
-                    time,
-                }),
+                Arc::new(Entry::fixed(parent, What::Layout(children), time)),
             );
         }
         for (ino, e) in new_entries {
@@ -130,14 +126,14 @@ impl Vfs {
 
     fn snapshot_root(&self, parent: u64, _id: &SnapshotId, s: &Snapshot) -> Entry {
         let root = s.root_node();
-        Entry {
+        Entry::fixed(
             parent,
-            what: What::Node {
+            What::Node {
                 node: Arc::new(root),
                 scope: 0,
             },
-            time: s.time,
-        }
+            s.time,
+        )
     }
 }
 

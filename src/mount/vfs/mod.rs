@@ -5,6 +5,7 @@
 //! memory follows what is visited.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,6 +108,25 @@ struct Entry {
     what: What,
     /// Times for layout entries.
     time: i64,
+    /// Lookups the kernel holds (each `lookup` reply and `readdirplus`
+    /// entry adds one; `forget` takes them back).
+    lookups: AtomicU64,
+    /// Snapshot content registered on a lookup: dropped when the kernel
+    /// forgets it, so memory follows the kernel's inode cache rather than
+    /// everything ever visited. Layout entries and roots stay.
+    evictable: bool,
+}
+
+impl Entry {
+    fn fixed(parent: u64, what: What, time: i64) -> Self {
+        Self {
+            parent,
+            what,
+            time,
+            lookups: AtomicU64::new(0),
+            evictable: false,
+        }
+    }
 }
 
 pub struct Vfs {
@@ -151,14 +171,14 @@ impl Vfs {
         }
         v.entries.write().insert(
             ROOT_INO,
-            Arc::new(Entry {
-                parent: ROOT_INO,
-                what: What::Node {
+            Arc::new(Entry::fixed(
+                ROOT_INO,
+                What::Node {
                     node: Arc::new(root),
                     scope: ROOT_INO,
                 },
-                time: snapshot.time,
-            }),
+                snapshot.time,
+            )),
         );
         v
     }
@@ -281,10 +301,12 @@ impl Vfs {
         Ok(self.attr_of(ino, &e))
     }
 
-    /// The inode of a child node, registering it.
-    fn child(&self, parent: u64, scope: u64, n: &Node) -> u64 {
+    /// A child node's inode number: derived from where it is (or, for hard
+    /// links, from its snapshot and original inode), so it is the same after
+    /// the entry was forgotten and looked up again.
+    fn child_ino(parent: u64, scope: u64, n: &Node) -> u64 {
         let scope = if scope == 0 { parent } else { scope };
-        let ino = if n.is_hardlinked() {
+        if n.is_hardlinked() {
             hash_ino(&[
                 b"hardlink",
                 &scope.to_le_bytes(),
@@ -293,9 +315,17 @@ impl Vfs {
             ])
         } else {
             hash_ino(&[b"child", &parent.to_le_bytes(), &n.name])
-        };
+        }
+    }
+
+    /// Registers a child the kernel is about to be told of, counting one
+    /// lookup (under the entries' lock, so a racing `forget` of the same
+    /// inode cannot drop it in between).
+    fn child(&self, parent: u64, scope: u64, n: &Node) -> u64 {
+        let ino = Self::child_ino(parent, scope, n);
+        let scope = if scope == 0 { parent } else { scope };
         let mut entries = self.entries.write();
-        entries.entry(ino).or_insert_with(|| {
+        let e = entries.entry(ino).or_insert_with(|| {
             Arc::new(Entry {
                 parent,
                 what: What::Node {
@@ -303,9 +333,29 @@ impl Vfs {
                     scope,
                 },
                 time: n.mtime,
+                lookups: AtomicU64::new(0),
+                evictable: true,
             })
         });
+        e.lookups.fetch_add(1, Ordering::Relaxed);
         ino
+    }
+
+    /// The kernel dropped `n` of its lookups of `ino`: at none, snapshot
+    /// content is dropped too (its inode number comes back the same).
+    pub fn forget(&self, ino: u64, n: u64) {
+        let mut entries = self.entries.write();
+        let Some(e) = entries.get(&ino) else { return };
+        let left = e.lookups.load(Ordering::Relaxed).saturating_sub(n);
+        e.lookups.store(left, Ordering::Relaxed);
+        if left == 0 && e.evictable {
+            entries.remove(&ino);
+        }
+    }
+
+    /// Inodes held in memory (layout, roots and what the kernel holds).
+    pub fn entry_count(&self) -> usize {
+        self.entries.read().len()
     }
 
     fn node_tree(&self, node: &Node) -> VResult<Arc<crate::format::tree::Tree>> {
@@ -366,22 +416,16 @@ impl Vfs {
                 if !node.is_dir() {
                     return Err(VfsError::NotDir);
                 }
+                // Listed, not registered: the kernel looks names up (or
+                // gets them by `readdirplus`) before it uses an inode.
                 let tree = self.node_tree(node)?;
                 Ok(tree
                     .nodes
                     .iter()
-                    .map(|n| (self.child(ino, *scope, n), n.kind, n.name.clone()))
+                    .map(|n| (Self::child_ino(ino, *scope, n), n.kind, n.name.clone()))
                     .collect())
             }
         }
-    }
-
-    /// Attributes of every entry of a directory (for `readdirplus`).
-    pub fn readdir_plus(&self, ino: u64) -> VResult<Vec<(Vec<u8>, Attr)>> {
-        self.readdir(ino)?
-            .into_iter()
-            .map(|(i, _, name)| Ok((name, self.getattr(i)?)))
-            .collect()
     }
 
     pub fn parent(&self, ino: u64) -> VResult<u64> {
@@ -460,6 +504,34 @@ mod tests {
         };
         backup(&repo, &opts, &Progress::default()).unwrap();
         (dir, repo, src)
+    }
+
+    /// Entries live while the kernel holds a lookup of them, and come back
+    /// with the same inode number and attributes when looked up again.
+    #[test]
+    fn forgotten_entries_go_and_come_back_the_same() {
+        let (_d, repo, src) = fixture();
+        let (_, snap) = repo.resolve_snapshot("latest").unwrap();
+        let node = repo
+            .find_node(&snap, src.as_os_str().as_encoded_bytes())
+            .unwrap();
+        let v = Vfs::single(repo.clone(), VfsOptions::default(), node, &snap);
+        let base = v.entry_count();
+        v.readdir(ROOT_INO).unwrap();
+        assert_eq!(v.entry_count(), base, "a listing registers nothing");
+        let a = v.lookup(ROOT_INO, b"data").unwrap();
+        let b = v.lookup(ROOT_INO, b"data").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(v.entry_count(), base + 1);
+        v.forget(a.ino, 1);
+        assert_eq!(v.getattr(a.ino).unwrap(), a, "one lookup still held");
+        v.forget(a.ino, 1);
+        assert_eq!(v.entry_count(), base);
+        assert_eq!(v.getattr(a.ino), Err(VfsError::NotFound));
+        assert_eq!(v.lookup(ROOT_INO, b"data").unwrap(), a);
+        // The root is never dropped.
+        v.forget(ROOT_INO, 5);
+        assert!(v.getattr(ROOT_INO).is_ok());
     }
 
     #[test]
