@@ -99,3 +99,8 @@ per_file() { awk -v n="$2" '{ s += $2 } END { if (n > 0) printf "%.2f", s / n; e
 
 # The FUSE floor binary: a minimal in-memory filesystem (examples/memfs.rs).
 MEMFS="$ROOT/target/release/examples/memfs"
+
+# The machine facts that move FUSE and wakeup costs, for every table.
+machine_facts() {
+  echo "Machine: $(nproc) cores, kernel $(uname -r), cpuidle $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo n/a), guest_halt_poll_ns $(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null || echo n/a), $(date -u +%F)"
+}

@@ -155,7 +155,7 @@ fi
 mbps() { awk -v s="$1" 'BEGIN { if (s > 0) printf "%.0f", 1024 / s; else print "n/a" }'; }
 med() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (a < b ? a : b) }'; }
 {
-  echo "Machine: $(nproc) cores, kernel $(uname -r), cpuidle $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo n/a), guest_halt_poll_ns $(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null || echo n/a), $(date -u +%F)"
+  machine_facts
   echo
 if [[ $PARTS == *read* ]]; then
   echo "### Mounts, linux-source $V1 (1 GiB of its tarball as the big file)"

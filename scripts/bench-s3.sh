@@ -83,6 +83,7 @@ cold_cats 20ms
 mbps() { awk -v s="$1" 'BEGIN { if (s > 0) printf "%.0f", 1024 / s; else print "n/a" }'; }
 {
   echo
+  machine_facts
   echo "S3 (SeaweedFS on 127.0.0.1), data: linux-source $V1 ($(find "$T1" -type f | wc -l) files, $(du -sh "$T1" | cut -f1)); restic $(restic version | awk '{print $2}')"
   echo
   echo "| measure | klosetfs | restic | ratio | target |"

@@ -38,6 +38,8 @@ r_size=$(du -sb "$W/r" | cut -f1)
 
 files=$(find "$T1" -type f | wc -l); bytes=$(du -sb "$T1" | cut -f1)
 {
+  machine_facts
+  echo
   echo "### Backup and restore, linux-source $V1 → $V2 ($files files, $((bytes / 1048576)) MiB), $(nproc) cores, $(date -u +%F)"
   echo
   echo "| step | klosetfs s | restic s | ratio | target |"

@@ -1,8 +1,9 @@
 //! The Vfs: snapshots seen as a filesystem, with no FUSE types. It resolves
 //! names to stable inode numbers, lists directories, serves file ranges through
 //! the chunk cache (with sequential read-ahead), and lays out a whole store as
-//! `snapshots/`, `ids/`, `hosts/`, `tags/` and `latest`. Trees load lazily, so
-//! memory follows what is visited.
+//! `snapshots/`, `ids/`, `hosts/`, `tags/` and `latest`. Trees load lazily,
+//! and an entry lives while the kernel holds its inode, so memory follows the
+//! kernel's inode cache rather than everything ever visited.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
