@@ -102,5 +102,5 @@ MEMFS="$ROOT/target/release/examples/memfs"
 
 # The machine facts that move FUSE and wakeup costs, for every table.
 machine_facts() {
-  echo "Machine: $(nproc) cores, kernel $(uname -r), cpuidle $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo n/a), guest_halt_poll_ns $(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null || echo n/a), $(date -u +%F)"
+  echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r), cpuidle $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo n/a), guest_halt_poll_ns $(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null || echo n/a), disk under $BENCH_DIR: $(df --output=source "$BENCH_DIR" | tail -1); klosetfs $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); $(date -u +%F)"
 }
