@@ -1,181 +1,22 @@
-//! The data path of the writable mount: spool files (copy on first write),
-//! reads of uncommitted files, writes, and storing a file's bytes through the
-//! packer when it is closed.
+//! The data path of the writable mount: opens, reads of uncommitted files,
+//! writes into the spool (`spool.rs`), and storing a file's bytes through
+//! the packer when it is closed.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::format::tree::NodeKind;
 use crate::pipeline::chunk_cache::{chunk_offsets, read_chunks};
 
 use super::journal::Record;
-use super::namespace::NsError;
+use super::spool::{io_err, INLINE_LIMIT};
 use super::{now, OpenFile, SyncMode, WError, WResult, WritableFs, COMMIT_INO};
-
-fn io_err(e: std::io::Error) -> WError {
-    if e.raw_os_error() == Some(libc::ENOSPC) {
-        WError::NoSpace
-    } else {
-        WError::Io(format!("spool: {e}"))
-    }
-}
 
 /// Spool bytes of closed files that trigger writing their packs out.
 const DRAIN_AT: u64 = 128 * 1024 * 1024;
 
-/// Files up to this size are staged in memory and journaled with their bytes.
-const INLINE_LIMIT: u64 = 256 * 1024;
-
 impl WritableFs {
-    pub(super) fn spool_path(&self, name: &str) -> PathBuf {
-        self.opts.spool_dir.join(name)
-    }
-
-    pub(super) fn spool_file(&self, name: &str) -> WResult<Arc<File>> {
-        if let Some(f) = self.spool_files.lock().get(name) {
-            return Ok(f.clone());
-        }
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(self.spool_path(name))
-            .map_err(|e| WError::Io(format!("spool: {e}")))?;
-        let f = Arc::new(f);
-        self.spool_files.lock().insert(name.to_string(), f.clone());
-        Ok(f)
-    }
-
-    /// Writes into a spool, spilling a memory spool to a file when it outgrows
-    /// [`INLINE_LIMIT`].
-    fn spool_write_at(&self, name: &str, data: &[u8], off: u64) -> WResult<()> {
-        {
-            let mut mem = self.mem_spools.lock();
-            if let Some(v) = mem.get_mut(name) {
-                let end = off as usize + data.len();
-                if end as u64 <= INLINE_LIMIT {
-                    if v.len() < end {
-                        v.resize(end, 0);
-                    }
-                    v[off as usize..end].copy_from_slice(data);
-                    return Ok(());
-                }
-                let v = mem.remove(name).expect("present");
-                self.spool_file(name)?.write_all_at(&v, 0).map_err(io_err)?;
-            }
-        }
-        self.spool_file(name)?
-            .write_all_at(data, off)
-            .map_err(io_err)
-    }
-
-    fn spool_read_at(&self, name: &str, out: &mut [u8], off: u64) -> WResult<usize> {
-        if let Some(v) = self.mem_spools.lock().get(name) {
-            let from = (off as usize).min(v.len());
-            let n = out.len().min(v.len() - from);
-            out[..n].copy_from_slice(&v[from..from + n]);
-            return Ok(n);
-        }
-        let f = self.spool_file(name)?;
-        let mut done = 0;
-        while done < out.len() {
-            match f.read_at(&mut out[done..], off + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) => return Err(io_err(e)),
-            }
-        }
-        Ok(done)
-    }
-
-    /// Sets a spool's length; returns the old one.
-    fn spool_set_len(&self, name: &str, size: u64) -> WResult<u64> {
-        {
-            let mut mem = self.mem_spools.lock();
-            if let Some(v) = mem.get_mut(name) {
-                let old = v.len() as u64;
-                if size <= INLINE_LIMIT {
-                    v.resize(size as usize, 0);
-                    return Ok(old);
-                }
-                let v = mem.remove(name).expect("present");
-                self.spool_file(name)?.write_all_at(&v, 0).map_err(io_err)?;
-            }
-        }
-        let f = self.spool_file(name)?;
-        let old = f.metadata().map(|m| m.len()).unwrap_or(0);
-        f.set_len(size).map_err(io_err)?;
-        Ok(old)
-    }
-
-    pub(super) fn drop_spool(&self, name: &str) {
-        if let Some(v) = self.mem_spools.lock().remove(name) {
-            self.spool_bytes.fetch_sub(
-                (v.len() as u64).min(self.spool_bytes.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
-            return;
-        }
-        self.spool_files.lock().remove(name);
-        let p = self.spool_path(name);
-        if let Ok(m) = std::fs::metadata(&p) {
-            self.spool_bytes.fetch_sub(
-                m.len().min(self.spool_bytes.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
-        }
-        let _ = std::fs::remove_file(p);
-    }
-
-    /// Gives `ino` a spool file holding its current bytes (copy on first write).
-    pub(super) fn ensure_spool(&self, ino: u64, truncate: bool) -> WResult<String> {
-        let (existing, content) = {
-            let ns = self.ns.lock();
-            let i = ns.get(ino)?;
-            if i.kind != NodeKind::File {
-                return Err(NsError::IsDir.into());
-            }
-            (i.spool.clone(), i.content.clone())
-        };
-        if let Some(s) = existing {
-            return Ok(s);
-        }
-        let name = format!("{ino}-{}", self.spool_seq.fetch_add(1, Ordering::Relaxed));
-        let size: u64 = if truncate {
-            0
-        } else {
-            content.iter().map(|c| c.size as u64).sum()
-        };
-        if size <= INLINE_LIMIT {
-            self.mem_spools.lock().insert(name.clone(), Vec::new());
-        }
-        if !truncate {
-            let mut off = 0u64;
-            for c in &content {
-                let d = self.cache.get(&c.id)?;
-                self.spool_write_at(&name, &d, off)?;
-                off += d.len() as u64;
-            }
-            self.spool_bytes.fetch_add(off, Ordering::Relaxed);
-        }
-        let mut ns = self.ns.lock();
-        let i = ns.get_mut(ino)?;
-        if let Some(s) = &i.spool {
-            // Another thread won the race.
-            let s = s.clone();
-            drop(ns);
-            self.drop_spool(&name);
-            return Ok(s);
-        }
-        i.spool = Some(name.clone());
-        Ok(name)
-    }
-
     pub fn open(&self, ino: u64, write: bool, truncate: bool) -> WResult<u64> {
         if ino == COMMIT_INO {
             // Opening the control file commits; reads then serve the id.
@@ -539,55 +380,6 @@ impl WritableFs {
         }
         drop(ns);
         drop(abandoned);
-    }
-
-    /// Makes every stored chunk durable, then frees the spool of the closed
-    /// files whose chunks were stored before that barrier.
-    pub(super) fn drain_spool(&self) -> WResult<()> {
-        let stored: Vec<(u64, String)> = self
-            .ns
-            .lock()
-            .inodes
-            .iter()
-            .filter(|(_, i)| !i.dirty && i.open_handles == 0)
-            .filter_map(|(ino, i)| i.spool.clone().map(|s| (*ino, s)))
-            .collect();
-        self.packer.flush()?;
-        if self.opts.sync != SyncMode::Commit {
-            // The records naming those chunks must outlive the spools.
-            self.sync_journal()?;
-        }
-        let freed: Vec<String> = {
-            let mut ns = self.ns.lock();
-            stored
-                .into_iter()
-                .filter_map(|(ino, s)| {
-                    let i = ns.get_mut(ino).ok()?;
-                    if i.dirty || i.open_handles > 0 || i.spool.as_deref() != Some(&s) {
-                        return None;
-                    }
-                    i.spool.take()
-                })
-                .collect()
-        };
-        self.drop_spools(freed);
-        Ok(())
-    }
-
-    /// Detaches the spools of closed files whose content is stored; the
-    /// caller drops them once what makes them redundant is durable.
-    pub(super) fn take_clean_spools(ns: &mut super::namespace::Namespace) -> Vec<String> {
-        ns.inodes
-            .values_mut()
-            .filter(|i| !i.dirty && i.open_handles == 0)
-            .filter_map(|i| i.spool.take())
-            .collect()
-    }
-
-    pub(super) fn drop_spools(&self, names: Vec<String>) {
-        for s in names {
-            self.drop_spool(&s);
-        }
     }
 }
 
