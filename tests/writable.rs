@@ -104,6 +104,11 @@ fn the_mount_root_round_trips_like_any_directory() {
     env.ok(&[&"restore", &"-to", &out, &"latest"]);
     assert_same_tree(&src, &out);
     assert_eq!(root_of(&out), want, "restored root");
+    // A read-only mount of that snapshot's root shows it too.
+    let ro = env.path("ro");
+    let m = Mounted::start(&env, &ro, &[&"mount", &"latest:/", &ro], 60);
+    assert_eq!(root_of(&m.mnt), want, "root of a read-only mount");
+    drop(m);
     // A later mount on it starts from the same root.
     let mut m = writable(&env, &mnt, &["--base", "latest"]);
     assert_eq!(root_of(&m.mnt), want, "root of a mount on the base");

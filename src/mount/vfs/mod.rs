@@ -161,15 +161,10 @@ impl Vfs {
         Ok(v)
     }
 
-    /// One directory of one snapshot at the root.
+    /// One directory of one snapshot at the root (a snapshot's root comes
+    /// from [`Snapshot::root_node`]: recorded, or synthetic with its time).
     pub fn single(repo: Arc<Repo>, opts: VfsOptions, root: Node, snapshot: &Snapshot) -> Self {
         let v = Self::new(repo, opts, false);
-        let mut root = root;
-        if root.name == b"/" {
-            root.mtime = snapshot.time;
-            root.atime = snapshot.time;
-            root.ctime = snapshot.time;
-        }
         v.entries.write().insert(
             ROOT_INO,
             Arc::new(Entry::fixed(
@@ -507,16 +502,22 @@ mod tests {
         (dir, repo, src)
     }
 
-    /// Entries live while the kernel holds a lookup of them, and come back
-    /// with the same inode number and attributes when looked up again.
-    #[test]
-    fn forgotten_entries_go_and_come_back_the_same() {
-        let (_d, repo, src) = fixture();
+    /// A single-snapshot view of the fixture's source directory.
+    fn single_view() -> (tempfile::TempDir, Vfs) {
+        let (d, repo, src) = fixture();
         let (_, snap) = repo.resolve_snapshot("latest").unwrap();
         let node = repo
             .find_node(&snap, src.as_os_str().as_encoded_bytes())
             .unwrap();
-        let v = Vfs::single(repo.clone(), VfsOptions::default(), node, &snap);
+        let v = Vfs::single(repo, VfsOptions::default(), node, &snap);
+        (d, v)
+    }
+
+    /// Entries live while the kernel holds a lookup of them, and come back
+    /// with the same inode number and attributes when looked up again.
+    #[test]
+    fn forgotten_entries_go_and_come_back_the_same() {
+        let (_d, v) = single_view();
         let base = v.entry_count();
         v.readdir(ROOT_INO).unwrap();
         assert_eq!(v.entry_count(), base, "a listing registers nothing");
@@ -537,12 +538,7 @@ mod tests {
 
     #[test]
     fn single_snapshot_view_reads_lists_and_links() {
-        let (_d, repo, src) = fixture();
-        let (_, snap) = repo.resolve_snapshot("latest").unwrap();
-        let node = repo
-            .find_node(&snap, src.as_os_str().as_encoded_bytes())
-            .unwrap();
-        let v = Vfs::single(repo.clone(), VfsOptions::default(), node, &snap);
+        let (_d, v) = single_view();
         let names: Vec<Vec<u8>> = v
             .readdir(ROOT_INO)
             .unwrap()
