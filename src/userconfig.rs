@@ -29,6 +29,10 @@ pub const STORE_KEYS: &[&str] = &[
 pub struct UserConfig {
     #[serde(default)]
     pub stores: BTreeMap<String, BTreeMap<String, String>>,
+    /// Named retention policies (`rm --policy NAME`): `key=value` settings,
+    /// in order (`keep_tag` may repeat).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, Vec<String>>,
 }
 
 /// `$KLOSETFS_CONFIG`, else `<config dir>/klosetfs/config.toml`.
@@ -82,6 +86,28 @@ impl UserConfig {
             ))
         })
     }
+}
+
+/// A named retention policy.
+pub fn policy(cfg: &UserConfig, name: &str) -> Result<crate::ops::retention::Policy> {
+    let settings = cfg.policies.get(name).ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "no policy named {name:?}; add it with `klosetfs config policy create {name} keep_daily=7 ...`"
+        ))
+    })?;
+    parse_policy(settings)
+}
+
+/// Parses `keep_daily=7`-style settings into a policy.
+pub fn parse_policy(settings: &[String]) -> Result<crate::ops::retention::Policy> {
+    let mut p = crate::ops::retention::Policy::default();
+    for a in settings {
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| Error::InvalidInput(format!("expected key=value, got {a:?}")))?;
+        p.set(k, v)?;
+    }
+    Ok(p)
 }
 
 /// Parses `key=value` settings, refusing unknown keys.

@@ -1,8 +1,9 @@
-//! `config store create|set|show|rm`: named stores, so `@name` works.
+//! `config store create|set|show|rm`: named stores, so `@name` works;
+//! `config policy create|show|rm`: named retention policies for `rm --policy`.
 
 use anyhow::bail;
 use clap::Subcommand;
-use klosetfs::userconfig::{parse_settings, path, UserConfig};
+use klosetfs::userconfig::{parse_policy, parse_settings, path, UserConfig};
 
 use super::EXIT_OK;
 
@@ -13,7 +14,50 @@ pub enum ConfigCmd {
         #[command(subcommand)]
         cmd: StoreCfg,
     },
+    /// Named retention policies (`klosetfs at STORE rm --policy NAME`).
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCfg,
+    },
 }
+
+#[derive(Subcommand)]
+pub enum PolicyCfg {
+    /// Add or replace a policy: `create NAME keep_daily=7 keep_weekly=4 ...`.
+    #[command(after_help = POLICY_HELP)]
+    Create {
+        /// The name, used as `rm --policy NAME`.
+        name: String,
+        /// `keep_*=value` settings (see below); at least one.
+        #[arg(required = true)]
+        settings: Vec<String>,
+    },
+    /// Show one policy, or list all.
+    Show {
+        /// A policy's name; all policies without it.
+        name: Option<String>,
+    },
+    /// Forget a policy.
+    Rm {
+        /// A policy's name.
+        name: String,
+    },
+}
+
+const POLICY_HELP: &str = "Settings (the same as rm's --keep-* options):
+  keep_last=N keep_hourly=N keep_daily=N keep_weekly=N keep_monthly=N keep_yearly=N
+                           N snapshots, or the newest of each of the last N
+                           hours/days/ISO weeks/months/years (local time) that
+                           have one; N may be `unlimited`
+  keep_within=DURATION     every snapshot within DURATION (e.g. 7d, 1y6m, 36h)
+                           of the group's newest
+  keep_within_daily=DURATION (and _hourly, _weekly, _monthly, _yearly)
+                           the newest of each day within DURATION of the newest
+  keep_tag=TAG[,TAG]       snapshots with all these tags (repeatable; '' = untagged)
+
+Example:
+  klosetfs config policy create nightly keep_daily=7 keep_weekly=5 keep_monthly=12
+  klosetfs at /srv/backups rm --policy nightly --dry-run";
 
 #[derive(Subcommand)]
 pub enum StoreCfg {
@@ -63,7 +107,10 @@ Example:
 const SECRET: &[&str] = &["passphrase", "secret_access_key"];
 
 pub fn run(cmd: ConfigCmd) -> anyhow::Result<u8> {
-    let ConfigCmd::Store { cmd } = cmd;
+    let cmd = match cmd {
+        ConfigCmd::Store { cmd } => cmd,
+        ConfigCmd::Policy { cmd } => return policy(cmd),
+    };
     let mut cfg = UserConfig::load()?;
     match cmd {
         StoreCfg::Create { name, settings } => {
@@ -112,6 +159,45 @@ pub fn run(cmd: ConfigCmd) -> anyhow::Result<u8> {
         StoreCfg::Rm { name } => {
             if cfg.stores.remove(&name).is_none() {
                 bail!("no store named @{name}");
+            }
+            cfg.save()?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn policy(cmd: PolicyCfg) -> anyhow::Result<u8> {
+    let mut cfg = UserConfig::load()?;
+    match cmd {
+        PolicyCfg::Create { name, settings } => {
+            if name.is_empty() || name.contains(['/', '@', ' ']) {
+                bail!("invalid policy name {name:?}");
+            }
+            let p = parse_policy(&settings)?;
+            if p.is_empty() {
+                bail!("the policy keeps nothing; give at least one keep_* setting above 0");
+            }
+            let replaced = cfg.policies.insert(name.clone(), settings).is_some();
+            cfg.save()?;
+            outln!(
+                "policy {name} {} in {}: {p}",
+                if replaced { "replaced" } else { "added" },
+                path()?.display()
+            );
+        }
+        PolicyCfg::Show { name } => {
+            if let Some(n) = &name {
+                klosetfs::userconfig::policy(&cfg, n)?;
+            }
+            for (n, s) in &cfg.policies {
+                if name.as_ref().is_none_or(|x| x == n) {
+                    outln!("{n}: {}", s.join(" "));
+                }
+            }
+        }
+        PolicyCfg::Rm { name } => {
+            if cfg.policies.remove(&name).is_none() {
+                bail!("no policy named {name:?}");
             }
             cfg.save()?;
         }

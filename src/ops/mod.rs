@@ -13,5 +13,6 @@ pub mod prune;
 pub mod remove;
 pub mod repair;
 pub mod restore;
+pub mod retention;
 pub mod stream_source;
 pub mod writer;

@@ -20,3 +20,13 @@ pub fn remove_snapshots(repo: &Repo, specs: &[String]) -> Result<Vec<SnapshotId>
     }
     Ok(ids)
 }
+
+/// Removes the snapshots `ids` (already resolved, e.g. by a retention
+/// policy) under the store's shared lock.
+pub fn remove_ids(repo: &Repo, ids: &[SnapshotId]) -> Result<()> {
+    let _lock = crate::format::lock::acquire(repo.storage(), repo.keys(), false)?;
+    for id in ids {
+        ignore_missing(repo.storage().delete(Kind::Snapshot, &id.to_hex()))?;
+    }
+    Ok(())
+}
