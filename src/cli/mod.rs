@@ -25,6 +25,7 @@ macro_rules! outln {
 use klosetfs::storage::Storage;
 use klosetfs::userconfig::UserConfig;
 
+mod archive;
 mod backup;
 mod cat;
 mod check;
@@ -100,8 +101,8 @@ pub struct Global {
 #[derive(Subcommand)]
 pub enum Top {
     /// Run COMMAND on STORE: create, backup, ls, cat, diff, locate, info,
-    /// restore, check, rm, prune, key, unlock, mount (read-only or --writable),
-    /// recover.
+    /// restore, archive, check, rm (by id or retention policy), prune, key,
+    /// unlock, mount (read-only or --writable), recover.
     At {
         /// A folder path, an `s3://bucket/prefix` URI, or @name of a
         /// configured store.
@@ -141,6 +142,7 @@ pub enum StoreCmd {
     Locate(locate::LocateArgs),
     Info(info::InfoArgs),
     Restore(restore::RestoreArgs),
+    Archive(archive::ArchiveArgs),
     Check(check::CheckArgs),
     Rm(rm::RmArgs),
     Prune(prune::PruneArgs),
@@ -449,6 +451,7 @@ fn run(ctx: Ctx, cmd: StoreCmd) -> anyhow::Result<u8> {
         StoreCmd::Locate(a) => locate::run(&ctx, a),
         StoreCmd::Info(a) => info::run(&ctx, a),
         StoreCmd::Restore(a) => restore::run(&ctx, a),
+        StoreCmd::Archive(a) => archive::run(&ctx, a),
         StoreCmd::Check(a) => check::run(&ctx, a),
         StoreCmd::Rm(a) => rm::run(&ctx, a),
         StoreCmd::Prune(a) => prune::run(&ctx, a),

@@ -4,6 +4,7 @@
 //! them, forget them (`rm`), check, repair and prune. Each operation that
 //! changes the store takes its lock itself.
 
+pub mod archive;
 pub mod backup;
 pub mod check;
 #[cfg(feature = "s3")]

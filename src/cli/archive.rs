@@ -1,0 +1,158 @@
+//! `archive`: SNAP[:PATH] as a tar, tar.gz or tar.zst file or stream.
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use klosetfs::ops::archive::write_tar;
+use klosetfs::util::human_bytes;
+
+use super::spec::resolve;
+use super::{Ctx, EXIT_OK};
+
+/// Write a snapshot (or a path in it) as a tar archive.
+#[derive(Args)]
+#[command(after_help = "Examples:
+  klosetfs at /srv/backups archive -o docs.tar.gz latest:/home/me/Documents
+  klosetfs at /srv/backups archive --format tar.zst 3fa2c1 | ssh host 'zstd -d | tar -xpf - -C /restore'
+
+The archive is POSIX pax: modes, numeric owners and names, nanosecond times,
+symlinks, hard links (as links), devices, fifos, xattrs (SCHILY.xattr, read by
+GNU tar --xattrs and bsdtar) and sparse files (GNU sparse 1.0). A directory's
+contents are under ./ (as `restore` puts them in its target). Sockets are left
+out (and listed). A file written with -o is readable by its owner only: it
+holds the snapshot's data in clear.")]
+pub struct ArchiveArgs {
+    /// SNAP[:PATH]: a snapshot, and a directory or file in it.
+    target: OsString,
+    /// tar, tar.gz or tar.zst (default: from -o's name, else tar).
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// Write to FILE (`-`: standard output, the default).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Format {
+    Tar,
+    TarGz,
+    TarZst,
+}
+
+fn format_of(a: &ArchiveArgs) -> anyhow::Result<Format> {
+    let name = match (&a.format, &a.output) {
+        (Some(f), _) => f.clone(),
+        (None, Some(p)) => {
+            let p = p.to_string_lossy();
+            if p.ends_with(".tar.gz") || p.ends_with(".tgz") {
+                "tar.gz".into()
+            } else if p.ends_with(".tar.zst") || p.ends_with(".tzst") {
+                "tar.zst".into()
+            } else {
+                "tar".into()
+            }
+        }
+        (None, None) => "tar".into(),
+    };
+    Ok(match name.as_str() {
+        "tar" => Format::Tar,
+        "tar.gz" | "tgz" | "tarball" => Format::TarGz,
+        "tar.zst" | "tzst" => Format::TarZst,
+        "zip" => bail!("zip is not supported yet; use tar, tar.gz or tar.zst"),
+        other => bail!("unknown archive format {other:?}: use tar, tar.gz or tar.zst"),
+    })
+}
+
+pub fn run(ctx: &Ctx, a: ArchiveArgs) -> anyhow::Result<u8> {
+    let format = format_of(&a)?;
+    let to_file = a.output.as_ref().filter(|p| p.as_os_str() != "-").cloned();
+    if to_file.is_none() && std::io::stdout().is_terminal() {
+        bail!("standard output is a terminal: give -o FILE or redirect it");
+    }
+    let repo = ctx.open_indexed()?;
+    let t = resolve(&repo, &a.target)?;
+    let out: Box<dyn Write> = match &to_file {
+        Some(p) => Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(p)
+                .with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout().lock(),
+        )),
+    };
+    let r = write(&repo, &t.node, out, format);
+    let report = match r {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(p) = &to_file {
+                let _ = std::fs::remove_file(p);
+            }
+            if is_broken_pipe(&e) {
+                return Ok(EXIT_OK);
+            }
+            return Err(e);
+        }
+    };
+    for d in &report.dropped {
+        eprintln!("klosetfs: left out {d:?} (tar cannot hold a socket)");
+    }
+    if !ctx.global.quiet && to_file.is_some() {
+        outln!(
+            "archived {} files ({} hard links), {} dirs, {} other ({}) to {}",
+            report.files,
+            report.hardlinks,
+            report.dirs,
+            report.others,
+            human_bytes(report.bytes),
+            a.output.as_ref().expect("a file").display()
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.to_string().contains("Broken pipe")
+    })
+}
+
+fn write(
+    repo: &klosetfs::repo::Repo,
+    node: &klosetfs::format::tree::Node,
+    out: Box<dyn Write>,
+    format: Format,
+) -> anyhow::Result<klosetfs::ops::archive::ArchiveReport> {
+    let report = match format {
+        Format::Tar => {
+            let (mut w, r) = write_tar(repo, node, out)?;
+            w.flush()?;
+            r
+        }
+        Format::TarGz => {
+            let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+            let (gz, r) = write_tar(repo, node, gz)?;
+            gz.finish()?.flush()?;
+            r
+        }
+        Format::TarZst => {
+            let z = zstd::Encoder::new(out, 3)?;
+            let (z, r) = write_tar(repo, node, z)?;
+            z.finish()?.flush()?;
+            r
+        }
+    };
+    Ok(report)
+}
