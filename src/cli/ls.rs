@@ -67,6 +67,7 @@ fn list_snapshots(repo: &Repo, a: &LsArgs) -> anyhow::Result<u8> {
                     "id": id.to_hex(), "time": format_time(s.time), "host": s.host, "user": s.user,
                     "paths": s.paths.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
                     "tags": s.tags, "files": s.summary.files, "bytes": s.summary.bytes,
+                    "original": s.original.map(|o| o.to_hex()),
                 })
             })
             .collect();

@@ -43,6 +43,7 @@ mod recover;
 mod restore;
 mod rm;
 mod spec;
+mod sync;
 
 /// Exit codes, documented in the README.
 pub const EXIT_OK: u8 = 0;
@@ -101,8 +102,8 @@ pub struct Global {
 #[derive(Subcommand)]
 pub enum Top {
     /// Run COMMAND on STORE: create, backup, ls, cat, diff, locate, info,
-    /// restore, archive, check, rm (by id or retention policy), prune, key,
-    /// unlock, mount (read-only or --writable), recover.
+    /// restore, archive, sync, check, rm (by id or retention policy), prune,
+    /// key, unlock, mount (read-only or --writable), recover.
     At {
         /// A folder path, an `s3://bucket/prefix` URI, or @name of a
         /// configured store.
@@ -143,6 +144,7 @@ pub enum StoreCmd {
     Info(info::InfoArgs),
     Restore(restore::RestoreArgs),
     Archive(archive::ArchiveArgs),
+    Sync(sync::SyncArgs),
     Check(check::CheckArgs),
     Rm(rm::RmArgs),
     Prune(prune::PruneArgs),
@@ -164,9 +166,34 @@ pub struct Ctx {
     /// Keep file data in a remote store's disk cache (mounts re-read data;
     /// backup, restore and check read it once).
     pub data_cache: std::cell::Cell<bool>,
+    /// Where an environment passphrase comes from: `KLOSETFS_PASSPHRASE`,
+    /// or `KLOSETFS_OTHER_PASSPHRASE` for the second store of `sync`.
+    pass_env: &'static str,
 }
 
 impl Ctx {
+    pub fn new(global: Global, store: Option<String>) -> Self {
+        Ctx {
+            global,
+            store,
+            pass: Default::default(),
+            data_cache: Default::default(),
+            pass_env: "KLOSETFS_PASSPHRASE",
+        }
+    }
+
+    /// The second store of a two-store command (`sync`): its own passphrase
+    /// options and environment variable, the same cache options.
+    pub fn other(&self, store: &str, pass_file: Option<PathBuf>, pass_cmd: Option<String>) -> Self {
+        let mut global = self.global.clone();
+        global.passphrase_file = pass_file;
+        global.passphrase_command = pass_cmd;
+        Ctx {
+            pass_env: "KLOSETFS_OTHER_PASSPHRASE",
+            ..Ctx::new(global, Some(store.to_string()))
+        }
+    }
+
     fn settings(&self) -> anyhow::Result<(String, std::collections::BTreeMap<String, String>)> {
         let spec = self.store.clone().ok_or_else(|| {
             anyhow!("no store given: use `klosetfs at STORE ...`, --store or KLOSETFS_STORE")
@@ -250,7 +277,7 @@ impl Ctx {
         if let Some(c) = &self.global.passphrase_command {
             return run_passphrase_command(c);
         }
-        if let Some(p) = std::env::var_os("KLOSETFS_PASSPHRASE") {
+        if let Some(p) = std::env::var_os(self.pass_env) {
             use std::os::unix::ffi::OsStrExt;
             return Ok(p.as_bytes().to_vec());
         }
@@ -263,9 +290,28 @@ impl Ctx {
         if let Some(p) = settings.get("passphrase") {
             return Ok(p.as_bytes().to_vec());
         }
+        if self.pass_env != "KLOSETFS_PASSPHRASE" {
+            // The second store of `sync` with nothing of its own: the same
+            // passphrase as the first, when that one is in the environment.
+            if let Some(p) = std::env::var_os("KLOSETFS_PASSPHRASE") {
+                use std::os::unix::ffi::OsStrExt;
+                return Ok(p.as_bytes().to_vec());
+            }
+        }
         if std::io::stdin().is_terminal() {
-            let p = rpassword::prompt_password("passphrase: ").context("reading the passphrase")?;
+            let prompt = match &self.store {
+                Some(s) if self.pass_env != "KLOSETFS_PASSPHRASE" => format!("passphrase of {s}: "),
+                _ => "passphrase: ".into(),
+            };
+            let p = rpassword::prompt_password(prompt).context("reading the passphrase")?;
             return Ok(p.into_bytes());
+        }
+        if self.pass_env != "KLOSETFS_PASSPHRASE" {
+            bail!(
+                "the store {} is encrypted and no passphrase was given for it ({}, --other-passphrase-file, --other-passphrase-command, or its @name settings)",
+                self.store.as_deref().unwrap_or(""),
+                self.pass_env
+            )
         }
         bail!("the store is encrypted and no passphrase was given (KLOSETFS_PASSPHRASE, --passphrase-file, --passphrase-command)")
     }
@@ -382,26 +428,10 @@ pub fn main() -> ExitCode {
     }
     init_logging(cli.global.verbose);
     let result = match cli.cmd {
-        Top::At { store, cmd } => run(
-            Ctx {
-                global: cli.global,
-                store: Some(store),
-                pass: Default::default(),
-                data_cache: Default::default(),
-            },
-            cmd,
-        ),
+        Top::At { store, cmd } => run(Ctx::new(cli.global, Some(store)), cmd),
         Top::Store(cmd) => {
             let store = cli.global.store.clone();
-            run(
-                Ctx {
-                    global: cli.global,
-                    store,
-                    pass: Default::default(),
-                    data_cache: Default::default(),
-                },
-                cmd,
-            )
+            run(Ctx::new(cli.global, store), cmd)
         }
         Top::Config { cmd } => config::run(cmd),
         Top::Commit { mountpoint } => commit(&mountpoint),
@@ -452,6 +482,7 @@ fn run(ctx: Ctx, cmd: StoreCmd) -> anyhow::Result<u8> {
         StoreCmd::Info(a) => info::run(&ctx, a),
         StoreCmd::Restore(a) => restore::run(&ctx, a),
         StoreCmd::Archive(a) => archive::run(&ctx, a),
+        StoreCmd::Sync(a) => sync::run(&ctx, a),
         StoreCmd::Check(a) => check::run(&ctx, a),
         StoreCmd::Rm(a) => rm::run(&ctx, a),
         StoreCmd::Prune(a) => prune::run(&ctx, a),

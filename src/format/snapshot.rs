@@ -45,6 +45,11 @@ pub struct Snapshot {
     /// the source has one: a writable mount's root. Written after every other
     /// field, so readers that predate it decode the rest and ignore it.
     pub root: Option<Node>,
+    /// For a copy made by `sync`: the id of the snapshot it copies (the
+    /// first original, when copied on). Copies cannot share the original's
+    /// id, which names sealed bytes; this says they are the same snapshot.
+    /// A trailing field too, after `root`.
+    pub original: Option<SnapshotId>,
 }
 
 /// A snapshot as written before `root` existed.
@@ -74,26 +79,35 @@ impl Snapshot {
             return Err(Error::corrupt(&what, "content does not match its name"));
         }
         let plain = keys.open(SNAPSHOT_AAD, bytes, &what)?;
-        let s: Snapshot = match postcard::from_bytes(&plain) {
-            Ok(s) => s,
-            // Written before the root's metadata was recorded: it ends there.
-            Err(postcard::Error::DeserializeUnexpectedEnd) => {
-                let o: SnapshotWithoutRoot =
-                    postcard::from_bytes(&plain).map_err(|e| Error::corrupt(&what, e))?;
-                Snapshot {
-                    version: o.version,
-                    time: o.time,
-                    host: o.host,
-                    user: o.user,
-                    paths: o.paths,
-                    tags: o.tags,
-                    tree: o.tree,
-                    parent: o.parent,
-                    summary: o.summary,
-                    root: None,
-                }
+        // The fields every version has, then the optional trailing ones
+        // (`root`, `original`), each absent in snapshots written before it.
+        let corrupt = |e: postcard::Error| Error::corrupt(&what, e);
+        let (o, rest) =
+            postcard::take_from_bytes::<SnapshotWithoutRoot>(&plain).map_err(corrupt)?;
+        let (root, rest) = match rest {
+            [] => (None, rest),
+            _ => postcard::take_from_bytes::<Option<Node>>(rest).map_err(corrupt)?,
+        };
+        let original = match rest {
+            [] => None,
+            _ => {
+                postcard::take_from_bytes::<Option<SnapshotId>>(rest)
+                    .map_err(corrupt)?
+                    .0
             }
-            Err(e) => return Err(Error::corrupt(&what, e)),
+        };
+        let s = Snapshot {
+            version: o.version,
+            time: o.time,
+            host: o.host,
+            user: o.user,
+            paths: o.paths,
+            tags: o.tags,
+            tree: o.tree,
+            parent: o.parent,
+            summary: o.summary,
+            root,
+            original,
         };
         if s.version != 1 {
             return Err(Error::corrupt(
@@ -125,6 +139,12 @@ impl Snapshot {
         }
     }
 
+    /// What makes two snapshots in two stores the same snapshot: the
+    /// original's id for a copy, else its own.
+    pub fn identity(&self, id: &SnapshotId) -> SnapshotId {
+        self.original.unwrap_or(*id)
+    }
+
     /// Paths joined for display.
     pub fn paths_display(&self) -> String {
         self.paths
@@ -151,6 +171,7 @@ mod tests {
             parent: None,
             summary: Summary::default(),
             root,
+            original: None,
         }
     }
 
@@ -177,6 +198,18 @@ mod tests {
         assert_eq!(back, sample(None));
         let synthetic = back.root_node();
         assert_eq!((synthetic.mode, synthetic.mtime), (0o755, back.time));
+        // A copy's `original` comes after `root`: snapshots written with a
+        // root but before `original` decode, and so does a copy.
+        let mut with_root = postcard::to_stdvec(&new).unwrap();
+        assert_eq!(with_root.pop(), Some(0));
+        let sealed = keys.seal(SNAPSHOT_AAD, &with_root).unwrap();
+        let id = SnapshotId(content_hash(&sealed));
+        assert_eq!(Snapshot::decode(&keys, &id, &sealed).unwrap(), new);
+        let mut copy = new.clone();
+        copy.original = Some(SnapshotId([9; 32]));
+        let (id, sealed) = copy.encode(&keys).unwrap();
+        assert_eq!(Snapshot::decode(&keys, &id, &sealed).unwrap(), copy);
+        assert_eq!(copy.identity(&id), SnapshotId([9; 32]));
         let recorded = new.root_node();
         assert_eq!((recorded.mode, recorded.mtime), (0o750, root.mtime));
         assert_eq!(recorded.subtree, Some(new.tree));

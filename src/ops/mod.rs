@@ -16,4 +16,5 @@ pub mod repair;
 pub mod restore;
 pub mod retention;
 pub mod stream_source;
+pub mod sync;
 pub mod writer;

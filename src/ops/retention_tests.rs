@@ -29,6 +29,7 @@ fn snap(time: &str, host: &str, tags: &[&str]) -> Snapshot {
         parent: None,
         summary: Summary::default(),
         root: None,
+        original: None,
     }
 }
 

@@ -149,6 +149,7 @@ pub fn save_snapshot(
         parent,
         summary,
         root: plan.root.clone(),
+        original: None,
     };
     let id = repo.save_snapshot(&snapshot)?;
     Ok((id, snapshot))
