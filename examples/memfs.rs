@@ -799,9 +799,13 @@ fn main() {
         threads,
         fsname: "memfs".into(),
     };
-    if let Err(e) = klosetfs::mount::serve(fs, &mnt, &cfg, || {
-        eprintln!("memfs: mounted on {}", mnt.display())
-    }) {
+    if let Err(e) = klosetfs::mount::serve(
+        fs,
+        &mnt,
+        &cfg,
+        |_| {},
+        || eprintln!("memfs: mounted on {}", mnt.display()),
+    ) {
         eprintln!("memfs: {e}");
         std::process::exit(1);
     }

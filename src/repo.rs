@@ -1,10 +1,8 @@
 //! An open store: config, keys, the master index, and typed access to blobs,
 //! trees and snapshots. Everything above (backup, restore, the Vfs) goes through it.
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 use rayon::prelude::*;
 
@@ -20,6 +18,9 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::storage::{Kind, Storage, StorageError};
 
+/// Default memory for decoded trees.
+pub const TREE_CACHE_BYTES: usize = 64 << 20;
+
 /// Index objects that did not decode, each with what is wrong.
 pub type DamagedIndexes = Vec<(IndexId, Error)>;
 
@@ -32,7 +33,8 @@ pub struct Repo {
     keys: Keys,
     master: Option<MasterKey>,
     index: RwLock<MasterIndex>,
-    trees: Mutex<LruCache<BlobId, Arc<Tree>>>,
+    /// Decoded trees, bounded by bytes ([`Repo::set_tree_cache_bytes`]).
+    trees: Mutex<crate::util::ByteLru<BlobId, Arc<Tree>>>,
     damaged: Mutex<Vec<(SnapshotId, String)>>,
 }
 
@@ -112,7 +114,7 @@ impl Repo {
             keys,
             master,
             index: RwLock::new(MasterIndex::default()),
-            trees: Mutex::new(LruCache::new(NonZeroUsize::new(8192).expect("non-zero"))),
+            trees: Mutex::new(crate::util::ByteLru::new(TREE_CACHE_BYTES)),
             damaged: Mutex::new(Vec::new()),
         }
     }
@@ -231,13 +233,23 @@ impl Repo {
         blob::decode(&self.keys, t, id, sealed, raw_len)
     }
 
+    /// Caps the memory of decoded trees kept for reuse (emptying the cache).
+    pub fn set_tree_cache_bytes(&self, bytes: usize) {
+        *self.trees.lock() = crate::util::ByteLru::new(bytes);
+    }
+
+    /// Bytes of decoded trees held for reuse.
+    pub fn tree_cache_bytes(&self) -> usize {
+        self.trees.lock().bytes()
+    }
+
     pub fn load_tree(&self, id: &BlobId) -> Result<Arc<Tree>> {
         if let Some(t) = self.trees.lock().get(id) {
             return Ok(t.clone());
         }
         let bytes = self.read_blob(BlobType::Tree, id)?;
         let t = Arc::new(Tree::decode(id, &bytes)?);
-        self.trees.lock().put(*id, t.clone());
+        self.trees.lock().put(*id, t.clone(), t.mem_bytes());
         Ok(t)
     }
 

@@ -131,3 +131,72 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.50 KiB");
     }
 }
+
+/// An LRU cache bounded by the bytes its values take (as `weigh` counts
+/// them) rather than by their number: one huge directory and many small ones
+/// cost what they hold.
+pub struct ByteLru<K: std::hash::Hash + Eq, V> {
+    map: lru::LruCache<K, (V, usize)>,
+    bytes: usize,
+    cap: usize,
+}
+
+impl<K: std::hash::Hash + Eq, V> ByteLru<K, V> {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            map: lru::LruCache::unbounded(),
+            bytes: 0,
+            cap,
+        }
+    }
+
+    pub fn get(&mut self, k: &K) -> Option<&V> {
+        self.map.get(k).map(|(v, _)| v)
+    }
+
+    /// Inserts `v` weighing `size` bytes, dropping the least recently used
+    /// values beyond the cap (a value larger than the cap is not kept).
+    pub fn put(&mut self, k: K, v: V, size: usize) {
+        if let Some((_, old)) = self.map.pop(&k) {
+            self.bytes -= old;
+        }
+        if size > self.cap {
+            return;
+        }
+        self.bytes += size;
+        self.map.put(k, (v, size));
+        while self.bytes > self.cap {
+            match self.map.pop_lru() {
+                Some((_, (_, s))) => self.bytes -= s,
+                None => break,
+            }
+        }
+    }
+
+    /// Bytes held (as weighed).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod byte_lru_tests {
+    use super::ByteLru;
+
+    #[test]
+    fn evicts_by_bytes_least_recently_used_first() {
+        let mut c = ByteLru::new(100);
+        c.put(1, "a", 40);
+        c.put(2, "b", 40);
+        assert!(c.get(&1).is_some());
+        c.put(3, "c", 40);
+        assert!(c.get(&2).is_none(), "the least recently used went");
+        assert!(c.get(&1).is_some() && c.get(&3).is_some());
+        assert_eq!(c.bytes(), 80);
+        c.put(4, "huge", 101);
+        assert!(c.get(&4).is_none(), "larger than the cap: not kept");
+        c.put(1, "a2", 10);
+        assert_eq!(c.get(&1), Some(&"a2"));
+        assert_eq!(c.bytes(), 50);
+    }
+}

@@ -50,6 +50,15 @@ pub struct MountArgs {
     /// Threads fetching ahead [default: one per core, 8 on S3].
     #[arg(long, value_name = "N")]
     fetch_threads: Option<usize>,
+    /// Files and directories the mount keeps in memory (about 0.4 KiB each);
+    /// beyond it the least recently used are handed back to the kernel, which
+    /// asks again when they are used. With --tree-cache and --cache-size this
+    /// bounds the mount's memory, whatever is walked.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    max_inodes: usize,
+    /// Memory for decoded directories (trees), e.g. 64M.
+    #[arg(long, value_name = "SIZE", default_value = "64M")]
+    tree_cache: String,
     /// Seconds between looks for new snapshots (whole-store mounts).
     #[arg(long, default_value_t = 30)]
     refresh: u64,
@@ -156,7 +165,9 @@ pub fn run(ctx: &Ctx, a: MountArgs) -> anyhow::Result<u8> {
         // keeps a sequential reader fed through network round trips.
         readahead_chunks: a.read_ahead.unwrap_or(if remote { 32 } else { 8 }),
         fetch_threads: a.fetch_threads.unwrap_or(if remote { 8 } else { 0 }),
+        max_inodes: a.max_inodes,
     };
+    repo.set_tree_cache_bytes(klosetfs::util::parse_size(&a.tree_cache)? as usize);
     let vfs = match &target {
         None => Vfs::whole_store(repo.clone(), opts)?,
         Some(t) => {
@@ -178,7 +189,10 @@ pub fn run(ctx: &Ctx, a: MountArgs) -> anyhow::Result<u8> {
     };
     let quiet = ctx.global.quiet;
     let shown = mnt.clone();
-    serve(ReadOnlyFs::new(Arc::new(vfs)), &mnt, &cfg, move || {
+    let vfs = Arc::new(vfs);
+    let trim = vfs.clone();
+    let notify = move |n| klosetfs::mount::readonly::trim_inodes(trim, n);
+    serve(ReadOnlyFs::new(vfs), &mnt, &cfg, notify, move || {
         if !quiet {
             eprintln!(
                 "klosetfs: mounted on {} (Ctrl-C or `umount` to stop)",
@@ -322,14 +336,20 @@ fn run_writable(
     };
     let quiet = ctx.global.quiet;
     let shown = mnt.to_path_buf();
-    serve(WritableFuse::new(fs.clone()), mnt, &cfg, move || {
-        if !quiet {
-            eprintln!(
-                "klosetfs: writable mount on {} (unmount to commit)",
-                shown.display()
-            );
-        }
-    })?;
+    serve(
+        WritableFuse::new(fs.clone()),
+        mnt,
+        &cfg,
+        |_| {},
+        move || {
+            if !quiet {
+                eprintln!(
+                    "klosetfs: writable mount on {} (unmount to commit)",
+                    shown.display()
+                );
+            }
+        },
+    )?;
     let id = if fs.has_changes() {
         Some(fs.commit().map_err(|e| anyhow::anyhow!("committing at unmount: {e:?} (files stay in the spool; run `klosetfs at STORE recover`)"))?)
     } else {

@@ -136,6 +136,28 @@ impl Tree {
         Self { nodes }
     }
 
+    /// Bytes the decoded tree takes in memory (close enough to bound caches).
+    pub fn mem_bytes(&self) -> usize {
+        use std::mem::size_of;
+        size_of::<Tree>()
+            + self
+                .nodes
+                .iter()
+                .map(|n| {
+                    size_of::<Node>()
+                        + n.name.len()
+                        + n.target.len()
+                        + n.user.len()
+                        + n.group.len()
+                        + n.content.len() * size_of::<ChunkRef>()
+                        + n.xattrs
+                            .iter()
+                            .map(|x| size_of::<Xattr>() + x.name.len() + x.value.len())
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).expect("trees serialize")
     }

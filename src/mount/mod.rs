@@ -100,17 +100,20 @@ pub fn fuser_config(c: &MountConfig) -> Config {
     cfg
 }
 
-/// Mounts `fs` and serves it until unmounted or signalled; `ready` runs once the
+/// Mounts `fs` and serves it until unmounted or signalled; `notifier` gets
+/// the session's channel for messages to the kernel, and `ready` runs once the
 /// mount is live. Returns after the kernel has let go of the mountpoint.
 pub fn serve<FS: Filesystem>(
     fs: FS,
     mnt: &Path,
     c: &MountConfig,
+    notifier: impl FnOnce(fuser::Notifier),
     ready: impl FnOnce(),
 ) -> Result<()> {
     raise_fd_limit();
     let session = Session::new(fs, mnt, &fuser_config(c))
         .map_err(|e| Error::io(format!("mounting on {}", mnt.display()), e))?;
+    notifier(session.notifier());
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| Error::io("installing signal handlers", e))?;
     let handle = signals.handle();

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 
 use crate::format::tree::NodeKind;
 use crate::mount::vfs::{Attr, Vfs, VfsError};
+use crate::util::ByteLru;
 
 /// Snapshot content never changes: let the kernel cache it for a day.
 const IMMUTABLE_TTL: Duration = Duration::from_secs(86_400);
@@ -121,24 +122,40 @@ pub fn reply_xattr_names<'a>(reply: ReplyXattr, names: impl Iterator<Item = &'a 
 
 type Listing = Arc<Vec<(u64, NodeKind, Vec<u8>)>>;
 
-/// Directories being listed: a listing is taken when a reader starts at
-/// offset 0 and serves the rest of its pages.
-const LISTINGS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(256) {
-    Some(n) => n,
-    None => unreachable!(),
-};
+/// Entries of a directory's first `readdirplus` page (with `.` and `..`).
+const FIRST_PAGE: usize = 128;
+
+/// Memory for directories being listed: a listing is taken when a reader
+/// starts at offset 0 and serves the rest of its pages.
+const LISTING_BYTES: usize = 16 << 20;
 
 /// The read-only filesystem.
 pub struct ReadOnlyFs {
     vfs: Arc<Vfs>,
-    dirs: Mutex<lru::LruCache<u64, Listing>>,
+    dirs: Mutex<ByteLru<u64, Listing>>,
+}
+
+/// Hands the least recently used entries beyond the Vfs's cap back to the
+/// kernel, from a thread of its own (a request handler must not wait on the
+/// kernel). Stops when the filesystem is gone.
+pub fn trim_inodes(vfs: Arc<Vfs>, notifier: fuser::Notifier) {
+    std::thread::spawn(move || {
+        while Arc::strong_count(&vfs) > 1 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            for (parent, name) in vfs.over_cap() {
+                let name = OsStr::from_bytes(&name);
+                // ENOENT: the kernel already let it go.
+                let _ = notifier.inval_entry(INodeNo(parent), name);
+            }
+        }
+    });
 }
 
 impl ReadOnlyFs {
     pub fn new(vfs: Arc<Vfs>) -> Self {
         Self {
             vfs,
-            dirs: Mutex::new(lru::LruCache::new(LISTINGS)),
+            dirs: Mutex::new(ByteLru::new(LISTING_BYTES)),
         }
     }
 
@@ -159,8 +176,9 @@ impl ReadOnlyFs {
             (Err(e), _) | (_, Err(e)) => return Err(errno(&e)),
         };
         list.shrink_to_fit();
+        let bytes = list.iter().map(|e| 40 + e.2.len()).sum();
         let l = Arc::new(list);
-        self.dirs.lock().put(ino, l.clone());
+        self.dirs.lock().put(ino, l.clone(), bytes);
         Ok(l)
     }
 }
@@ -286,6 +304,14 @@ impl Filesystem for ReadOnlyFs {
             Err(e) => return reply.error(e),
         };
         for (i, (ino, _, name)) in list.iter().enumerate().skip(offset as usize) {
+            // The kernel asks for the first page of every directory with
+            // attributes, whether its reader wants them or not (`find` does
+            // not), and for later pages only when the reader looks entries
+            // up. A short first page keeps a walk that only wants names from
+            // filling the kernel and this daemon with inodes.
+            if offset == 0 && i >= FIRST_PAGE {
+                break;
+            }
             // Every entry but `.` and `..` counts as a lookup in the kernel:
             // register it as one (and take it back if it does not fit).
             let dots = i < 2;

@@ -346,6 +346,11 @@ impl Mounted {
         }
     }
 
+    /// The mount process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     /// SIGTERM, then wait (bounded) for the process to exit and the mount to go.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;

@@ -79,6 +79,9 @@ pub struct VfsOptions {
     /// Threads fetching ahead (0: one per core). Remote stores want many, so
     /// that read-ahead hides network round trips.
     pub fetch_threads: usize,
+    /// Snapshot entries kept in memory (about 0.4 KiB each) before the
+    /// least recently used are handed back to the kernel ([`Vfs::over_cap`]).
+    pub max_inodes: usize,
 }
 
 impl Default for VfsOptions {
@@ -90,6 +93,7 @@ impl Default for VfsOptions {
             cache_bytes: 128 << 20,
             readahead_chunks: 8,
             fetch_threads: 0,
+            max_inodes: 100_000,
         }
     }
 }
@@ -116,6 +120,8 @@ struct Entry {
     /// forgets it, so memory follows the kernel's inode cache rather than
     /// everything ever visited. Layout entries and roots stay.
     evictable: bool,
+    /// When it was last used (a tick of [`Vfs::tick`]), for the LRU cap.
+    used: AtomicU64,
 }
 
 impl Entry {
@@ -126,6 +132,7 @@ impl Entry {
             time,
             lookups: AtomicU64::new(0),
             evictable: false,
+            used: AtomicU64::new(0),
         }
     }
 }
@@ -140,6 +147,8 @@ pub struct Vfs {
     /// `Some` for a whole-store mount: when the layout was last rebuilt.
     refreshed: Option<Mutex<Instant>>,
     mounted_at: i64,
+    /// Counts uses of entries, for least-recently-used order.
+    tick: AtomicU64,
 }
 
 fn hash_ino(parts: &[&[u8]]) -> u64 {
@@ -193,6 +202,7 @@ impl Vfs {
             handles: Mutex::new(lru::LruCache::new(OPEN_FILES)),
             refreshed: whole.then(|| Mutex::new(Instant::now())),
             mounted_at: crate::util::now_ns(),
+            tick: AtomicU64::new(0),
         }
     }
 
@@ -219,11 +229,15 @@ impl Vfs {
     }
 
     fn entry(&self, ino: u64) -> VResult<Arc<Entry>> {
-        self.entries
+        let e = self
+            .entries
             .read()
             .get(&ino)
             .cloned()
-            .ok_or(VfsError::NotFound)
+            .ok_or(VfsError::NotFound)?;
+        e.used
+            .store(self.tick.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        Ok(e)
     }
 
     fn attr_of(&self, ino: u64, e: &Entry) -> Attr {
@@ -331,9 +345,12 @@ impl Vfs {
                 time: n.mtime,
                 lookups: AtomicU64::new(0),
                 evictable: true,
+                used: AtomicU64::new(0),
             })
         });
         e.lookups.fetch_add(1, Ordering::Relaxed);
+        e.used
+            .store(self.tick.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         ino
     }
 
@@ -347,6 +364,38 @@ impl Vfs {
         if left == 0 && e.evictable {
             entries.remove(&ino);
         }
+    }
+
+    /// Beyond `max_inodes` entries: the least recently used tenth and then
+    /// some, as (parent, name) for the kernel to forget (the FUSE shell sends
+    /// them as entry invalidations; the kernel's FORGETs then drop them).
+    /// Entries the kernel keeps in use (open files, working directories)
+    /// stay, and come back here until they are let go.
+    pub fn over_cap(&self) -> Vec<(u64, Vec<u8>)> {
+        let cap = self.opts.max_inodes.max(1);
+        let entries = self.entries.read();
+        if entries.len() <= cap {
+            return Vec::new();
+        }
+        let mut old: Vec<(u64, u64, &[u8])> = entries
+            .values()
+            .filter(|e| e.evictable)
+            .filter_map(|e| match &e.what {
+                What::Node { node, .. } => {
+                    Some((e.used.load(Ordering::Relaxed), e.parent, &node.name[..]))
+                }
+                _ => None,
+            })
+            .collect();
+        let n = (entries.len() - cap + cap / 10).min(old.len());
+        if n == 0 {
+            return Vec::new();
+        }
+        old.select_nth_unstable_by_key(n - 1, |x| x.0);
+        old.truncate(n);
+        old.into_iter()
+            .map(|(_, p, name)| (p, name.to_vec()))
+            .collect()
     }
 
     /// Inodes held in memory (layout, roots and what the kernel holds).
