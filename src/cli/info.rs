@@ -74,6 +74,7 @@ pub fn run(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<u8> {
     let (keys, _) = size(Kind::Key)?;
     let c = repo.config();
     let blobs = repo.index().read().len();
+    let index_memory = repo.index().read().mem_bytes();
     let raw: u64 = repo
         .index()
         .read()
@@ -85,6 +86,7 @@ pub fn run(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<u8> {
         "compression": c.compression, "chunker": c.chunker, "pack_size": c.pack_size,
         "snapshots": snaps, "keys": keys, "packs": packs, "pack_bytes": pack_bytes,
         "indexes": indexes, "index_bytes": index_bytes, "blobs": blobs, "blob_bytes": raw,
+        "index_memory_bytes": index_memory,
     });
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&v)?);
@@ -111,6 +113,11 @@ pub fn run(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<u8> {
             "stored      {} in {packs} packs, {} in {indexes} indexes",
             human_bytes(pack_bytes),
             human_bytes(index_bytes)
+        );
+        outln!(
+            "index       {} in memory ({} bytes per blob) for every command that reads data, and mounts",
+            human_bytes(index_memory as u64),
+            index_memory / blobs.max(1)
         );
         if raw > 0 {
             outln!(

@@ -44,6 +44,7 @@ mod restore;
 mod rm;
 mod spec;
 mod sync;
+mod versions;
 
 /// Exit codes, documented in the README.
 pub const EXIT_OK: u8 = 0;
@@ -101,7 +102,7 @@ pub struct Global {
 
 #[derive(Subcommand)]
 pub enum Top {
-    /// Run COMMAND on STORE: create, backup, ls, cat, diff, locate, info,
+    /// Run COMMAND on STORE: create, backup, ls, cat, diff, locate, versions, info,
     /// restore, archive, sync, check, rm (by id or retention policy), prune,
     /// key, unlock, mount (read-only or --writable), recover.
     At {
@@ -141,6 +142,7 @@ pub enum StoreCmd {
     Cat(cat::CatArgs),
     Diff(diff::DiffArgs),
     Locate(locate::LocateArgs),
+    Versions(versions::VersionsArgs),
     Info(info::InfoArgs),
     Restore(restore::RestoreArgs),
     Archive(archive::ArchiveArgs),
@@ -479,6 +481,7 @@ fn run(ctx: Ctx, cmd: StoreCmd) -> anyhow::Result<u8> {
         StoreCmd::Cat(a) => cat::run(&ctx, a),
         StoreCmd::Diff(a) => diff::run(&ctx, a),
         StoreCmd::Locate(a) => locate::run(&ctx, a),
+        StoreCmd::Versions(a) => versions::run(&ctx, a),
         StoreCmd::Info(a) => info::run(&ctx, a),
         StoreCmd::Restore(a) => restore::run(&ctx, a),
         StoreCmd::Archive(a) => archive::run(&ctx, a),

@@ -122,6 +122,14 @@ impl MasterIndex {
         self.blobs.len()
     }
 
+    /// Bytes the index takes in memory: its hash tables' slots (one id and
+    /// location, and a control byte, per slot) at their current capacity.
+    pub fn mem_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.blobs.capacity() * (size_of::<(BlobId, BlobLocation)>() + 1)
+            + self.packs.capacity() * (size_of::<PackId>() + 1)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.blobs.is_empty()
     }

@@ -18,4 +18,5 @@ pub mod restore;
 pub mod retention;
 pub mod stream_source;
 pub mod sync;
+pub mod versions;
 pub mod writer;
