@@ -190,3 +190,60 @@ fn a_big_sparse_file_archives_in_bounded_memory() {
     let b = std::fs::read(src.join("disk.img")).unwrap();
     assert!(a == b, "same content");
 }
+
+/// zip keeps names, contents, permission bits and symlinks (checked with
+/// Python's zipfile), streamed to a pipe, and says what it drops.
+#[test]
+fn zip_keeps_what_zip_can_and_says_what_it_drops() {
+    let env = Env::new();
+    env.create();
+    let src = env.path("src");
+    make_tree(&src, 0);
+    env.backup(&src);
+    let zip = env.path("a.zip");
+    let out = std::fs::File::create(&zip).unwrap();
+    let o = env
+        .cmd(&[
+            &"archive",
+            &"--format",
+            &"zip",
+            &format!("latest:{}", src.display()),
+        ])
+        .stdout(Stdio::from(out))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("fifo") && err.contains("drops owners, xattrs"),
+        "{err}"
+    );
+    assert!(err.contains("not UTF-8"), "{err}");
+    // Every regular file's content and mode, and every symlink's target.
+    let check = r#"
+import os, stat, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1]); src = os.fsencode(sys.argv[2]); n = 0
+for i in z.infolist():
+    mode = i.external_attr >> 16
+    p = os.path.join(src, os.fsencode(i.filename.rstrip('/')))
+    if b'\xef\xbf\xbd' in p:
+        continue  # a name that was not UTF-8
+    st = os.lstat(p)
+    assert mode & 0o777 == st.st_mode & 0o777, (i.filename, oct(mode), oct(st.st_mode))
+    if stat.S_ISLNK(st.st_mode):
+        assert stat.S_ISLNK(mode) and z.read(i) == os.readlink(p), i.filename
+    elif stat.S_ISREG(st.st_mode):
+        assert z.read(i) == open(p, 'rb').read(), i.filename
+    n += 1
+print(n)
+"#;
+    let o = Command::new("python3")
+        .args(["-c", check])
+        .arg(&zip)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let n: usize = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    assert!(n >= 15, "{n} entries checked");
+}

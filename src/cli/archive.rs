@@ -1,4 +1,4 @@
-//! `archive`: SNAP[:PATH] as a tar, tar.gz or tar.zst file or stream.
+//! `archive`: SNAP[:PATH] as a tar, tar.gz, tar.zst or zip file or stream.
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use klosetfs::ops::archive::write_tar;
+use klosetfs::ops::archive::{write_tar, write_zip, ZIP_LOSSES};
 use klosetfs::util::human_bytes;
 
 use super::spec::resolve;
@@ -23,12 +23,13 @@ The archive is POSIX pax: modes, numeric owners and names, nanosecond times,
 symlinks, hard links (as links), devices, fifos, xattrs (SCHILY.xattr, read by
 GNU tar --xattrs and bsdtar) and sparse files (GNU sparse 1.0). A directory's
 contents are under ./ (as `restore` puts them in its target). Sockets are left
-out (and listed). A file written with -o is readable by its owner only: it
-holds the snapshot's data in clear.")]
+out (and listed). zip keeps names, contents, rwx permissions, mtimes (2 s)
+and symlinks, and says what it drops. A file written with -o is readable by
+its owner only: it holds the snapshot's data in clear.")]
 pub struct ArchiveArgs {
     /// SNAP[:PATH]: a snapshot, and a directory or file in it.
     target: OsString,
-    /// tar, tar.gz or tar.zst (default: from -o's name, else tar).
+    /// tar, tar.gz, tar.zst or zip (default: from -o's name, else tar).
     #[arg(long, value_name = "FORMAT")]
     format: Option<String>,
     /// Write to FILE (`-`: standard output, the default).
@@ -41,6 +42,7 @@ enum Format {
     Tar,
     TarGz,
     TarZst,
+    Zip,
 }
 
 fn format_of(a: &ArchiveArgs) -> anyhow::Result<Format> {
@@ -52,6 +54,8 @@ fn format_of(a: &ArchiveArgs) -> anyhow::Result<Format> {
                 "tar.gz".into()
             } else if p.ends_with(".tar.zst") || p.ends_with(".tzst") {
                 "tar.zst".into()
+            } else if p.ends_with(".zip") {
+                "zip".into()
             } else {
                 "tar".into()
             }
@@ -62,8 +66,8 @@ fn format_of(a: &ArchiveArgs) -> anyhow::Result<Format> {
         "tar" => Format::Tar,
         "tar.gz" | "tgz" | "tarball" => Format::TarGz,
         "tar.zst" | "tzst" => Format::TarZst,
-        "zip" => bail!("zip is not supported yet; use tar, tar.gz or tar.zst"),
-        other => bail!("unknown archive format {other:?}: use tar, tar.gz or tar.zst"),
+        "zip" => Format::Zip,
+        other => bail!("unknown archive format {other:?}: use tar, tar.gz, tar.zst or zip"),
     })
 }
 
@@ -104,8 +108,19 @@ pub fn run(ctx: &Ctx, a: ArchiveArgs) -> anyhow::Result<u8> {
             return Err(e);
         }
     };
+    let what = if format == Format::Zip {
+        "zip cannot hold devices, fifos or sockets"
+    } else {
+        "tar cannot hold a socket"
+    };
     for d in &report.dropped {
-        eprintln!("klosetfs: left out {d:?} (tar cannot hold a socket)");
+        eprintln!("klosetfs: left out {d:?} ({what})");
+    }
+    for r in &report.renamed {
+        eprintln!("klosetfs: {r:?} is not UTF-8; stored under its lossy UTF-8 form");
+    }
+    if format == Format::Zip && !ctx.global.quiet {
+        eprintln!("klosetfs: {ZIP_LOSSES}");
     }
     if !ctx.global.quiet && to_file.is_some() {
         outln!(
@@ -145,6 +160,11 @@ fn write(
             let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
             let (gz, r) = write_tar(repo, node, gz)?;
             gz.finish()?.flush()?;
+            r
+        }
+        Format::Zip => {
+            let (mut w, r) = write_zip(repo, node, out)?;
+            w.flush()?;
             r
         }
         Format::TarZst => {

@@ -27,8 +27,85 @@ pub struct ArchiveReport {
     pub hardlinks: u64,
     /// File bytes (the logical size of sparse files).
     pub bytes: u64,
-    /// Entries left out (sockets), by path.
+    /// Entries left out (sockets; in zip also devices and fifos), by path.
     pub dropped: Vec<String>,
+    /// Names that are not UTF-8, stored as their lossy UTF-8 form (zip).
+    pub renamed: Vec<String>,
+}
+
+/// What a zip archive cannot keep, said once per archive.
+pub const ZIP_LOSSES: &str = "zip keeps names, contents, rwx permissions, mtimes (to 2 s, as UTC) \
+and symlinks; it drops owners, xattrs, setuid/setgid/sticky bits, atimes and ctimes, \
+nanoseconds, sparse holes, devices and fifos, and stores hard links as copies";
+
+/// Writes `root` as a zip to `out`, streamed (data descriptors, zip64 for
+/// big files), deflated; see [`ZIP_LOSSES`] for what zip cannot hold.
+pub fn write_zip<W: Write>(repo: &Repo, root: &Node, out: W) -> Result<(W, ArchiveReport)> {
+    use zip::write::SimpleFileOptions;
+    let mut z = zip::ZipWriter::new_stream(out);
+    let mut report = ArchiveReport::default();
+    let zerr =
+        |e: zip::result::ZipError| Error::io("writing the archive", std::io::Error::other(e));
+    walk(repo, root, b"", &mut |path, n| {
+        if path.is_empty() {
+            return Ok(()); // the root directory itself: zip has no entry for it
+        }
+        let name = match std::str::from_utf8(path) {
+            Ok(s) => s.to_string(),
+            Err(_) => {
+                let s = String::from_utf8_lossy(path).into_owned();
+                report.renamed.push(s.clone());
+                s
+            }
+        };
+        let opts = SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(n.mode & 0o7777)
+            .last_modified_time(zip_time(n.mtime))
+            .large_file(n.size > u32::MAX as u64 / 2);
+        match n.kind {
+            NodeKind::Dir => {
+                report.dirs += 1;
+                z.add_directory(name, opts).map_err(zerr)
+            }
+            NodeKind::Symlink => {
+                report.others += 1;
+                let target = String::from_utf8_lossy(&n.target).into_owned();
+                z.add_symlink(name, target, opts).map_err(zerr)
+            }
+            NodeKind::File => {
+                report.files += 1;
+                report.bytes += n.size;
+                z.start_file(name, opts).map_err(zerr)?;
+                let pieces = n.content.iter().map(|c| Piece::Chunk(*c)).collect();
+                std::io::copy(&mut ChunkReader::new(repo, pieces), &mut z).map_err(io)?;
+                Ok(())
+            }
+            _ => {
+                report.dropped.push(name);
+                Ok(())
+            }
+        }
+    })?;
+    let out = z.finish().map_err(zerr)?.into_inner();
+    Ok((out, report))
+}
+
+/// A zip (MS-DOS) time: UTC, to 2 seconds, clamped to 1980–2107.
+fn zip_time(ns: i64) -> zip::DateTime {
+    let t = jiff::Timestamp::from_nanosecond(ns as i128)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_zoned(jiff::tz::TimeZone::UTC);
+    let year = t.year().clamp(1980, 2107) as u16;
+    zip::DateTime::from_date_and_time(
+        year,
+        t.month() as u8,
+        t.day() as u8,
+        t.hour() as u8,
+        t.minute() as u8,
+        t.second() as u8,
+    )
+    .unwrap_or_default()
 }
 
 /// Writes `root` (a directory's contents under `./`, or one file by its
@@ -41,18 +118,52 @@ pub fn write_tar<W: Write>(repo: &Repo, root: &Node, out: W) -> Result<(W, Archi
         zero_ids: HashMap::new(),
         report: ArchiveReport::default(),
     };
-    if root.is_dir() {
-        w.entry(b".", root)?;
-        w.dir(b".", root)?;
-    } else {
-        let name = root.name.clone();
-        w.entry(&name, root)?;
-    }
+    walk(repo, root, b".", &mut |path, n| w.entry(path, n))?;
     let report = w.report;
     let out =
         w.b.into_inner()
             .map_err(|e| Error::io("writing the archive", e))?;
     Ok((out, report))
+}
+
+/// Calls `f` with every entry under `root`, parents before children: the
+/// root itself as `top` when it is a directory (its entries are `top/NAME`),
+/// or the one file by its name.
+fn walk(
+    repo: &Repo,
+    root: &Node,
+    top: &[u8],
+    f: &mut dyn FnMut(&[u8], &Node) -> Result<()>,
+) -> Result<()> {
+    if !root.is_dir() {
+        return f(&root.name, root);
+    }
+    f(top, root)?;
+    walk_dir(repo, top, root, f)
+}
+
+fn walk_dir(
+    repo: &Repo,
+    path: &[u8],
+    node: &Node,
+    f: &mut dyn FnMut(&[u8], &Node) -> Result<()>,
+) -> Result<()> {
+    let Some(sub) = node.subtree else {
+        return Ok(());
+    };
+    let tree = repo.load_tree(&sub)?;
+    for child in &tree.nodes {
+        let mut p = path.to_vec();
+        if !p.is_empty() {
+            p.push(b'/');
+        }
+        p.extend_from_slice(&child.name);
+        f(&p, child)?;
+        if child.is_dir() {
+            walk_dir(repo, &p, child, f)?;
+        }
+    }
+    Ok(())
 }
 
 struct TarWriter<'a, W: Write> {
@@ -77,23 +188,6 @@ fn pax_time(ns: i64) -> String {
 }
 
 impl<'a, W: Write> TarWriter<'a, W> {
-    fn dir(&mut self, path: &[u8], node: &Node) -> Result<()> {
-        let Some(sub) = node.subtree else {
-            return Ok(());
-        };
-        let tree = self.repo.load_tree(&sub)?;
-        for child in &tree.nodes {
-            let mut p = path.to_vec();
-            p.push(b'/');
-            p.extend_from_slice(&child.name);
-            self.entry(&p, child)?;
-            if child.is_dir() {
-                self.dir(&p, child)?;
-            }
-        }
-        Ok(())
-    }
-
     fn entry(&mut self, path: &[u8], n: &Node) -> Result<()> {
         let mut h = Header::new_ustar();
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
