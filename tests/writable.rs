@@ -358,7 +358,12 @@ fn a_store_failing_behind_small_files_fails_the_copy_and_loses_nothing() {
     env.create();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
-    for i in 0..400u64 {
+    // Enough files that cp cannot finish before the failure shows: the first
+    // pack is written (and fails) at 16 MiB, about 270 files in, and the
+    // store queue lets cp run at most 256 files ahead of the storer. With
+    // 400 files cp could win that race on a busy machine.
+    const FILES: u64 = 1000;
+    for i in 0..FILES {
         std::fs::write(src.join(format!("f{i:03}")), noise(i, 60_000)).unwrap();
     }
     let mnt = env.path("mnt");
@@ -398,7 +403,7 @@ fn a_store_failing_behind_small_files_fails_the_copy_and_loses_nothing() {
     let out = env.path("out");
     env.ok(&[&"restore", &"-to", &out, &"latest"]);
     let mut kept = 0;
-    for i in 0..400u64 {
+    for i in 0..FILES {
         let name = format!("f{i:03}");
         if failed.contains(&name) {
             continue; // cp reported it: whatever it left is fair
