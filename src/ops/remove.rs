@@ -7,17 +7,14 @@ use crate::format::id::SnapshotId;
 use crate::repo::{ignore_missing, Repo};
 use crate::storage::Kind;
 
-/// Removes the snapshots named by `specs` (ids, prefixes or `latest`) under
-/// the store's shared lock; returns their ids, in the order given.
+/// Removes the snapshots named by `specs` (ids, prefixes or `latest`);
+/// returns their ids, in the order given.
 pub fn remove_snapshots(repo: &Repo, specs: &[String]) -> Result<Vec<SnapshotId>> {
-    let _lock = crate::format::lock::acquire(repo.storage(), repo.keys(), false)?;
     let ids = specs
         .iter()
         .map(|s| repo.resolve_snapshot(s).map(|r| r.0))
         .collect::<Result<Vec<_>>>()?;
-    for id in &ids {
-        ignore_missing(repo.storage().delete(Kind::Snapshot, &id.to_hex()))?;
-    }
+    remove_ids(repo, &ids)?;
     Ok(ids)
 }
 
