@@ -59,10 +59,25 @@ impl<R: Read> Chunker<R> {
             return Ok(Self::new(reader, p, seed));
         }
         let mut data = Vec::with_capacity(size as usize + 1);
-        reader.read_to_end(&mut data)?;
+        (&mut reader)
+            .take(IN_MEMORY_LIMIT + 1)
+            .read_to_end(&mut data)?;
         if data.len() as u64 > IN_MEMORY_LIMIT {
-            // The file grew while we read it: still correct, just more memory.
-            tracing::debug!("file grew past its size while chunking");
+            // Longer than it said (a file that grew, a stream of unknown
+            // length): the rest streams through a window that starts with
+            // what was read, so memory stays bounded and cuts are the same.
+            let end = data.len();
+            return Ok(Self {
+                inner: Inner::Stream(Box::new(Window {
+                    reader,
+                    params: *p,
+                    seed,
+                    buf: data,
+                    start: 0,
+                    end,
+                    eof: false,
+                })),
+            });
         }
         let cuts: Vec<(usize, usize)> = if data.is_empty() {
             Vec::new()
@@ -272,5 +287,28 @@ mod tests {
             "{shared} of {} kept",
             before.len()
         );
+    }
+
+    /// A stream longer than its size hint (standard input has none; a file
+    /// may grow) is not read whole into memory: past the in-memory limit it
+    /// streams, cutting where the streaming chunker cuts.
+    #[test]
+    fn a_short_size_hint_streams_past_the_limit() {
+        let len = IN_MEMORY_LIMIT as usize + 3 * 4096 + 17;
+        let mut x: u64 = 99;
+        let data: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let p = small();
+        let hinted = Chunker::with_size_hint(&data[..], 0, &p, 5).unwrap();
+        assert!(matches!(hinted.inner, Inner::Stream(_)));
+        let hinted: Vec<Vec<u8>> = hinted.map(|c| c.unwrap()).collect();
+        let streamed: Vec<Vec<u8>> = Chunker::new(&data[..], &p, 5).map(|c| c.unwrap()).collect();
+        assert_eq!(hinted, streamed);
     }
 }
