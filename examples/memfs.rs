@@ -726,7 +726,7 @@ impl Filesystem for MemFs {
         self.counts.add("getxattr");
         let st = self.st.lock();
         match st.nodes.get(&ino.0).map(|n| n.xattrs.get(name.as_bytes())) {
-            Some(Some(v)) => klosetfs::mount::readonly::reply_xattr(reply, v, size),
+            Some(Some(v)) => klosetfs::mount::kernel::reply_xattr(reply, v, size),
             Some(None) => reply.error(Errno::ENODATA),
             None => reply.error(Errno::ENOENT),
         }
@@ -736,7 +736,7 @@ impl Filesystem for MemFs {
         self.counts.add("listxattr");
         let st = self.st.lock();
         match st.nodes.get(&ino.0) {
-            Some(n) => klosetfs::mount::readonly::reply_xattr_names(
+            Some(n) => klosetfs::mount::kernel::reply_xattr_names(
                 reply,
                 n.xattrs.keys().map(|k| k.as_slice()),
                 size,

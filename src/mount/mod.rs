@@ -1,6 +1,7 @@
 //! Mounting: checks on the mountpoint, the options every klosetfs mount uses,
 //! and a session loop that unmounts cleanly on SIGINT/SIGTERM/SIGHUP.
 
+pub mod kernel;
 pub mod readonly;
 pub mod vfs;
 pub mod writable;

@@ -6,17 +6,18 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno, FileHandle, Filesystem, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 
 use crate::format::tree::NodeKind;
+use crate::mount::kernel::{file_attr, reply_dir, reply_xattr, reply_xattr_names, tune_kernel};
 use crate::mount::vfs::{Attr, Vfs, VfsError};
 use crate::util::ByteLru;
 
@@ -35,89 +36,12 @@ pub fn errno(e: &VfsError) -> Errno {
     }
 }
 
-pub fn file_type(k: NodeKind) -> FileType {
-    match k {
-        NodeKind::File => FileType::RegularFile,
-        NodeKind::Dir => FileType::Directory,
-        NodeKind::Symlink => FileType::Symlink,
-        NodeKind::Fifo => FileType::NamedPipe,
-        NodeKind::CharDevice => FileType::CharDevice,
-        NodeKind::BlockDevice => FileType::BlockDevice,
-        NodeKind::Socket => FileType::Socket,
-    }
-}
-
-pub fn system_time(ns: i64) -> SystemTime {
-    if ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
-    }
-}
-
-pub fn file_attr(a: &Attr) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(a.ino),
-        size: a.size,
-        blocks: a.blocks,
-        atime: system_time(a.atime),
-        mtime: system_time(a.mtime),
-        ctime: system_time(a.ctime),
-        crtime: system_time(a.ctime),
-        kind: file_type(a.kind),
-        perm: a.perm,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: a.rdev,
-        blksize: 1 << 20,
-        flags: 0,
-    }
-}
-
 fn ttl(a: &Attr) -> Duration {
     if a.immutable {
         IMMUTABLE_TTL
     } else {
         LAYOUT_TTL
     }
-}
-
-/// Kernel options every klosetfs mount asks for: big read-ahead, readdirplus.
-pub fn tune_kernel(config: &mut KernelConfig) {
-    if let Err(max) = config.set_max_readahead(4 << 20) {
-        let _ = config.set_max_readahead(max);
-    }
-    for cap in [
-        InitFlags::FUSE_DO_READDIRPLUS,
-        InitFlags::FUSE_READDIRPLUS_AUTO,
-        InitFlags::FUSE_PARALLEL_DIROPS,
-        InitFlags::FUSE_CACHE_SYMLINKS,
-    ] {
-        let _ = config.add_capabilities(cap);
-    }
-}
-
-/// Replies to `getxattr`: the size when asked for it, `ERANGE` when the
-/// caller's buffer is too small, else the value.
-pub fn reply_xattr(reply: ReplyXattr, value: &[u8], size: u32) {
-    if size == 0 {
-        reply.size(value.len() as u32)
-    } else if value.len() > size as usize {
-        reply.error(Errno::ERANGE)
-    } else {
-        reply.data(value)
-    }
-}
-
-/// Replies to `listxattr` with NUL-terminated names.
-pub fn reply_xattr_names<'a>(reply: ReplyXattr, names: impl Iterator<Item = &'a [u8]>, size: u32) {
-    let mut buf = Vec::new();
-    for n in names {
-        buf.extend_from_slice(n);
-        buf.push(0);
-    }
-    reply_xattr(reply, &buf, size)
 }
 
 type Listing = Arc<Vec<(u64, NodeKind, Vec<u8>)>>;
@@ -272,23 +196,17 @@ impl Filesystem for ReadOnlyFs {
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
         let list = match self.listing(ino.0, offset) {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
-        for (i, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
-            if reply.add(
-                INodeNo(*ino),
-                i as u64 + 1,
-                file_type(*kind),
-                OsStr::from_bytes(name),
-            ) {
-                break;
-            }
-        }
-        reply.ok();
+        reply_dir(
+            reply,
+            offset,
+            list.iter().map(|(ino, kind, name)| (*ino, *kind, name)),
+        );
     }
 
     fn readdirplus(

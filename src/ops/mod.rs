@@ -16,6 +16,7 @@ pub mod remove;
 pub mod repair;
 pub mod restore;
 pub mod retention;
+pub mod source;
 pub mod stream_source;
 pub mod sync;
 pub mod versions;

@@ -5,14 +5,17 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use crate::error::{Error, Result};
-use crate::format::blob::BlobType;
+use crate::format::id::BlobId;
 use crate::format::snapshot::Summary;
-use crate::format::tree::{Node, NodeKind, Tree};
-use crate::ops::backup::{BackupResult, Progress};
+use crate::format::tree::{Node, NodeKind};
+use crate::ops::source::{
+    cores, walk, BackupResult, Content, Entry, Problems, Progress, Source, Threads,
+};
 use crate::ops::writer::{ParentChoice, SnapshotPlan, SnapshotWriter};
 use crate::repo::Repo;
 
@@ -63,32 +66,20 @@ pub fn backup_stream(
     // Chunks of the last dump still dedup through the index; no parent is
     // needed to recognise unchanged content.
     let writer = SnapshotWriter::start(repo, plan, ParentChoice::None)?;
-    let started = crate::util::now_ns();
-    let content = match stream {
-        Stream::Stdin => store(&writer, std::io::stdin().lock(), progress)?,
-        Stream::Command(argv) => run_command(&writer, &argv, progress)?,
-    };
-    let size: u64 = content.iter().map(|c| c.size as u64).sum();
+    let now = crate::util::now_ns();
     let node = Node {
         mode: 0o600,
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
         user: crate::util::username(),
-        size,
-        atime: started,
-        mtime: started,
-        ctime: started,
-        content,
+        atime: now,
+        mtime: now,
+        ctime: now,
         ..Node::bare(name.to_vec(), NodeKind::File)
     };
-    let tree = writer
-        .packer()
-        .save(BlobType::Tree, &Tree::new(vec![node]).encode())?;
-    progress.files.fetch_add(1, Ordering::Relaxed);
-    let summary = Summary {
-        files: 1,
-        bytes: size,
-        ..Default::default()
+    let (tree, summary) = match stream {
+        Stream::Stdin => read(&writer, node, Box::new(std::io::stdin()), progress)?,
+        Stream::Command(argv) => run_command(&writer, node, &argv, progress)?,
     };
     let (id, snapshot) = writer.finish(tree, summary)?;
     Ok(BackupResult {
@@ -98,27 +89,78 @@ pub fn backup_stream(
     })
 }
 
-fn store(
+/// A snapshot root holding one file whose content is a stream.
+struct StreamSource {
+    node: Node,
+    stream: Mutex<Option<Box<dyn Read + Send>>>,
+}
+
+struct Piped(Box<dyn Read + Send>);
+
+impl Read for Piped {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Content for Piped {}
+
+impl Source for StreamSource {
+    type Handle = ();
+
+    fn list(&self, _: &(), _: &Problems) -> Result<Vec<Entry<()>>> {
+        Ok(vec![Entry {
+            node: self.node.clone(),
+            handle: (),
+        }])
+    }
+
+    fn open(&self, _: &()) -> std::io::Result<Box<dyn Content + '_>> {
+        let s = self.stream.lock().take();
+        s.map(|s| Box::new(Piped(s)) as Box<dyn Content>)
+            .ok_or_else(|| std::io::Error::other("the stream was read already"))
+    }
+
+    fn unchanged(&self, _: &Node, _: &Node) -> bool {
+        false
+    }
+
+    fn describe(&self, _: &()) -> String {
+        String::from_utf8_lossy(&self.node.name).into_owned()
+    }
+}
+
+/// Stores the stream as the snapshot's one file: its root tree and counts.
+/// A stream that cannot be read to its end leaves no snapshot.
+fn read(
     writer: &SnapshotWriter,
-    r: impl Read,
+    node: Node,
+    r: Box<dyn Read + Send>,
     progress: &Progress,
-) -> Result<Vec<crate::format::tree::ChunkRef>> {
-    let packer = writer.packer();
-    packer
-        .chunk_stream(r, 0, |id, chunk| {
-            progress
-                .bytes
-                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            packer.store(BlobType::Data, id, &chunk)
-        })
-        .map_err(|e| e.into_error("reading the stream"))
+) -> Result<(BlobId, Summary)> {
+    let source = StreamSource {
+        node,
+        stream: Mutex::new(Some(r)),
+    };
+    let threads = Threads {
+        readers: 1,
+        storers: cores(),
+    };
+    let w = walk(writer, &source, (), threads, progress)?;
+    match w.errors.into_iter().next() {
+        Some((what, why)) => Err(Error::InvalidInput(format!(
+            "reading {what}: {why}; no snapshot was written"
+        ))),
+        None => Ok((w.tree, w.summary)),
+    }
 }
 
 fn run_command(
     writer: &SnapshotWriter,
+    node: Node,
     argv: &[String],
     progress: &Progress,
-) -> Result<Vec<crate::format::tree::ChunkRef>> {
+) -> Result<(BlobId, Summary)> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| Error::InvalidInput("--stdin-from-command needs a command".into()))?;
@@ -137,7 +179,7 @@ fn run_command(
         let _ = stderr.read_to_end(&mut buf);
         buf
     });
-    let stored = store(writer, stdout, progress);
+    let stored = read(writer, node, Box::new(stdout), progress);
     let status = child
         .wait()
         .map_err(|e| Error::io(format!("waiting for {prog}"), e))?;

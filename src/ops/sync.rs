@@ -21,6 +21,7 @@ use crate::format::blob::BlobType;
 use crate::format::id::{BlobId, SnapshotId};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, Tree};
+use crate::ops::writer::save_copy;
 use crate::pipeline::packer::Packer;
 use crate::repo::Repo;
 
@@ -107,17 +108,9 @@ pub fn copy_snapshots(
     let mut report = SyncReport::default();
     for (id, s) in list {
         let tree = c.tree(&s.tree)?;
-        // The write barrier: everything the snapshot needs is stored and
-        // indexed before it exists.
-        c.packer.flush()?;
         let identity = s.identity(id);
-        let copy = Snapshot {
-            tree,
-            parent: s.parent.and_then(|p| copies.get(&p).copied()),
-            original: Some(identity),
-            ..s.clone()
-        };
-        let new = dst.save_snapshot(&copy)?;
+        let parent = s.parent.and_then(|p| copies.get(&p).copied());
+        let new = save_copy(dst, &c.packer, s, identity, tree, parent)?;
         copies.insert(*id, new);
         copies.insert(identity, new);
         report.copied.push((*id, new));

@@ -154,3 +154,24 @@ pub fn save_snapshot(
     let id = repo.save_snapshot(&snapshot)?;
     Ok((id, snapshot))
 }
+
+/// A snapshot copied from another store (`sync`): the same snapshot over the
+/// copied tree, pointing at the copy of its parent and naming its origin, saved
+/// after the same write barrier.
+pub fn save_copy(
+    repo: &Repo,
+    packer: &Packer,
+    original: &Snapshot,
+    identity: SnapshotId,
+    tree: BlobId,
+    parent: Option<SnapshotId>,
+) -> Result<SnapshotId> {
+    packer.flush()?;
+    let copy = Snapshot {
+        tree,
+        parent,
+        original: Some(identity),
+        ..original.clone()
+    };
+    repo.save_snapshot(&copy)
+}

@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -19,7 +19,10 @@ use super::journal::NewMeta;
 use super::namespace::{NsError, WInode};
 use super::{WError, WritableFs, COMMIT_INO};
 use crate::format::tree::NodeKind;
-use crate::mount::readonly::{file_type, reply_xattr, reply_xattr_names, system_time, tune_kernel};
+use crate::mount::kernel::{
+    file_attr, kind_of_mode, ns_time, reply_dir, reply_xattr, reply_xattr_names, tune_kernel,
+};
+use crate::mount::vfs::Attr;
 
 const TTL: Duration = Duration::from_secs(1);
 
@@ -41,26 +44,10 @@ fn errno(e: &WError) -> Errno {
     }
 }
 
-fn ns_time(t: TimeOrNow) -> i64 {
-    match t {
-        TimeOrNow::Now => crate::util::now_ns(),
-        TimeOrNow::SpecificTime(st) => match st.duration_since(UNIX_EPOCH) {
-            Ok(d) => d.as_nanos() as i64,
-            Err(e) => -(e.duration().as_nanos() as i64),
-        },
-    }
-}
-
 fn attr(ino: u64, i: &WInode) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(ino),
-        size: i.size,
-        blocks: i.size.div_ceil(512),
-        atime: system_time(i.atime),
-        mtime: system_time(i.mtime),
-        ctime: system_time(i.ctime),
-        crtime: system_time(i.ctime),
-        kind: file_type(i.kind),
+    file_attr(&Attr {
+        ino,
+        kind: i.kind,
         perm: (i.mode & 0o7777) as u16,
         nlink: if i.is_dir() {
             2
@@ -69,10 +56,14 @@ fn attr(ino: u64, i: &WInode) -> FileAttr {
         },
         uid: i.uid,
         gid: i.gid,
+        size: i.size,
+        blocks: i.size.div_ceil(512),
+        atime: i.atime,
+        mtime: i.mtime,
+        ctime: i.ctime,
         rdev: i.rdev as u32,
-        blksize: 1 << 20,
-        flags: 0,
-    }
+        immutable: false,
+    })
 }
 
 fn commit_attr() -> FileAttr {
@@ -141,18 +132,6 @@ impl WritableFuse {
             Ok((ino, _)) => self.entry(ino, reply),
             Err(e) => reply.error(errno(&e)),
         }
-    }
-}
-
-fn kind_of_mode(mode: u32) -> NodeKind {
-    match mode & libc::S_IFMT {
-        libc::S_IFDIR => NodeKind::Dir,
-        libc::S_IFLNK => NodeKind::Symlink,
-        libc::S_IFIFO => NodeKind::Fifo,
-        libc::S_IFCHR => NodeKind::CharDevice,
-        libc::S_IFBLK => NodeKind::BlockDevice,
-        libc::S_IFSOCK => NodeKind::Socket,
-        _ => NodeKind::File,
     }
 }
 
@@ -488,29 +467,17 @@ impl Filesystem for WritableFuse {
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
         let (parent, list) = match self.fs.readdir(ino.0) {
             Ok(x) => x,
             Err(e) => return reply.error(errno(&e)),
         };
-        let all = [
+        let dots = [
             (ino.0, NodeKind::Dir, b".".to_vec()),
             (parent, NodeKind::Dir, b"..".to_vec()),
-        ]
-        .into_iter()
-        .chain(list);
-        for (i, (ino, kind, name)) in all.enumerate().skip(offset as usize) {
-            if reply.add(
-                INodeNo(ino),
-                i as u64 + 1,
-                file_type(kind),
-                OsStr::from_bytes(&name),
-            ) {
-                break;
-            }
-        }
-        reply.ok();
+        ];
+        reply_dir(reply, offset, dots.into_iter().chain(list));
     }
 
     fn readdirplus(

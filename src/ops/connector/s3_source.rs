@@ -9,17 +9,13 @@ use std::io::Read;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crossbeam_channel::bounded;
-use parking_lot::Mutex;
-
-use crate::error::{Error, Result};
-use crate::format::blob::BlobType;
-use crate::format::id::{BlobId, SnapshotId};
-use crate::format::snapshot::Summary;
-use crate::format::tree::{ChunkRef, Node, NodeKind, Tree, Xattr};
-use crate::ops::backup::{BackupResult, Progress};
+use crate::error::Result;
+use crate::format::id::SnapshotId;
+use crate::format::tree::{Node, NodeKind, Xattr};
+use crate::ops::source::{
+    cores, walk, BackupResult, Content, Entry, Problems, Progress, Source, Threads,
+};
 use crate::ops::writer::{ParentChoice, SnapshotPlan, SnapshotWriter};
-use crate::pipeline::packer::Packer;
 use crate::repo::Repo;
 use crate::storage::{ObjectInfo, RetryPolicy, S3Bucket};
 
@@ -40,15 +36,6 @@ pub struct SourceOptions {
     pub no_parent: bool,
     /// The snapshot's time (ns since the epoch) instead of now.
     pub time: Option<i64>,
-}
-
-/// An object's chunks and content type, once read.
-type Slot = Mutex<Option<(Vec<ChunkRef>, Option<String>)>>;
-
-#[derive(Default)]
-struct Dir {
-    dirs: BTreeMap<Vec<u8>, Dir>,
-    files: BTreeMap<Vec<u8>, usize>,
 }
 
 /// Reads an object front to back in ranged pieces, retrying each piece.
@@ -118,6 +105,104 @@ fn xattr<'a>(n: &'a Node, name: &[u8]) -> Option<&'a [u8]> {
         .map(|x| x.value.as_slice())
 }
 
+/// Folders made from the keys, as an arena: `dirs[0]` is the prefix itself.
+#[derive(Default)]
+struct Dir {
+    dirs: BTreeMap<Vec<u8>, usize>,
+    files: BTreeMap<Vec<u8>, usize>,
+}
+
+/// A folder (index into the arena) or an object (index into the listing).
+enum Handle {
+    Dir(usize),
+    Object(usize),
+}
+
+/// The objects under a prefix as a [`Source`].
+struct S3Source<'a> {
+    bucket: &'a S3Bucket,
+    retry: RetryPolicy,
+    objects: Vec<ObjectInfo>,
+    dirs: Vec<Dir>,
+}
+
+impl Content for ObjectReader<'_> {
+    fn finish(self: Box<Self>, node: &mut Node) {
+        if let Some(t) = self.content_type {
+            node.xattrs.push(Xattr {
+                name: XATTR_CONTENT_TYPE.to_vec(),
+                value: t.into_bytes(),
+            });
+        }
+    }
+}
+
+impl Source for S3Source<'_> {
+    type Handle = Handle;
+
+    fn list(&self, dir: &Handle, _: &Problems) -> Result<Vec<Entry<Handle>>> {
+        let Handle::Dir(d) = *dir else {
+            return Ok(Vec::new());
+        };
+        let d = &self.dirs[d];
+        let folders = d.dirs.iter().map(|(name, &i)| Entry {
+            node: Node {
+                mode: 0o040755,
+                ..Node::bare(name.clone(), NodeKind::Dir)
+            },
+            handle: Handle::Dir(i),
+        });
+        let files = d.files.iter().map(|(name, &i)| Entry {
+            node: file_node(name.clone(), &self.objects[i]),
+            handle: Handle::Object(i),
+        });
+        Ok(folders.chain(files).collect())
+    }
+
+    fn open(&self, file: &Handle) -> std::io::Result<Box<dyn Content + '_>> {
+        let Handle::Object(i) = *file else {
+            return Err(std::io::Error::other("a folder has no content"));
+        };
+        let o = &self.objects[i];
+        Ok(Box::new(ObjectReader {
+            b: self.bucket,
+            retry: self.retry,
+            key: &o.key,
+            size: o.size,
+            pos: 0,
+            buf: Vec::new(),
+            at: 0,
+            content_type: None,
+        }))
+    }
+
+    fn unchanged(&self, node: &Node, parent: &Node) -> bool {
+        parent.mtime == node.mtime && xattr(parent, XATTR_ETAG) == xattr(node, XATTR_ETAG)
+    }
+
+    fn keep_from_parent(&self, node: &mut Node, parent: &Node) {
+        if let Some(t) = xattr(parent, XATTR_CONTENT_TYPE) {
+            node.xattrs.push(Xattr {
+                name: XATTR_CONTENT_TYPE.to_vec(),
+                value: t.to_vec(),
+            });
+        }
+    }
+
+    /// A folder's time is its newest object's.
+    fn finish_dir(&self, dir: &mut Node, entries: &[Node]) {
+        let newest = entries.iter().map(|n| n.mtime).max().unwrap_or(0);
+        (dir.atime, dir.mtime, dir.ctime) = (newest, newest, newest);
+    }
+
+    fn describe(&self, h: &Handle) -> String {
+        match *h {
+            Handle::Object(i) => self.objects[i].key.clone(),
+            Handle::Dir(_) => "a folder".into(),
+        }
+    }
+}
+
 pub fn backup(
     repo: &Arc<Repo>,
     bucket: &S3Bucket,
@@ -143,7 +228,7 @@ pub fn backup(
 
     // Keys → folders; keys that cannot be paths are reported, not guessed at.
     let mut errors = Vec::new();
-    let mut root = Dir::default();
+    let mut dirs = vec![Dir::default()];
     'objects: for (i, o) in objects.iter().enumerate() {
         let rel = &o.key[prefix.len()..];
         if rel.is_empty() {
@@ -164,206 +249,65 @@ pub fn backup(
             }
             continue;
         }
-        let mut d = &mut root;
+        let mut d = 0;
         let last = if folder_marker {
             parts.len()
         } else {
             parts.len() - 1
         };
         for p in &parts[..last] {
-            if d.files.contains_key(p.as_bytes()) {
+            if dirs[d].files.contains_key(p.as_bytes()) {
                 errors.push((
                     o.key.clone(),
                     format!("{p} is both an object and a folder; skipped"),
                 ));
                 continue 'objects;
             }
-            d = d.dirs.entry(p.as_bytes().to_vec()).or_default();
+            d = match dirs[d].dirs.get(p.as_bytes()) {
+                Some(&sub) => sub,
+                None => {
+                    dirs.push(Dir::default());
+                    let sub = dirs.len() - 1;
+                    dirs[d].dirs.insert(p.as_bytes().to_vec(), sub);
+                    sub
+                }
+            };
         }
         if !folder_marker {
             let name = parts[last].as_bytes().to_vec();
-            if d.dirs.contains_key(&name) {
+            if dirs[d].dirs.contains_key(&name) {
                 errors.push((
                     o.key.clone(),
                     "is both an object and a folder; skipped".into(),
                 ));
                 continue;
             }
-            d.files.insert(name, i);
+            dirs[d].files.insert(name, i);
         }
     }
-
-    // Contents: unchanged objects reuse the parent's chunks; the rest are
-    // read by a pool of readers, chunked and packed.
-    let packer = writer.packer();
-    let contents: Vec<Slot> = objects.iter().map(|_| Mutex::new(None)).collect();
-    let mut todo = Vec::new();
-    reuse_or_queue(
-        repo,
-        &root,
-        writer.parent_tree(),
-        &objects,
-        &contents,
-        &mut todo,
-        progress,
-    );
-    let failures = Mutex::new(Vec::new());
-    let (tx, rx) = bounded::<usize>(READERS * 4);
-    std::thread::scope(|s| {
-        for _ in 0..READERS {
-            let rx = rx.clone();
-            let (contents, failures) = (&contents, &failures);
-            let objects = &objects;
-            s.spawn(move || {
-                for i in rx {
-                    if packer.is_failed() {
-                        continue;
-                    }
-                    let o = &objects[i];
-                    let mut r = ObjectReader {
-                        b: bucket,
-                        retry,
-                        key: &o.key,
-                        size: o.size,
-                        pos: 0,
-                        buf: Vec::new(),
-                        at: 0,
-                        content_type: None,
-                    };
-                    match packer.save_stream(&mut r, o.size) {
-                        Ok(chunks) => {
-                            progress.files.fetch_add(1, Ordering::Relaxed);
-                            progress.bytes.fetch_add(o.size, Ordering::Relaxed);
-                            *contents[i].lock() = Some((chunks, r.content_type));
-                        }
-                        Err(e) => failures.lock().push((o.key.clone(), e)),
-                    }
-                }
-            });
-        }
-        for i in todo {
-            if tx.send(i).is_err() {
-                break;
-            }
-        }
-        drop(tx);
-    });
-    if packer.is_failed() {
-        packer.flush()?;
-    }
-    for (key, e) in failures.into_inner() {
-        // A store failure is fatal; an object that vanished or cannot be read is not.
-        if matches!(e, Error::Storage(_)) && packer.is_failed() {
-            return Err(e);
-        }
+    for (key, why) in &errors {
+        tracing::warn!("{key}: {why}");
         progress.errors.fetch_add(1, Ordering::Relaxed);
-        errors.push((key, e.to_string()));
     }
 
-    let mut sum = Summary::default();
-    let (tree, _) = save_dir(packer, &root, &objects, &contents, &mut sum)?;
-    sum.bytes = progress.bytes.load(Ordering::Relaxed);
-    sum.errors = errors.len() as u64;
-    let (id, snapshot) = writer.finish(tree, sum)?;
+    // Objects are read by many readers at once: each waits on the network.
+    let source = S3Source {
+        bucket,
+        retry,
+        objects,
+        dirs,
+    };
+    let threads = Threads {
+        readers: READERS,
+        storers: cores(),
+    };
+    let mut w = walk(&writer, &source, Handle::Dir(0), threads, progress)?;
+    errors.append(&mut w.errors);
+    w.summary.errors = errors.len() as u64;
+    let (id, snapshot) = writer.finish(w.tree, w.summary)?;
     Ok(BackupResult {
         id,
         snapshot,
         errors,
     })
-}
-
-/// Walks the new folder tree beside the parent's; objects whose size, time and
-/// ETag match the parent's file keep its chunks, the rest go to `todo`.
-fn reuse_or_queue(
-    repo: &Repo,
-    dir: &Dir,
-    parent: Option<BlobId>,
-    objects: &[ObjectInfo],
-    contents: &[Slot],
-    todo: &mut Vec<usize>,
-    progress: &Progress,
-) {
-    let old: Option<Tree> = parent.and_then(|t| repo.load_tree(&t).ok().map(|t| (*t).clone()));
-    for (name, &i) in &dir.files {
-        let o = &objects[i];
-        let prev = old.as_ref().and_then(|t| t.find(name)).filter(|n| {
-            n.kind == NodeKind::File
-                && n.size == o.size
-                && n.mtime == o.mtime_ns
-                && xattr(n, XATTR_ETAG) == Some(o.etag.as_bytes())
-                && n.content
-                    .iter()
-                    .all(|c| repo.index().read().contains(&c.id))
-        });
-        match prev {
-            Some(n) => {
-                progress.files.fetch_add(1, Ordering::Relaxed);
-                progress.bytes.fetch_add(o.size, Ordering::Relaxed);
-                let ct =
-                    xattr(n, XATTR_CONTENT_TYPE).map(|v| String::from_utf8_lossy(v).into_owned());
-                *contents[i].lock() = Some((n.content.clone(), ct));
-            }
-            None => todo.push(i),
-        }
-    }
-    for (name, sub) in &dir.dirs {
-        let p = old
-            .as_ref()
-            .and_then(|t| t.find(name))
-            .and_then(|n| n.subtree);
-        reuse_or_queue(repo, sub, p, objects, contents, todo, progress);
-    }
-}
-
-fn save_dir(
-    packer: &Packer,
-    dir: &Dir,
-    objects: &[ObjectInfo],
-    contents: &[Slot],
-    sum: &mut Summary,
-) -> Result<(BlobId, i64)> {
-    let mut nodes = Vec::new();
-    let mut newest = 0;
-    for (name, sub) in &dir.dirs {
-        let (id, t) = save_dir(packer, sub, objects, contents, sum)?;
-        newest = newest.max(t);
-        sum.dirs += 1;
-        let mut n = file_node(
-            name.clone(),
-            &ObjectInfo {
-                key: String::new(),
-                size: 0,
-                mtime_ns: t,
-                etag: String::new(),
-            },
-        );
-        n.kind = NodeKind::Dir;
-        n.mode = 0o040755;
-        n.xattrs.clear();
-        n.subtree = Some(id);
-        nodes.push(n);
-    }
-    for (name, &i) in &dir.files {
-        // Objects that failed to read are left out (and reported).
-        let Some((chunks, ctype)) = contents[i].lock().take() else {
-            continue;
-        };
-        let o = &objects[i];
-        let mut n = file_node(name.clone(), o);
-        if let Some(t) = ctype {
-            n.xattrs.push(Xattr {
-                name: XATTR_CONTENT_TYPE.to_vec(),
-                value: t.into_bytes(),
-            });
-        }
-        n.content = chunks;
-        newest = newest.max(o.mtime_ns);
-        sum.files += 1;
-        nodes.push(n);
-    }
-    // A folder's time is its newest object's.
-    Ok((
-        packer.save(BlobType::Tree, &Tree::new(nodes).encode())?,
-        newest,
-    ))
 }
