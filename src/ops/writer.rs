@@ -132,6 +132,8 @@ pub fn save_snapshot(
     mut summary: Summary,
     started: Instant,
 ) -> Result<(SnapshotId, Snapshot)> {
+    // Flushed first, so the figures count the last packs; `seal` flushes
+    // again, which is then free.
     packer.flush()?;
     let st = &packer.stats;
     summary.new_bytes = st.new_bytes.load(Ordering::Relaxed);
@@ -151,7 +153,7 @@ pub fn save_snapshot(
         root: plan.root.clone(),
         original: None,
     };
-    let id = repo.save_snapshot(&snapshot)?;
+    let id = seal(repo, packer, &snapshot)?;
     Ok((id, snapshot))
 }
 
@@ -166,12 +168,20 @@ pub fn save_copy(
     tree: BlobId,
     parent: Option<SnapshotId>,
 ) -> Result<SnapshotId> {
-    packer.flush()?;
     let copy = Snapshot {
         tree,
         parent,
         original: Some(identity),
         ..original.clone()
     };
-    repo.save_snapshot(&copy)
+    seal(repo, packer, &copy)
+}
+
+/// The write barrier every snapshot passes: the packer's packs, then the
+/// index naming them, and only then the snapshot object, so a snapshot that
+/// can be listed never points at a blob the store lacks. The one place in the
+/// crate that saves a snapshot.
+fn seal(repo: &Repo, packer: &Packer, snapshot: &Snapshot) -> Result<SnapshotId> {
+    packer.flush()?;
+    repo.save_snapshot(snapshot)
 }

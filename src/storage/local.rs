@@ -7,7 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{check_name, Kind, Storage, StorageError, StorageResult};
+use super::{object_path, Kind, Storage, StorageError, StorageResult};
 
 /// Local-directory backend. Layout: `config`, `keys/<id>`, `packs/<xx>/<id>`,
 /// `index/<id>`, `snapshots/<id>`, `locks/<id>`, and `tmp/` for writes in flight.
@@ -54,16 +54,7 @@ impl LocalStorage {
     }
 
     fn path(&self, kind: Kind, name: &str) -> StorageResult<PathBuf> {
-        check_name(name)?;
-        Ok(match kind {
-            Kind::Config if name == "config" => self.root.join("config"),
-            Kind::Config => return Err(StorageError::InvalidName(name.to_string())),
-            Kind::Pack => {
-                let shard = if name.len() >= 2 { &name[..2] } else { "00" };
-                self.root.join("packs").join(shard).join(name)
-            }
-            k => self.root.join(k.dir()).join(name),
-        })
+        Ok(self.root.join(object_path(kind, name)?))
     }
 
     fn not_found(kind: Kind, name: &str) -> impl FnOnce(std::io::Error) -> StorageError + '_ {

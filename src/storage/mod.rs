@@ -67,6 +67,23 @@ impl Kind {
     }
 }
 
+/// Where an object lives relative to the store's root, the same on every
+/// resource (`config`, `keys/<id>`, `packs/<xx>/<id>`, `index/<id>`, …): a
+/// store copied between a directory and a bucket by any sync tool still opens.
+/// Packs are sharded by their first two characters so no folder grows huge.
+pub fn object_path(kind: Kind, name: &str) -> StorageResult<String> {
+    check_name(name)?;
+    Ok(match kind {
+        Kind::Config if name == "config" => "config".to_string(),
+        Kind::Config => return Err(StorageError::InvalidName(name.to_string())),
+        Kind::Pack => {
+            let shard = if name.len() >= 2 { &name[..2] } else { "00" };
+            format!("packs/{shard}/{name}")
+        }
+        k => format!("{}/{name}", k.dir()),
+    })
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
