@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg_cmd in fuse3:fusermount3 rsync:rsync attr:getfattr zstd:zstd; do
+# chromium + chromium-driver: tests/ui.rs drives the web UI in a real browser.
+for pkg_cmd in fuse3:fusermount3 rsync:rsync attr:getfattr zstd:zstd chromium:chromium chromium-driver:chromedriver; do
   command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need+=("${pkg_cmd%%:*}")
 done
 if [ ${#need[@]} -gt 0 ]; then

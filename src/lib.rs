@@ -9,9 +9,14 @@
 //!   snapshots, keys, locks, config), and [`repo`], an open store;
 //! - [`pipeline`]: chunker and packer on the way in, coalesced reads and the
 //!   chunk cache on the way out;
-//! - [`ops`]: the snapshot writer and its sources, restore, check, repair, prune;
-//! - [`mount`]: the [`mount::vfs`] view, the read-only FUSE shell and the
-//!   writable backup-on-close mount.
+//! - [`ops`]: the one snapshot writer ([`ops::writer`]) and the walk every
+//!   source shares ([`ops::source`]: local paths, an S3 prefix, a stream);
+//!   then restore, archive, sync, check, repair, retention and prune;
+//! - [`mount`]: the [`mount::vfs`] view, the FUSE helpers both shells share
+//!   ([`mount::kernel`]), the read-only shell and the writable
+//!   backup-on-close mount;
+//! - [`serve`]: the web UI and JSON API (`ui`), reading through the same
+//!   chunk cache as the mounts.
 //!
 //! The `klosetfs` binary's CLI (`src/cli/`) sits on top.
 
@@ -23,6 +28,8 @@ pub mod mount;
 pub mod ops;
 pub mod pipeline;
 pub mod repo;
+#[cfg(feature = "ui")]
+pub mod serve;
 pub mod storage;
 pub mod userconfig;
 pub mod util;

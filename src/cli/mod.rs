@@ -44,6 +44,8 @@ mod restore;
 mod rm;
 mod spec;
 mod sync;
+#[cfg(feature = "ui")]
+mod ui;
 mod versions;
 
 /// Exit codes, documented in the README.
@@ -104,7 +106,7 @@ pub struct Global {
 pub enum Top {
     /// Run COMMAND on STORE: create, backup, ls, cat, diff, locate, versions, info,
     /// restore, archive, sync, check, rm (by id or retention policy), prune,
-    /// key, unlock, mount (read-only or --writable), recover.
+    /// key, unlock, mount (read-only or --writable), recover, ui (web browser).
     At {
         /// A folder path, an `s3://bucket/prefix` URI, or @name of a
         /// configured store.
@@ -143,6 +145,8 @@ pub enum StoreCmd {
     Diff(diff::DiffArgs),
     Locate(locate::LocateArgs),
     Versions(versions::VersionsArgs),
+    #[cfg(feature = "ui")]
+    Ui(ui::UiArgs),
     Info(info::InfoArgs),
     Restore(restore::RestoreArgs),
     Archive(archive::ArchiveArgs),
@@ -482,6 +486,8 @@ fn run(ctx: Ctx, cmd: StoreCmd) -> anyhow::Result<u8> {
         StoreCmd::Diff(a) => diff::run(&ctx, a),
         StoreCmd::Locate(a) => locate::run(&ctx, a),
         StoreCmd::Versions(a) => versions::run(&ctx, a),
+        #[cfg(feature = "ui")]
+        StoreCmd::Ui(a) => ui::run(&ctx, a),
         StoreCmd::Info(a) => info::run(&ctx, a),
         StoreCmd::Restore(a) => restore::run(&ctx, a),
         StoreCmd::Archive(a) => archive::run(&ctx, a),

@@ -1,0 +1,80 @@
+//! `ui`: serve the store to a web browser (and scripts) on loopback.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use klosetfs::serve::{new_token, serve, ServeOptions};
+
+use super::{Ctx, EXIT_OK};
+
+/// Browse snapshots in a web browser: list, browse, preview, download, search,
+/// every version of a path (read-only).
+#[derive(Args)]
+#[command(after_help = "Examples:
+  klosetfs at /srv/backups ui
+  klosetfs at /srv/backups ui --listen 127.0.0.1:8080 --no-open --token-file ~/.klosetfs-ui-token
+
+It prints a URL holding a secret token; opening it sets a cookie, so keep the
+URL to yourself. Scripts send the token as `Authorization: Bearer TOKEN` and
+use the JSON API under /api/ (docs/integration.md lists it), e.g.
+  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/api/snapshots
+Nothing it serves can change the store. Stop it with Ctrl-C.")]
+pub struct UiArgs {
+    /// Address and port to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Do not open a browser.
+    #[arg(long)]
+    no_open: bool,
+    /// Read the token from this file instead of making a new one at each
+    /// start (at least 16 characters; surrounding whitespace is ignored).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Listen on a non-loopback address although the token then crosses the
+    /// network in clear (TLS is not built in: put a TLS proxy in front).
+    #[arg(long)]
+    insecure: bool,
+    /// Memory for file chunks read through the server (e.g. 256M).
+    #[arg(long, default_value = "128M")]
+    cache_size: String,
+}
+
+pub fn run(ctx: &Ctx, a: UiArgs) -> anyhow::Result<u8> {
+    let token = match &a.token_file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading the token from {}", f.display()))?
+            .trim()
+            .to_string(),
+        None => new_token()?,
+    };
+    if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
+        bail!("the token must be at least 16 printable characters, without `;`");
+    }
+    let repo = ctx.open_indexed()?;
+    super::warn_damaged_snapshots(&repo);
+    let opts = ServeOptions {
+        listen: a.listen,
+        token: token.clone(),
+        cache_bytes: klosetfs::util::parse_size(&a.cache_size)? as usize,
+        insecure: a.insecure,
+    };
+    let open = !a.no_open;
+    serve(repo, opts, move |addr| {
+        let url = format!("http://{addr}/?token={token}");
+        println!("klosetfs ui: {url}");
+        let _ = std::io::stdout().flush();
+        let graphical =
+            std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+        if open && graphical {
+            let _ = std::process::Command::new("xdg-open")
+                .arg(&url)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+        }
+    })?;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,244 @@
+//! `ui`: the store seen from a web browser or a script, without FUSE. A small
+//! HTTP server on loopback (axum on a tokio runtime of its own) serves one
+//! embedded page and the JSON API it uses (`/api/…`, [`api`]). Every file read
+//! goes through the same chunk cache and range reader as the mounts.
+//!
+//! Every request needs the server's secret token: as the `kt` cookie (set when
+//! the printed `/?token=…` URL is opened), as `Authorization: Bearer TOKEN`, or
+//! as the password of HTTP Basic auth. Nothing here changes the store.
+
+mod api;
+mod paths;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::error::{Error, Result};
+use crate::pipeline::chunk_cache::ChunkCache;
+use crate::repo::Repo;
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// The secret every request must carry.
+    pub token: String,
+    /// Chunk cache size in bytes.
+    pub cache_bytes: usize,
+    /// Allow a non-loopback address without TLS.
+    pub insecure: bool,
+}
+
+/// What every handler shares.
+pub(crate) struct Shared {
+    pub repo: Arc<Repo>,
+    pub cache: Arc<ChunkCache>,
+    token: String,
+    /// The snapshot ids whose index was loaded: a snapshot made since
+    /// start-up reloads the index before its blobs are read.
+    pub known: parking_lot::Mutex<std::collections::HashSet<crate::format::id::SnapshotId>>,
+}
+
+type AppState = Arc<Shared>;
+
+/// A fresh random token (32 hex digits).
+pub fn new_token() -> Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b).map_err(|e| Error::InvalidInput(format!("no randomness: {e}")))?;
+    Ok(hex::encode(b))
+}
+
+/// Binds, calls `ready` with the address it listens on, then serves until the
+/// process ends.
+pub fn serve(repo: Arc<Repo>, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    if !opts.listen.ip().is_loopback() && !opts.insecure {
+        return Err(Error::InvalidInput(format!(
+            "{} is not a loopback address: the token would cross the network in clear; \
+             pass --insecure to do it anyway (TLS is not built in yet: put a TLS proxy in front)",
+            opts.listen
+        )));
+    }
+    if opts.token.len() < 16 {
+        return Err(Error::InvalidInput(
+            "the token must have at least 16 characters".into(),
+        ));
+    }
+    let cache = Arc::new(ChunkCache::new(repo.clone(), opts.cache_bytes));
+    let known = repo.snapshots()?.into_iter().map(|(id, _)| id).collect();
+    let shared = Arc::new(Shared {
+        repo,
+        cache,
+        token: opts.token.clone(),
+        known: parking_lot::Mutex::new(known),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the web server", e))?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(opts.listen).await?;
+        ready(listener.local_addr()?);
+        axum::serve(listener, router(shared)).await
+    })
+    .map_err(|e| Error::io(format!("serving on {}", opts.listen), e))?;
+    Ok(())
+}
+
+fn router(shared: AppState) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .merge(api::routes())
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), auth))
+        .with_state(shared)
+}
+
+const PAGE: &str = include_str!("page.html");
+
+async fn page() -> Response {
+    let mut r = PAGE.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             img-src 'self' blob:; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+/// Equal in time whatever the input, so the token cannot be guessed byte by
+/// byte from response times.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The token a request carries, if any: cookie `kt`, Bearer, or Basic password.
+fn presented(headers: &HeaderMap) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for c in headers.get_all(header::COOKIE) {
+        for part in c.as_bytes().split(|b| *b == b';') {
+            let part = part.trim_ascii();
+            if let Some(v) = part.strip_prefix(b"kt=") {
+                out.push(v.to_vec());
+            }
+        }
+    }
+    if let Some(a) = headers.get(header::AUTHORIZATION) {
+        let a = a.as_bytes();
+        if let Some(t) = a.strip_prefix(b"Bearer ") {
+            out.push(t.trim_ascii().to_vec());
+        } else if let Some(b) = a.strip_prefix(b"Basic ") {
+            use base64::Engine;
+            if let Ok(d) = base64::engine::general_purpose::STANDARD.decode(b.trim_ascii()) {
+                if let Some(i) = d.iter().position(|c| *c == b':') {
+                    out.push(d[i + 1..].to_vec());
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let token = s.token.as_bytes();
+    // Opening the printed URL: trade the token in the query for a cookie and
+    // drop it from the address bar (and from the history).
+    if req.uri().path() == "/" {
+        if let Some(q) = req.uri().query() {
+            let given = paths::query(q).remove("token").unwrap_or_default();
+            if !given.is_empty() {
+                if !same(&given, token) {
+                    return unauthorized();
+                }
+                let cookie = format!("kt={}; HttpOnly; SameSite=Strict; Path=/", s.token);
+                return (
+                    StatusCode::SEE_OTHER,
+                    [
+                        (header::LOCATION, "/".to_string()),
+                        (header::SET_COOKIE, cookie),
+                    ],
+                )
+                    .into_response();
+            }
+        }
+    }
+    if presented(req.headers()).iter().any(|t| same(t, token)) {
+        let mut r = next.run(req).await;
+        r.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        r.headers_mut().insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        return r;
+    }
+    unauthorized()
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"klosetfs\"")],
+        "a token is needed: open the URL `klosetfs ui` printed, \
+         or send it as a Bearer token or the Basic auth password\n",
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compares_tokens_whole() {
+        assert!(same(b"abcdef", b"abcdef"));
+        assert!(!same(b"abcdef", b"abcdeg"));
+        assert!(!same(b"abc", b"abcdef"));
+        assert!(!same(b"", b"a"));
+    }
+
+    #[test]
+    fn finds_the_token_in_cookie_bearer_and_basic() {
+        use base64::Engine;
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; kt=tok1 ; c=d"),
+        );
+        assert_eq!(presented(&h), vec![b"tok1".to_vec()]);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer tok2"),
+        );
+        assert_eq!(presented(&h), vec![b"tok2".to_vec()]);
+        let basic = base64::engine::general_purpose::STANDARD.encode("anyone:tok:3");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {basic}")).unwrap(),
+        );
+        assert_eq!(presented(&h), vec![b"tok:3".to_vec()]);
+    }
+}

@@ -1,0 +1,589 @@
+//! `ui`: the web server behind its token. Every file of a hostile tree comes
+//! back byte-exact over HTTP (ranges too), directories come back as archives
+//! identical to `restore`, nothing answers without the token, no path leaves
+//! the snapshot, new snapshots show up without a restart, and a real browser
+//! (headless Chromium driven over WebDriver) walks the pages.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `klosetfs ui`, killed on drop.
+struct Ui {
+    child: Child,
+    base: String,
+    token: String,
+}
+
+impl Ui {
+    fn start(env: &Env) -> Ui {
+        let token = "test-token-0123456789abcdef".to_string();
+        let tf = env.path("ui-token");
+        std::fs::write(&tf, format!("{token}\n")).unwrap();
+        let mut child = env
+            .cmd(&[&"ui", &"--no-open", &"--token-file", &tf])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(out).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("ui printed no URL within 30 s");
+            }
+        };
+        let url = line
+            .trim()
+            .strip_prefix("klosetfs ui: ")
+            .expect("the URL line")
+            .to_string();
+        let base = url.split("/?token=").next().unwrap().to_string();
+        assert!(base.starts_with("http://127.0.0.1:"), "{url}");
+        assert_eq!(url, format!("{base}/?token={token}"));
+        Ui { child, base, token }
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout(Duration::from_secs(60))
+            .build()
+    }
+
+    /// GET with the token as a Bearer token: (status, headers we look at, body).
+    fn get(&self, path: &str, extra: &[(&str, &str)]) -> (u16, ureq::Response) {
+        let mut r = Self::agent()
+            .get(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token));
+        for (k, v) in extra {
+            r = r.set(k, v);
+        }
+        match r.call() {
+            Ok(r) => (r.status(), r),
+            Err(ureq::Error::Status(c, r)) => (c, r),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    fn bytes(&self, path: &str, extra: &[(&str, &str)]) -> (u16, Vec<u8>) {
+        let (c, r) = self.get(path, extra);
+        let mut b = Vec::new();
+        r.into_reader().read_to_end(&mut b).unwrap();
+        (c, b)
+    }
+
+    fn json(&self, path: &str) -> serde_json::Value {
+        let (c, b) = self.bytes(path, &[]);
+        assert_eq!(c, 200, "{path}: {}", String::from_utf8_lossy(&b));
+        serde_json::from_slice(&b).unwrap()
+    }
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A path's bytes percent-encoded for the `path=` field.
+fn enc(p: &[u8]) -> String {
+    p.iter()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~/".contains(b) {
+                (*b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn status_without_token(ui: &Ui, method: &str, path: &str, auth: Option<&str>) -> u16 {
+    let mut r = Ui::agent().request(method, &format!("{}{path}", ui.base));
+    if let Some(a) = auth {
+        r = r.set("Authorization", a);
+    }
+    match r.call() {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(c, _)) => c,
+        Err(e) => panic!("{method} {path}: {e}"),
+    }
+}
+
+#[test]
+fn the_api_serves_a_snapshot_exactly_and_only_with_the_token() {
+    let env = Env::new();
+    env.create();
+    let src = env.path("src");
+    make_tree(&src, 3);
+    env.backup(&src);
+    let ui = Ui::start(&env);
+    let snaps = ui.json("/api/snapshots");
+    let id = snaps[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    assert_eq!(snaps[0]["paths"][0], src.to_str().unwrap());
+
+    // No token, a wrong one, or a wrong cookie: 401 everywhere, even for
+    // routes that do not exist.
+    for p in [
+        "/",
+        "/api/snapshots",
+        &format!("/api/ls?snap={id}"),
+        &format!(
+            "/api/file?snap={id}&path={}",
+            enc(src.join("small.txt").as_os_str().as_bytes())
+        ),
+        "/api/search?glob=*",
+        "/dav/",
+        "/nope",
+        "/?token=wrong-token-0123456789",
+    ] {
+        assert_eq!(status_without_token(&ui, "GET", p, None), 401, "{p}");
+        assert_eq!(
+            status_without_token(&ui, "GET", p, Some("Bearer not-the-token-at-all")),
+            401,
+            "{p}"
+        );
+        assert_eq!(status_without_token(&ui, "PROPFIND", p, None), 401, "{p}");
+    }
+    // The printed URL trades the token for an HttpOnly, SameSite cookie.
+    let r = Ui::agent()
+        .get(&format!("{}/?token={}", ui.base, ui.token))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.header("set-cookie").unwrap().to_string();
+    assert!(
+        cookie.starts_with(&format!("kt={};", ui.token))
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let page = Ui::agent()
+        .get(&format!("{}/", ui.base))
+        .set("Cookie", cookie.split(';').next().unwrap())
+        .call()
+        .unwrap();
+    assert!(page
+        .into_string()
+        .unwrap()
+        .contains("<title>klosetfs</title>"));
+    // Basic auth (as WebDAV clients send it) works with any user name.
+    let basic = format!(
+        "Basic {}",
+        base64_encode(format!("me:{}", ui.token).as_bytes())
+    );
+    assert_eq!(
+        status_without_token(&ui, "GET", "/api/snapshots", Some(&basic)),
+        200
+    );
+    // Nothing changes the store.
+    for m in ["PUT", "POST", "DELETE"] {
+        let c = status_without_token(&ui, m, &format!("/api/file?snap={id}&path=x"), Some(&basic));
+        assert_eq!(c, 405, "{m}");
+    }
+
+    // Every regular file of the tree, odd names included, byte for byte.
+    let mut files = 0;
+    for p in walk(&src) {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if !m.file_type().is_file() {
+            continue;
+        }
+        let (c, b) = ui.bytes(
+            &format!(
+                "/api/file?snap={id}&path={}&download=1",
+                enc(p.as_os_str().as_bytes())
+            ),
+            &[],
+        );
+        assert_eq!(c, 200, "{p:?}");
+        assert!(b == std::fs::read(&p).unwrap(), "{p:?} differs");
+        files += 1;
+    }
+    assert!(files >= 12, "{files}");
+    // Ranges, as players and resuming downloads ask.
+    let big = std::fs::read(src.join("big.bin")).unwrap();
+    let bigp = format!(
+        "/api/file?snap={id}&path={}",
+        enc(src.join("big.bin").as_os_str().as_bytes())
+    );
+    let (c, r) = ui.get(&bigp, &[("Range", "bytes=1000000-2999999")]);
+    assert_eq!(c, 206);
+    assert_eq!(
+        r.header("content-range").unwrap(),
+        format!("bytes 1000000-2999999/{}", big.len())
+    );
+    let mut b = Vec::new();
+    r.into_reader().read_to_end(&mut b).unwrap();
+    assert!(b == big[1_000_000..3_000_000]);
+    let (c, b) = ui.bytes(&bigp, &[("Range", "bytes=-10")]);
+    assert_eq!((c, &b[..]), (206, &big[big.len() - 10..]));
+    assert_eq!(
+        ui.get(&bigp, &[("Range", &format!("bytes={}-", big.len()))])
+            .0,
+        416
+    );
+
+    // A directory listing: every entry, names as raw bytes.
+    let ls = ui.json(&format!(
+        "/api/ls?snap={id}&path={}",
+        enc(src.as_os_str().as_bytes())
+    ));
+    let on_disk = std::fs::read_dir(&src).unwrap().count();
+    assert_eq!(ls["total"], on_disk);
+    let raws: Vec<&str> = ls["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["raw"].as_str().unwrap())
+        .collect();
+    assert!(raws.contains(&"%FF%FE%20not%20utf8"), "{raws:?}");
+    let page = ui.json(&format!(
+        "/api/ls?snap={id}&path={}&offset=2&limit=3&sort=size&order=desc",
+        enc(src.as_os_str().as_bytes())
+    ));
+    assert_eq!(page["entries"].as_array().unwrap().len(), 3);
+
+    // No path leaves the snapshot.
+    for bad in [
+        "..",
+        "a/../..",
+        "%2E%2E",
+        "x%2F..%2F..",
+        "a%00b",
+        &"n".repeat(300),
+    ] {
+        let (c, _) = ui.bytes(&format!("/api/ls?snap={id}&path={bad}"), &[]);
+        assert_eq!(c, 400, "{bad}");
+        let (c, _) = ui.bytes(&format!("/api/file?snap={id}&path={bad}"), &[]);
+        assert_eq!(c, 400, "{bad}");
+    }
+    assert_eq!(
+        ui.bytes(&format!("/api/file?snap={id}&path=/etc/passwd"), &[])
+            .0,
+        404
+    );
+
+    // A directory as a tar: the same tree `restore` makes.
+    let tar = env.path("dir.tar");
+    let (c, b) = ui.bytes(
+        &format!(
+            "/api/archive?snap={id}&path={}&format=tar",
+            enc(src.join("dir").as_os_str().as_bytes())
+        ),
+        &[],
+    );
+    assert_eq!(c, 200);
+    std::fs::write(&tar, b).unwrap();
+    let ext = env.path("ext");
+    std::fs::create_dir_all(&ext).unwrap();
+    sh(&format!(
+        "tar --xattrs --xattrs-include='*' -xpf {} -C {}",
+        tar.display(),
+        ext.display()
+    ));
+    env.ok(&[
+        &"restore",
+        &"-to",
+        &env.path("res"),
+        &format!("{id}:{}", src.join("dir").display()),
+    ]);
+    assert_same_tree(&env.path("res"), &ext);
+
+    // Search across snapshots by name.
+    let hits = ui.json("/api/search?glob=*.txt");
+    let paths: Vec<&str> = hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.ends_with("/dir/sub/deep/file.txt")),
+        "{paths:?}"
+    );
+    assert!(paths.iter().any(|p| p.ends_with("/small.txt")), "{paths:?}");
+
+    // A snapshot made while the server runs: listed, readable, and a second
+    // version of the changed file.
+    std::fs::write(src.join("dir/sub/deep/file.txt"), b"changed\n").unwrap();
+    env.backup(&src);
+    let snaps = ui.json("/api/snapshots");
+    assert_eq!(snaps.as_array().unwrap().len(), 2);
+    let new = snaps[0]["id"].as_str().unwrap();
+    let fp = enc(src.join("dir/sub/deep/file.txt").as_os_str().as_bytes());
+    assert_eq!(
+        ui.bytes(&format!("/api/file?snap={new}&path={fp}"), &[]).1,
+        b"changed\n"
+    );
+    let v = ui.json(&format!("/api/versions?path={fp}"));
+    assert_eq!(v["versions"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["versions"][1]["snapshots"][0]["id"], new);
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+/// A WebDriver session on headless Chromium (chromedriver), ended on drop.
+struct Browser {
+    driver: Child,
+    url: String,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver; scripts/test.sh installs it)");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("{url}/status")).call().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1200,900",
+                format!("--user-data-dir={}", profile.path().display())]}}}});
+        let mut b = Browser {
+            driver,
+            url,
+            session: String::new(),
+            _profile: profile,
+        };
+        let r = b.post("/session", caps);
+        b.session = r["sessionId"]
+            .as_str()
+            .expect("a WebDriver session")
+            .to_string();
+        b
+    }
+
+    fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let r = match ureq::post(&format!("{}{path}", self.url)).send_json(body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(c, r)) => panic!(
+                "WebDriver {path}: {c} {}",
+                r.into_string().unwrap_or_default()
+            ),
+            Err(e) => panic!("WebDriver {path}: {e}"),
+        };
+        r.into_json::<serde_json::Value>().unwrap()["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.post(
+            &format!("/session/{}/url", self.session),
+            serde_json::json!({ "url": url }),
+        );
+    }
+
+    /// Runs `script` (an async function body ending in `return …`) in the page.
+    fn js(&self, script: &str) -> serde_json::Value {
+        self.post(&format!("/session/{}/execute/async", self.session), serde_json::json!({
+            "script": format!("const done = arguments[arguments.length - 1]; (async () => {{ {script} }})().then(done, e => done('ERROR ' + e));"),
+            "args": []
+        }))
+    }
+
+    /// Waits until `css` matches an element whose text contains `text`; returns that text.
+    fn wait_text(&self, css: &str, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.js(&format!(
+                "const e = document.querySelector({css:?}); return e ? e.innerText : null;"
+            ));
+            if let Some(s) = got.as_str() {
+                if s.contains(text) {
+                    return s.to_string();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} never showed {text:?}; last: {got}"
+            );
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    fn click(&self, css: &str) {
+        let r = self.js(&format!("const e = document.querySelector({css:?}); if (!e) return 'missing'; e.click(); return 'ok';"));
+        assert_eq!(r, "ok", "click {css}");
+    }
+
+    fn screenshot(&self, to: &Path) {
+        let r = ureq::get(&format!("{}/session/{}/screenshot", self.url, self.session))
+            .call()
+            .unwrap();
+        let v: serde_json::Value = r.into_json().unwrap();
+        let png = base64_decode(v["value"].as_str().unwrap());
+        assert!(png.starts_with(b"\x89PNG"));
+        std::fs::write(to, png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = ureq::delete(&format!("{}/session/{}", self.url, self.session)).call();
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let b: Vec<u8> = s
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::new();
+    for c in b.chunks(4) {
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, x)| n | (val(*x) as u32) << (18 - 6 * i));
+        for i in 0..c.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_browser_walks_snapshots_browse_preview_search_versions_and_download() {
+    let env = Env::new();
+    env.create();
+    let src = env.path("src");
+    make_tree(&src, 0);
+    std::fs::write(src.join("notes.txt"), "first line\nshared line\n").unwrap();
+    env.ok(&[&"backup", &"--tag", &"daily", &src]);
+    std::fs::write(src.join("notes.txt"), "second line\nshared line\n").unwrap();
+    env.backup(&src);
+    let ui = Ui::start(&env);
+    let b = Browser::start();
+    let shots = std::env::var_os("KLOSETFS_UI_SCREENSHOTS").map(std::path::PathBuf::from);
+    let shot = |name: &str| {
+        if let Some(d) = &shots {
+            b.screenshot(&d.join(name));
+        }
+    };
+
+    // The token URL → the snapshot list (and the token leaves the address bar).
+    b.go(&format!("{}/?token={}", ui.base, ui.token));
+    let list = b.wait_text("#snaps tbody", "daily");
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert_eq!(b.js("return location.search;"), "");
+    shot("ui-snapshots.png");
+    // The older snapshot (tagged) → browse down to the source folder.
+    b.click("#snaps tbody tr:last-child a");
+    b.wait_text(".crumbs", "snapshots");
+    let mut path = Vec::new();
+    for comp in src.strip_prefix("/").unwrap().components() {
+        let name = comp.as_os_str().to_str().unwrap().to_string();
+        path.push(name.clone());
+        b.wait_text("#listing", &format!("{name}/"));
+        let link = format!("#listing a[href$=\"/{}\"]", path.join("/"));
+        b.click(&link);
+    }
+    let listing = b.wait_text("#listing", "notes.txt");
+    assert!(
+        listing.contains("not utf8") && listing.contains("sp ace"),
+        "{listing}"
+    );
+    shot("ui-browse.png");
+    // Preview a text file: the older content.
+    b.click("#listing a[href$=\"/notes.txt\"]");
+    b.wait_text("#text", "first line");
+    // Download it from the page (with the page's cookie) and check the bytes.
+    let got = b.js("const r = await fetch(document.getElementById('dl').href); return r.status + ' ' + r.headers.get('content-disposition') + ' ' + await r.text();");
+    assert_eq!(got, "200 attachment; filename=\"notes.txt\"; filename*=UTF-8''notes.txt first line\nshared line\n");
+    // A binary file shows as hex.
+    b.go(&format!(
+        "{}/#/f/{}",
+        ui.base,
+        b.js("return location.hash.slice(4).replace(/notes.txt$/, 'dir/multi.bin');")
+            .as_str()
+            .unwrap()
+    ));
+    b.wait_text("#hex", "00000000");
+    // Its versions: two, with a line diff between them.
+    b.go(&format!(
+        "{}/#/v/{}",
+        ui.base,
+        path.join("/") + "/notes.txt"
+    ));
+    b.wait_text("#versions", "2");
+    b.click("a.diff");
+    let diff = b.wait_text("#difftext", "second line");
+    assert!(
+        diff.contains("- first line")
+            && diff.contains("+ second line")
+            && diff.contains("  shared line"),
+        "{diff}"
+    );
+    shot("ui-versions.png");
+    // Search by name across both snapshots.
+    b.js("document.getElementById('q').value = 'notes*'; document.querySelector('#searchform button').click(); return 1;");
+    let hits = b.wait_text("#hits", "notes.txt");
+    assert_eq!(hits.matches("notes.txt").count(), 2, "{hits}");
+    shot("ui-search.png");
+    // Phone width: the page still lays out (no horizontal scroll on the list).
+    b.post(
+        &format!("/session/{}/window/rect", b.session),
+        serde_json::json!({"width": 390, "height": 800}),
+    );
+    b.go(&format!("{}/#/", ui.base));
+    b.wait_text("#snaps tbody", "MiB");
+    let wide = b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;");
+    assert_eq!(wide, true);
+}
