@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-# chromium + chromium-driver: tests/ui.rs drives the web UI in a real browser.
-for pkg_cmd in fuse3:fusermount3 rsync:rsync attr:getfattr zstd:zstd chromium:chromium chromium-driver:chromedriver; do
+# chromium + chromium-driver: tests/ui.rs drives the web UI in a real browser;
+# rclone is its real WebDAV client.
+for pkg_cmd in fuse3:fusermount3 rsync:rsync attr:getfattr zstd:zstd chromium:chromium chromium-driver:chromedriver rclone:rclone; do
   command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need+=("${pkg_cmd%%:*}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -15,8 +15,8 @@
 //! - [`mount`]: the [`mount::vfs`] view, the FUSE helpers both shells share
 //!   ([`mount::kernel`]), the read-only shell and the writable
 //!   backup-on-close mount;
-//! - [`serve`]: the web UI and JSON API (`ui`), reading through the same
-//!   chunk cache as the mounts.
+//! - [`serve`]: the web UI, JSON API and read-only WebDAV (`ui`), reading
+//!   through the same chunk cache as the mounts.
 //!
 //! The `klosetfs` binary's CLI (`src/cli/`) sits on top.
 

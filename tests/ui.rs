@@ -587,3 +587,99 @@ fn a_browser_walks_snapshots_browse_preview_search_versions_and_download() {
     let wide = b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;");
     assert_eq!(wide, true);
 }
+
+#[test]
+fn a_webdav_client_copies_a_snapshot_out_identical_to_restore() {
+    let env = Env::new();
+    env.create();
+    let src = env.path("src");
+    make_tree(&src, 3);
+    env.ok(&[&"backup", &"--tag", &"daily", &src]);
+    let ui = Ui::start(&env);
+    // rclone, a real WebDAV client, with the token as its Basic password.
+    let obscured = Command::new("rclone")
+        .args(["obscure", &ui.token])
+        .output()
+        .expect("rclone (Debian package; scripts/test.sh installs it)");
+    let pass = String::from_utf8(obscured.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let out = env.path("dav-copy");
+    let rel = src.strip_prefix("/").unwrap().display().to_string();
+    let rclone = |args: &[&str]| {
+        let o = Command::new("timeout")
+            .arg("120")
+            .arg("rclone")
+            .args(args)
+            .args([
+                "--webdav-url",
+                &format!("{}/dav/", ui.base),
+                "--webdav-user",
+                "me",
+                "--webdav-pass",
+                &pass,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "rclone {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // The mount's layout: latest is followed, tags/ lists the tag.
+    let top = rclone(&["lsf", ":webdav:"]);
+    for d in ["snapshots/", "ids/", "hosts/", "tags/", "latest/"] {
+        assert!(top.lines().any(|l| l == d), "{d} in {top}");
+    }
+    assert!(rclone(&["lsf", ":webdav:tags"]).contains("daily/"));
+    rclone(&[
+        "copy",
+        &format!(":webdav:latest/{rel}"),
+        out.to_str().unwrap(),
+    ]);
+    // Every regular file comes out byte-exact (rclone keeps valid UTF-8 names;
+    // the non-UTF-8 one it renames, so it is compared by content alone).
+    let mut n = 0;
+    for p in walk(&src) {
+        if !std::fs::symlink_metadata(&p).unwrap().file_type().is_file() {
+            continue;
+        }
+        let r = p.strip_prefix(&src).unwrap();
+        let want = std::fs::read(&p).unwrap();
+        match std::str::from_utf8(r.as_os_str().as_bytes()) {
+            Ok(_) => assert!(std::fs::read(out.join(r)).unwrap() == want, "{r:?}"),
+            Err(_) => assert!(
+                walk(&out)
+                    .iter()
+                    .any(|q| q.is_file() && std::fs::read(q).unwrap() == want),
+                "{r:?}"
+            ),
+        }
+        n += 1;
+    }
+    assert!(n >= 12);
+    // WebDAV is read-only: writes are refused and the store is unchanged.
+    let before = env.ok(&[&"ls"]);
+    let auth = format!(
+        "Basic {}",
+        base64_encode(format!("me:{}", ui.token).as_bytes())
+    );
+    for m in [
+        "PUT",
+        "DELETE",
+        "MKCOL",
+        "MOVE",
+        "COPY",
+        "PROPPATCH",
+        "LOCK",
+    ] {
+        let c = status_without_token(&ui, m, &format!("/dav/latest/{rel}/small.txt"), Some(&auth));
+        assert!(c == 405 || c == 403, "{m}: {c}");
+    }
+    assert_eq!(env.ok(&[&"ls"]), before);
+    // Without the token, nothing.
+    assert_eq!(status_without_token(&ui, "PROPFIND", "/dav/", None), 401);
+}

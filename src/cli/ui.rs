@@ -11,7 +11,7 @@ use klosetfs::serve::{new_token, serve, ServeOptions};
 use super::{Ctx, EXIT_OK};
 
 /// Browse snapshots in a web browser: list, browse, preview, download, search,
-/// every version of a path (read-only).
+/// every version of a path; and read-only WebDAV under /dav/.
 #[derive(Args)]
 #[command(after_help = "Examples:
   klosetfs at /srv/backups ui
@@ -21,7 +21,9 @@ It prints a URL holding a secret token; opening it sets a cookie, so keep the
 URL to yourself. Scripts send the token as `Authorization: Bearer TOKEN` and
 use the JSON API under /api/ (docs/integration.md lists it), e.g.
   curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/api/snapshots
-Nothing it serves can change the store. Stop it with Ctrl-C.")]
+WebDAV clients (Finder, Explorer, davfs2, rclone, cadaver) browse and copy out
+read-only under /dav/ (the whole-store mount's layout), with the token as the
+password of any user name. Nothing it serves can change the store. Stop it with Ctrl-C.")]
 pub struct UiArgs {
     /// Address and port to listen on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]

@@ -1,6 +1,7 @@
 //! `ui`: the store seen from a web browser or a script, without FUSE. A small
 //! HTTP server on loopback (axum on a tokio runtime of its own) serves one
-//! embedded page and the JSON API it uses (`/api/…`, [`api`]). Every file read
+//! embedded page, the JSON API it uses (`/api/…`, [`api`]) and a read-only
+//! WebDAV view of the whole-store layout (`/dav/…`, [`dav`]). Every file read
 //! goes through the same chunk cache and range reader as the mounts.
 //!
 //! Every request needs the server's secret token: as the `kt` cookie (set when
@@ -8,6 +9,7 @@
 //! as the password of HTTP Basic auth. Nothing here changes the store.
 
 mod api;
+mod dav;
 mod paths;
 
 use std::net::SocketAddr;
@@ -17,7 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 
 use crate::error::{Error, Result};
@@ -40,6 +42,7 @@ pub struct ServeOptions {
 pub(crate) struct Shared {
     pub repo: Arc<Repo>,
     pub cache: Arc<ChunkCache>,
+    dav: dav_server::DavHandler,
     token: String,
     /// The snapshot ids whose index was loaded: a snapshot made since
     /// start-up reloads the index before its blobs are read.
@@ -70,11 +73,27 @@ pub fn serve(repo: Arc<Repo>, opts: ServeOptions, ready: impl FnOnce(SocketAddr)
             "the token must have at least 16 characters".into(),
         ));
     }
-    let cache = Arc::new(ChunkCache::new(repo.clone(), opts.cache_bytes));
+    // One view of the store for WebDAV (the whole-store mount's layout) and
+    // one chunk cache for every read.
+    let vfs = Arc::new(crate::mount::vfs::Vfs::whole_store(
+        repo.clone(),
+        crate::mount::vfs::VfsOptions {
+            cache_bytes: opts.cache_bytes,
+            ..Default::default()
+        },
+    )?);
+    let cache = vfs.chunk_cache().clone();
+    let dav = dav_server::DavHandler::builder()
+        .filesystem(Box::new(dav::DavView::new(vfs)))
+        .strip_prefix("/dav")
+        .methods(dav_server::DavMethodSet::WEBDAV_RO)
+        .autoindex(true)
+        .build_handler();
     let known = repo.snapshots()?.into_iter().map(|(id, _)| id).collect();
     let shared = Arc::new(Shared {
         repo,
         cache,
+        dav,
         token: opts.token.clone(),
         known: parking_lot::Mutex::new(known),
     });
@@ -95,6 +114,9 @@ pub fn serve(repo: Arc<Repo>, opts: ServeOptions, ready: impl FnOnce(SocketAddr)
 fn router(shared: AppState) -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/dav", any(webdav))
+        .route("/dav/", any(webdav))
+        .route("/dav/{*path}", any(webdav))
         .merge(api::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), auth))
@@ -119,6 +141,10 @@ async fn page() -> Response {
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+async fn webdav(State(s): State<AppState>, req: Request) -> Response {
+    s.dav.handle(req).await.into_response()
 }
 
 async fn not_found() -> Response {

@@ -206,6 +206,12 @@ impl Vfs {
         }
     }
 
+    /// The chunk cache every read goes through (shared with other views of
+    /// the same store, such as the web server's downloads).
+    pub fn chunk_cache(&self) -> &Arc<ChunkCache> {
+        &self.cache
+    }
+
     pub fn repo(&self) -> &Arc<Repo> {
         &self.repo
     }

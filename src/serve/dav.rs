@@ -1,0 +1,333 @@
+//! WebDAV, read-only, under `/dav/`: the whole-store mount's layout
+//! (`snapshots/`, `ids/`, `hosts/`, `tags/`, `latest`) for clients without
+//! FUSE (Finder, Windows Explorer, davfs2, rclone, cadaver). It is the same
+//! [`Vfs`] the read-only mount shows; `dav-server` speaks the protocol. The
+//! layout's links (`latest`) are followed and show as folders; inside
+//! snapshots, only files and folders are listed (WebDAV has no symlinks,
+//! devices or fifos: `restore`, the mount or an archive keep those).
+
+use std::io::SeekFrom;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use dav_server::davpath::DavPath;
+use dav_server::fs::{
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsError, FsFuture, FsResult, FsStream,
+    OpenOptions, ReadDirMeta,
+};
+use futures_util::FutureExt;
+
+use crate::format::tree::NodeKind;
+use crate::mount::vfs::{Attr, Vfs, VfsError, ROOT_INO};
+
+/// The store as a WebDAV file system.
+#[derive(Clone)]
+pub struct DavView {
+    vfs: Arc<Vfs>,
+}
+
+impl DavView {
+    pub fn new(vfs: Arc<Vfs>) -> Self {
+        Self { vfs }
+    }
+}
+
+/// Entries looked up on the way to a path: the Vfs keeps them while held and
+/// drops them when given back, as the kernel's FORGET does for the mount.
+struct Held {
+    vfs: Arc<Vfs>,
+    inos: Vec<u64>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for i in self.inos.iter().rev() {
+            self.vfs.forget(*i, 1);
+        }
+    }
+}
+
+fn fs_err(e: VfsError) -> FsError {
+    match e {
+        VfsError::NotFound | VfsError::NotDir | VfsError::NoData => FsError::NotFound,
+        VfsError::IsDir => FsError::Forbidden,
+        VfsError::Io(m) => {
+            tracing::error!("webdav: {m}");
+            FsError::GeneralFailure
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Meta {
+    dir: bool,
+    len: u64,
+    mtime: i64,
+}
+
+impl Meta {
+    fn of(a: &Attr) -> Self {
+        Meta {
+            dir: a.kind == NodeKind::Dir || a.kind == NodeKind::Symlink,
+            len: if a.kind == NodeKind::File { a.size } else { 0 },
+            mtime: a.mtime,
+        }
+    }
+}
+
+impl DavMetaData for Meta {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn modified(&self) -> FsResult<SystemTime> {
+        let t = if self.mtime >= 0 {
+            UNIX_EPOCH + Duration::from_nanos(self.mtime as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_nanos(self.mtime.unsigned_abs())
+        };
+        Ok(t)
+    }
+    fn is_dir(&self) -> bool {
+        self.dir
+    }
+}
+
+/// Links of the layout (not snapshot content) are followed, at most this deep.
+const MAX_HOPS: usize = 8;
+
+impl DavView {
+    /// Walks `path` from the root, following the layout's links; the entries
+    /// passed are held until the result is dropped.
+    fn resolve(&self, path: &[u8]) -> FsResult<(Held, Attr)> {
+        let comps = super::paths::components(path).map_err(|_| FsError::Forbidden)?;
+        let mut held = Held {
+            vfs: self.vfs.clone(),
+            inos: Vec::new(),
+        };
+        let mut queue: std::collections::VecDeque<Vec<u8>> =
+            comps.into_iter().map(|c| c.to_vec()).collect();
+        let mut dirs = vec![ROOT_INO];
+        let mut attr = self.vfs.getattr(ROOT_INO).map_err(fs_err)?;
+        let mut hops = 0;
+        while let Some(c) = queue.pop_front() {
+            if c == b".." {
+                // Only link targets get here (requests are checked above).
+                if dirs.len() > 1 {
+                    dirs.pop();
+                }
+                attr = self
+                    .vfs
+                    .getattr(*dirs.last().expect("root"))
+                    .map_err(fs_err)?;
+                continue;
+            }
+            if c == b"." {
+                continue;
+            }
+            let dir = *dirs.last().expect("root");
+            let a = self.vfs.lookup(dir, &c).map_err(fs_err)?;
+            held.inos.push(a.ino);
+            if a.kind == NodeKind::Symlink && !a.immutable {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return Err(FsError::LoopDetected);
+                }
+                let target = self.vfs.readlink(a.ino).map_err(fs_err)?;
+                if target.starts_with(b"/") {
+                    return Err(FsError::NotFound);
+                }
+                for t in target.split(|b| *b == b'/').rev().filter(|t| !t.is_empty()) {
+                    queue.push_front(t.to_vec());
+                }
+                continue;
+            }
+            if !queue.is_empty() && a.kind != NodeKind::Dir {
+                return Err(FsError::NotFound);
+            }
+            dirs.push(a.ino);
+            attr = a;
+        }
+        match attr.kind {
+            NodeKind::File | NodeKind::Dir => Ok((held, attr)),
+            _ => Err(FsError::NotFound),
+        }
+    }
+
+    /// The files and folders of the folder at `path` (links of the layout
+    /// resolved), with their metadata.
+    fn list(&self, path: &[u8]) -> FsResult<Vec<Entry>> {
+        let (_held, dir) = self.resolve(path)?;
+        if dir.kind != NodeKind::Dir {
+            return Err(FsError::Forbidden);
+        }
+        let mut out = Vec::new();
+        for (_, kind, name) in self.vfs.readdir(dir.ino).map_err(fs_err)? {
+            let meta = match kind {
+                NodeKind::File | NodeKind::Dir => {
+                    let a = self.vfs.lookup(dir.ino, &name).map_err(fs_err)?;
+                    self.vfs.forget(a.ino, 1);
+                    Meta::of(&a)
+                }
+                NodeKind::Symlink if !dir.immutable => {
+                    let mut p = path.to_vec();
+                    p.push(b'/');
+                    p.extend_from_slice(&name);
+                    match self.resolve(&p) {
+                        Ok((_h, a)) => Meta::of(&a),
+                        Err(_) => continue,
+                    }
+                }
+                _ => continue,
+            };
+            out.push(Entry { name, meta });
+        }
+        Ok(out)
+    }
+}
+
+/// Runs Vfs work (which may read the store) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> FsResult<T> + Send + 'static,
+) -> FsResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| FsError::GeneralFailure)?
+}
+
+struct Entry {
+    name: Vec<u8>,
+    meta: Meta,
+}
+
+impl DavDirEntry for Entry {
+    fn name(&self) -> Vec<u8> {
+        self.name.clone()
+    }
+    fn metadata(&self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let m: Box<dyn DavMetaData> = Box::new(self.meta.clone());
+        futures_util::future::ready(Ok(m)).boxed()
+    }
+}
+
+impl DavFileSystem for DavView {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        let me = self.clone();
+        let p = path.as_bytes().to_vec();
+        async move {
+            if options.write
+                || options.append
+                || options.create
+                || options.create_new
+                || options.truncate
+            {
+                return Err(FsError::Forbidden);
+            }
+            let f = blocking(move || {
+                let (held, a) = me.resolve(&p)?;
+                if a.kind != NodeKind::File {
+                    return Err(FsError::Forbidden);
+                }
+                Ok(File {
+                    vfs: me.vfs.clone(),
+                    _held: Arc::new(held),
+                    ino: a.ino,
+                    pos: 0,
+                    meta: Meta::of(&a),
+                })
+            })
+            .await?;
+            Ok(Box::new(f) as Box<dyn DavFile>)
+        }
+        .boxed()
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        _meta: ReadDirMeta,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        let me = self.clone();
+        let p = path.as_bytes().to_vec();
+        async move {
+            let list = blocking(move || me.list(&p)).await?;
+            let items: Vec<FsResult<Box<dyn DavDirEntry>>> = list
+                .into_iter()
+                .map(|e| Ok(Box::new(e) as Box<dyn DavDirEntry>))
+                .collect();
+            Ok(Box::pin(futures_util::stream::iter(items)) as FsStream<Box<dyn DavDirEntry>>)
+        }
+        .boxed()
+    }
+
+    fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        let me = self.clone();
+        let p = path.as_bytes().to_vec();
+        async move {
+            let m = blocking(move || me.resolve(&p).map(|(_, a)| Meta::of(&a))).await?;
+            Ok(Box::new(m) as Box<dyn DavMetaData>)
+        }
+        .boxed()
+    }
+}
+
+/// An open file: reads through the Vfs (chunk cache, read-ahead).
+struct File {
+    vfs: Arc<Vfs>,
+    _held: Arc<Held>,
+    ino: u64,
+    pos: u64,
+    meta: Meta,
+}
+
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "File({})", self.ino)
+    }
+}
+
+impl DavFile for File {
+    fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let m: Box<dyn DavMetaData> = Box::new(self.meta.clone());
+        futures_util::future::ready(Ok(m)).boxed()
+    }
+    fn write_buf(&mut self, _: Box<dyn bytes::Buf + Send>) -> FsFuture<'_, ()> {
+        futures_util::future::ready(Err(FsError::Forbidden)).boxed()
+    }
+    fn write_bytes(&mut self, _: Bytes) -> FsFuture<'_, ()> {
+        futures_util::future::ready(Err(FsError::Forbidden)).boxed()
+    }
+    fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
+        let vfs = self.vfs.clone();
+        let (ino, pos) = (self.ino, self.pos);
+        let count = count.min(u32::MAX as usize) as u32;
+        async move {
+            let b = blocking(move || vfs.read(ino, pos, count).map_err(fs_err)).await?;
+            self.pos += b.len() as u64;
+            Ok(Bytes::from(b))
+        }
+        .boxed()
+    }
+    fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
+        let len = self.meta.len as i64;
+        let at = match pos {
+            SeekFrom::Start(n) => n as i64,
+            SeekFrom::End(n) => len + n,
+            SeekFrom::Current(n) => self.pos as i64 + n,
+        };
+        let r = if at < 0 {
+            Err(FsError::GeneralFailure)
+        } else {
+            self.pos = at as u64;
+            Ok(self.pos)
+        };
+        futures_util::future::ready(r).boxed()
+    }
+    fn flush(&mut self) -> FsFuture<'_, ()> {
+        futures_util::future::ready(Ok(())).boxed()
+    }
+}
