@@ -124,6 +124,30 @@ fn status_without_token(ui: &Ui, method: &str, path: &str, auth: Option<&str>) -
     }
 }
 
+/// A GET sent byte for byte as written (no dot resolution), answering the
+/// status code and the body as text.
+fn raw_get(ui: &Ui, path: &str, auth: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = ui.base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(host).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    (status, text)
+}
+
 #[test]
 fn the_api_serves_a_snapshot_exactly_and_only_with_the_token() {
     let env = Env::new();
@@ -680,6 +704,64 @@ fn a_webdav_client_copies_a_snapshot_out_identical_to_restore() {
         assert!(c == 405 || c == 403, "{m}: {c}");
     }
     assert_eq!(env.ok(&[&"ls"]), before);
+    // The read-only half of the protocol that litmus would test (litmus
+    // itself needs MKCOL and stops at its first step on a read-only server).
+    let small = src.join("small.txt");
+    let want = std::fs::read(&small).unwrap();
+    let url = |p: &str| format!("{}/dav/latest/{rel}/{p}", ui.base);
+    let o = Ui::agent()
+        .request("OPTIONS", &url("small.txt"))
+        .set("Authorization", &auth)
+        .call()
+        .unwrap();
+    assert!(o.header("DAV").unwrap_or("").contains('1'), "no DAV header");
+    let allow = o.header("Allow").unwrap_or("").to_string();
+    assert!(
+        allow.contains("PROPFIND") && !allow.contains("PUT"),
+        "{allow}"
+    );
+    let body = Ui::agent()
+        .request("PROPFIND", &url("small.txt"))
+        .set("Authorization", &auth)
+        .set("Depth", "0")
+        .call()
+        .unwrap();
+    assert_eq!(body.status(), 207);
+    let xml = body.into_string().unwrap();
+    assert!(
+        xml.contains(&format!("getcontentlength>{}<", want.len())),
+        "{xml}"
+    );
+    let r = Ui::agent()
+        .get(&url("small.txt"))
+        .set("Authorization", &auth)
+        .set("Range", "bytes=2-5")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut r.into_reader(), &mut got).unwrap();
+    assert_eq!(got, want[2..6]);
+    assert_eq!(
+        status_without_token(
+            &ui,
+            "PROPFIND",
+            &format!("/dav/latest/{rel}/no-such"),
+            Some(&auth)
+        ),
+        404
+    );
+    // Sent raw: an HTTP client library would resolve the dots itself.
+    for bad in [
+        "/dav/latest/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/dav/../../../../etc/passwd",
+        "/dav/latest/..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/dav/latest/a%00b",
+    ] {
+        let (status, body) = raw_get(&ui, bad, &auth);
+        assert!(status >= 400, "{bad}: {status}");
+        assert!(!body.contains("root:"), "{bad}");
+    }
     // Without the token, nothing.
     assert_eq!(status_without_token(&ui, "PROPFIND", "/dav/", None), 401);
 }
