@@ -147,12 +147,11 @@ impl Repo {
     /// Damaged index objects are skipped and returned, so readers keep working.
     pub fn load_index(&self) -> Result<Vec<(IndexId, Error)>> {
         let (live, bad) = self.read_index_files()?;
-        let mut idx = MasterIndex::default();
-        for f in &live {
-            for p in &f.packs {
-                idx.add_pack(p.id, &p.entries);
-            }
-        }
+        let idx = MasterIndex::build(
+            live.iter()
+                .flat_map(|f| f.packs.iter().map(|p| (p.id, p.entries.as_slice()))),
+        );
+        drop(live);
         *self.index.write() = idx;
         Ok(bad)
     }
@@ -206,7 +205,7 @@ impl Repo {
     }
 
     pub fn locate(&self, id: &BlobId) -> Option<BlobLocation> {
-        self.index.read().get(id).copied()
+        self.index.read().get(id)
     }
 
     /// Reads, decrypts, decompresses and verifies one blob.

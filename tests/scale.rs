@@ -32,7 +32,7 @@ fn walking_a_big_store_keeps_the_mount_in_its_memory_bound() {
         parallelism: 1,
     };
     let repo = Arc::new(Repo::create(storage, Some(PASS.as_bytes()), kdf).unwrap());
-    klosetfs::ops::generate::generate(&repo, 200, 1000).unwrap();
+    klosetfs::ops::generate::generate(&repo, 200, 1000, 1000).unwrap();
     drop(repo);
 
     let mnt = env.path("mnt");

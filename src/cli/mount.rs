@@ -146,10 +146,13 @@ pub fn run(ctx: &Ctx, a: MountArgs) -> anyhow::Result<u8> {
     let remote = ctx.local_path().is_none();
     // Only a mount re-reads data, so only a mount keeps it in the disk cache.
     ctx.data_cache.set(true);
-    let repo = ctx.open_indexed()?;
     if a.daemon && std::env::var_os(super::DAEMON_CHILD).is_none() {
+        // Check the store and passphrase here, where errors are seen; the
+        // daemon loads the index (loading it here too doubled start-up).
+        ctx.open()?;
         return detach(ctx, &a, &mnt);
     }
+    let repo = ctx.open_indexed()?;
     if a.writable {
         if target.is_some() {
             bail!("a writable mount takes --base SNAP, not SNAP[:PATH]");
@@ -235,7 +238,8 @@ fn detach(ctx: &Ctx, a: &MountArgs, mnt: &std::path::Path) -> anyhow::Result<u8>
         }
         stdin.write_all(b"\n")?;
     }
-    for _ in 0..300 {
+    // Polled every 10 ms: the mount is often up in well under a second.
+    for _ in 0..3000 {
         if is_mounted(mnt) {
             if !ctx.global.quiet {
                 outln!(
@@ -250,7 +254,7 @@ fn detach(ctx: &Ctx, a: &MountArgs, mnt: &std::path::Path) -> anyhow::Result<u8>
         if let Some(status) = child.try_wait()? {
             bail!("the mount daemon exited ({status}); see {}", log.display());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(10));
     }
     bail!("the mount did not come up in 30 s; see {}", log.display())
 }

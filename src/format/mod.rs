@@ -9,6 +9,7 @@ pub mod id;
 pub mod index;
 pub mod keyfile;
 pub mod lock;
+pub mod master_index;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;

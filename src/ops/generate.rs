@@ -1,8 +1,9 @@
 //! Synthetic stores: one snapshot of DIRS directories × FILES files written
 //! straight through the library, so the mount can be measured (and tested)
 //! on millions of entries without millions of real files. File contents come
-//! from a pool of 1,000 small chunks (0–2 KiB), so the index stays small and
-//! what grows is trees, as in a big tree of small files.
+//! from a pool of POOL small chunks (0–2 KiB): a small pool keeps the index
+//! small so what grows is trees; a pool as large as the file count gives the
+//! index of a real tree of small files (one blob per file).
 
 use std::sync::Arc;
 
@@ -15,8 +16,8 @@ use crate::ops::writer::{ParentChoice, SnapshotPlan, SnapshotWriter};
 use crate::repo::Repo;
 
 /// Writes the snapshot: `/gen/dir-NNNNNN/file-NNNNNNN.dat`, seeded, so the
-/// same arguments give the same tree.
-pub fn generate(repo: &Arc<Repo>, dirs: u64, files: u64) -> Result<SnapshotId> {
+/// same arguments give the same tree. `pool` distinct chunks (at least one).
+pub fn generate(repo: &Arc<Repo>, dirs: u64, files: u64, pool: u64) -> Result<SnapshotId> {
     let plan = SnapshotPlan {
         host: "generated".into(),
         paths: vec![b"/gen".to_vec()],
@@ -33,9 +34,10 @@ pub fn generate(repo: &Arc<Repo>, dirs: u64, files: u64) -> Result<SnapshotId> {
         seed ^= seed << 17;
         seed
     };
-    let pool: Vec<ChunkRef> = (0..1000)
+    let pool: Vec<ChunkRef> = (0..pool.max(1))
         .map(|_| {
-            let len = (next() % 2048) as usize;
+            // At least 8 bytes: distinct ids even for a pool of millions.
+            let len = 8 + (next() % 2040) as usize;
             let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             let id = p.save(BlobType::Data, &data)?;
             Ok(ChunkRef {
@@ -62,13 +64,13 @@ pub fn generate(repo: &Arc<Repo>, dirs: u64, files: u64) -> Result<SnapshotId> {
     for d in 0..dirs {
         let nodes: Vec<Node> = (0..files)
             .map(|f| {
-                let c = pool[(next() % pool.len() as u64) as usize];
+                let c = pool[((d * files + f) % pool.len() as u64) as usize];
                 let mut n = meta(
                     Node::bare(format!("file-{f:07}.dat").into_bytes(), NodeKind::File),
                     d * files + f,
                 );
                 n.size = c.size as u64;
-                n.content = if c.size > 0 { vec![c] } else { Vec::new() };
+                n.content = vec![c];
                 summary.bytes += n.size;
                 n
             })

@@ -45,7 +45,7 @@ pub fn for_each_data_blob(repo: &Repo, ids: &[BlobId], f: impl Fn(BlobId, Option
                 continue;
             }
             match idx.get(id) {
-                Some(l) => locs.push((*id, *l)),
+                Some(l) => locs.push((*id, l)),
                 None => f(*id, None),
             }
         }
