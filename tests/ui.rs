@@ -22,11 +22,18 @@ struct Ui {
 
 impl Ui {
     fn start(env: &Env) -> Ui {
+        Self::start_with(env, &[])
+    }
+
+    fn start_with(env: &Env, extra: &[&dyn AsRef<std::ffi::OsStr>]) -> Ui {
         let token = "test-token-0123456789abcdef".to_string();
         let tf = env.path("ui-token");
         std::fs::write(&tf, format!("{token}\n")).unwrap();
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"ui", &"--no-open", &"--token-file", &tf];
+        args.extend_from_slice(extra);
         let mut child = env
-            .cmd(&[&"ui", &"--no-open", &"--token-file", &tf])
+            .cmd(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -51,7 +58,10 @@ impl Ui {
             .expect("the URL line")
             .to_string();
         let base = url.split("/?token=").next().unwrap().to_string();
-        assert!(base.starts_with("http://127.0.0.1:"), "{url}");
+        assert!(
+            base.starts_with("http://127.0.0.1:") || base.starts_with("https://"),
+            "{url}"
+        );
         assert_eq!(url, format!("{base}/?token={token}"));
         Ui { child, base, token }
     }
@@ -122,6 +132,125 @@ fn status_without_token(ui: &Ui, method: &str, path: &str, auth: Option<&str>) -
         Err(ureq::Error::Status(c, _)) => c,
         Err(e) => panic!("{method} {path}: {e}"),
     }
+}
+
+/// curl against a TLS server on this machine, trusting `ca`: (HTTP status or
+/// 0 when no HTTP answer came, headers and body).
+fn curl(args: &[&str]) -> (u16, String) {
+    let o = Command::new("timeout")
+        .args(["30", "curl", "-s", "-D", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let code = text
+        .rsplit('\n')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (code, text)
+}
+
+#[test]
+fn beyond_loopback_it_needs_tls_and_serves_https_with_a_secure_cookie() {
+    let env = Env::new();
+    env.create();
+    let src = env.path("src");
+    make_tree(&src, 1);
+    env.backup(&src);
+    // Without TLS, a non-loopback address is refused (and names the way out).
+    let o = env.run(&[&"ui", &"--no-open", &"--listen", &"0.0.0.0:0"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--tls-cert"), "{err}");
+    // A certificate for 127.0.0.1, made the way a user would.
+    let (cert, key) = (env.path("cert.pem"), env.path("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{made:?}");
+    // A key that is not a key: a clear error, no server.
+    let o = env.run(&[
+        &"ui",
+        &"--no-open",
+        &"--tls-cert",
+        &cert,
+        &"--tls-key",
+        &cert,
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("private key"));
+
+    let ui = Ui::start_with(
+        &env,
+        &[
+            &"--listen",
+            &"0.0.0.0:0",
+            &"--tls-cert",
+            &cert,
+            &"--tls-key",
+            &key,
+        ],
+    );
+    let port = ui.base.rsplit(':').next().unwrap().to_string();
+    assert!(ui.base.starts_with("https://"), "{}", ui.base);
+    let https = format!("https://127.0.0.1:{port}");
+    let ca = cert.to_str().unwrap();
+    let bearer = format!("Authorization: Bearer {}", ui.token);
+    let (c, body) = curl(&[
+        "--cacert",
+        ca,
+        "-H",
+        &bearer,
+        &format!("{https}/api/snapshots"),
+    ]);
+    assert_eq!(c, 200, "{body}");
+    assert!(body.contains(src.to_str().unwrap()), "{body}");
+    let (c, _) = curl(&["--cacert", ca, &format!("{https}/api/snapshots")]);
+    assert_eq!(c, 401);
+    let (c, head) = curl(&["--cacert", ca, &format!("{https}/?token={}", ui.token)]);
+    assert_eq!(c, 303, "{head}");
+    let cookie = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {head}"));
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    // Plain HTTP to the TLS port gets no HTTP answer, so no token leaks.
+    let (c, _) = curl(&[
+        "-H",
+        &bearer,
+        &format!("http://127.0.0.1:{port}/api/snapshots"),
+    ]);
+    assert_eq!(c, 0);
+    // An untrusted certificate is refused by the client (nothing verified).
+    let (c, _) = curl(&[&format!("{https}/api/snapshots")]);
+    assert_eq!(c, 0);
+    // The server still serves after those failed handshakes.
+    let (c, _) = curl(&[
+        "--cacert",
+        ca,
+        "-H",
+        &bearer,
+        &format!("{https}/api/snapshots"),
+    ]);
+    assert_eq!(c, 200);
 }
 
 /// A GET sent byte for byte as written (no dot resolution), answering the

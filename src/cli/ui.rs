@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use klosetfs::serve::tls::TlsFiles;
 use klosetfs::serve::{new_token, serve, ServeOptions};
 
 use super::{Ctx, EXIT_OK};
@@ -16,6 +17,7 @@ use super::{Ctx, EXIT_OK};
 #[command(after_help = "Examples:
   klosetfs at /srv/backups ui
   klosetfs at /srv/backups ui --listen 127.0.0.1:8080 --no-open --token-file ~/.klosetfs-ui-token
+  klosetfs at /srv/backups ui --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem
 
 It prints a URL holding a secret token; opening it sets a cookie, so keep the
 URL to yourself. Scripts send the token as `Authorization: Bearer TOKEN` and
@@ -35,8 +37,15 @@ pub struct UiArgs {
     /// start (at least 16 characters; surrounding whitespace is ignored).
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
-    /// Listen on a non-loopback address although the token then crosses the
-    /// network in clear (TLS is not built in: put a TLS proxy in front).
+    /// Serve HTTPS with this certificate (a PEM file: the server's
+    /// certificate first, then any intermediates). Needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (a PEM file, PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Listen on a non-loopback address without TLS, although the token then
+    /// crosses the network in clear.
     #[arg(long)]
     insecure: bool,
     /// Memory for file chunks read through the server (e.g. 256M).
@@ -62,10 +71,14 @@ pub fn run(ctx: &Ctx, a: UiArgs) -> anyhow::Result<u8> {
         token: token.clone(),
         cache_bytes: klosetfs::util::parse_size(&a.cache_size)? as usize,
         insecure: a.insecure,
+        tls: match (a.tls_cert, a.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => None,
+        },
     };
     let open = !a.no_open;
-    serve(repo, opts, move |addr| {
-        let url = format!("http://{addr}/?token={token}");
+    serve(repo, opts, move |base| {
+        let url = format!("{base}/?token={token}");
         println!("klosetfs ui: {url}");
         let _ = std::io::stdout().flush();
         let graphical =

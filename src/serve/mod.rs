@@ -11,6 +11,7 @@
 mod api;
 mod dav;
 mod paths;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct ServeOptions {
     pub cache_bytes: usize,
     /// Allow a non-loopback address without TLS.
     pub insecure: bool,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 /// What every handler shares.
@@ -44,6 +47,8 @@ pub(crate) struct Shared {
     pub cache: Arc<ChunkCache>,
     dav: dav_server::DavHandler,
     token: String,
+    /// Served over TLS: the cookie is marked `Secure`.
+    secure: bool,
     /// The snapshot ids whose index was loaded: a snapshot made since
     /// start-up reloads the index before its blobs are read.
     pub known: parking_lot::Mutex<std::collections::HashSet<crate::format::id::SnapshotId>>,
@@ -58,16 +63,17 @@ pub fn new_token() -> Result<String> {
     Ok(hex::encode(b))
 }
 
-/// Binds, calls `ready` with the address it listens on, then serves until the
-/// process ends.
-pub fn serve(repo: Arc<Repo>, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
-    if !opts.listen.ip().is_loopback() && !opts.insecure {
+/// Binds, calls `ready` with the base URL it serves (`http://` or
+/// `https://` and the address), then serves until the process ends.
+pub fn serve(repo: Arc<Repo>, opts: ServeOptions, ready: impl FnOnce(String)) -> Result<()> {
+    if !opts.listen.ip().is_loopback() && !opts.insecure && opts.tls.is_none() {
         return Err(Error::InvalidInput(format!(
             "{} is not a loopback address: the token would cross the network in clear; \
-             pass --insecure to do it anyway (TLS is not built in yet: put a TLS proxy in front)",
+             give --tls-cert and --tls-key, or pass --insecure to do it anyway",
             opts.listen
         )));
     }
+    let tls = opts.tls.as_ref().map(tls::config).transpose()?;
     if opts.token.len() < 16 {
         return Err(Error::InvalidInput(
             "the token must have at least 16 characters".into(),
@@ -95,6 +101,7 @@ pub fn serve(repo: Arc<Repo>, opts: ServeOptions, ready: impl FnOnce(SocketAddr)
         cache,
         dav,
         token: opts.token.clone(),
+        secure: tls.is_some(),
         known: parking_lot::Mutex::new(known),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -104,8 +111,18 @@ pub fn serve(repo: Arc<Repo>, opts: ServeOptions, ready: impl FnOnce(SocketAddr)
         .map_err(|e| Error::io("starting the web server", e))?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(opts.listen).await?;
-        ready(listener.local_addr()?);
-        axum::serve(listener, router(shared)).await
+        let addr = listener.local_addr()?;
+        match tls {
+            Some(cfg) => {
+                let listener = tls::TlsListener::new(listener, cfg)?;
+                ready(format!("https://{addr}"));
+                axum::serve(listener, router(shared)).await
+            }
+            None => {
+                ready(format!("http://{addr}"));
+                axum::serve(listener, router(shared)).await
+            }
+        }
     })
     .map_err(|e| Error::io(format!("serving on {}", opts.listen), e))?;
     Ok(())
@@ -195,7 +212,8 @@ async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
                 if !same(&given, token) {
                     return unauthorized();
                 }
-                let cookie = format!("kt={}; HttpOnly; SameSite=Strict; Path=/", s.token);
+                let secure = if s.secure { "; Secure" } else { "" };
+                let cookie = format!("kt={}; HttpOnly; SameSite=Strict; Path=/{secure}", s.token);
                 return (
                     StatusCode::SEE_OTHER,
                     [
