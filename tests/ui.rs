@@ -677,6 +677,14 @@ fn a_browser_walks_snapshots_browse_preview_search_versions_and_download() {
     assert_eq!(list.lines().count(), 2, "{list}");
     assert_eq!(b.js("return location.search;"), "");
     shot("ui-snapshots.png");
+    // A tag filter holds through the list's periodic reread.
+    b.js("const e = document.getElementById('ft'); e.value = 'daily'; e.dispatchEvent(new Event('input')); return 1;");
+    assert_eq!(b.wait_text("#snaps tbody", "daily").lines().count(), 1);
+    b.js("await snapshots(); return 1;");
+    assert_eq!(b.js("return document.getElementById('ft').value;"), "daily");
+    assert_eq!(b.wait_text("#snaps tbody", "daily").lines().count(), 1);
+    b.js("const e = document.getElementById('ft'); e.value = ''; e.dispatchEvent(new Event('input')); return 1;");
+    assert_eq!(b.wait_text("#snaps tbody", "daily").lines().count(), 2);
     // The older snapshot (tagged) → browse down to the source folder.
     b.click("#snaps tbody tr:last-child a");
     b.wait_text(".crumbs", "snapshots");
