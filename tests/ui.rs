@@ -685,6 +685,24 @@ fn a_browser_walks_snapshots_browse_preview_search_versions_and_download() {
     assert_eq!(b.wait_text("#snaps tbody", "daily").lines().count(), 1);
     b.js("const e = document.getElementById('ft'); e.value = ''; e.dispatchEvent(new Event('input')); return 1;");
     assert_eq!(b.wait_text("#snaps tbody", "daily").lines().count(), 2);
+    // The newer snapshot's changes: notes.txt modified (and its folder),
+    // with links to both sides.
+    b.click("#snaps tbody tr:first-child a.changes");
+    let changes = b.wait_text("#changes", "notes.txt");
+    assert!(changes.contains("M"), "{changes}");
+    assert_eq!(
+        changes.lines().filter(|l| l.contains("notes.txt")).count(),
+        1,
+        "{changes}"
+    );
+    b.click("#changes tr:has(a[href$=\"/notes.txt\"]) a.after");
+    b.wait_text("#text", "second line");
+    b.js("history.back(); return 1;");
+    b.wait_text("#changes", "notes.txt");
+    b.click("#changes tr:has(a[href$=\"/notes.txt\"]) a.before");
+    b.wait_text("#text", "first line");
+    b.go(&format!("{}/#/", ui.base));
+    b.wait_text("#snaps tbody", "daily");
     // The older snapshot (tagged) → browse down to the source folder.
     b.click("#snaps tbody tr:last-child a");
     b.wait_text(".crumbs", "snapshots");
@@ -747,6 +765,46 @@ fn a_browser_walks_snapshots_browse_preview_search_versions_and_download() {
     b.wait_text("#snaps tbody", "MiB");
     let wide = b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;");
     assert_eq!(wide, true);
+    // The same through the API, after one more backup that adds a file
+    // (so its folder changes too): paged by limit, nothing between a
+    // snapshot and itself.
+    std::fs::write(src.join("added.txt"), "new\n").unwrap();
+    env.backup(&src);
+    let snaps = ui.json("/api/snapshots");
+    let (new, old) = (
+        snaps[0]["id"].as_str().unwrap(),
+        snaps[2]["id"].as_str().unwrap(),
+    );
+    let all = ui.json(&format!("/api/diff?a={old}&b={new}"));
+    let ops: Vec<(String, String)> = all["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let p = c["path"].as_str().unwrap();
+            (
+                c["op"].as_str().unwrap().to_string(),
+                p.rsplit('/').next().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let src_name = src.file_name().unwrap().to_str().unwrap().to_string();
+    // (Then the folders above it, whose times other writers move.)
+    assert_eq!(
+        ops[..3],
+        [
+            ("+".into(), "added.txt".into()),
+            ("M".into(), "notes.txt".into()),
+            ("M".into(), src_name)
+        ],
+        "{all}"
+    );
+    assert_eq!(all["truncated"], false);
+    let one = ui.json(&format!("/api/diff?a={old}&b={new}&limit=1"));
+    assert_eq!(one["changes"].as_array().unwrap().len(), 1);
+    assert_eq!(one["truncated"], true);
+    let same = ui.json(&format!("/api/diff?a={new}&b={new}"));
+    assert_eq!(same["changes"].as_array().unwrap().len(), 0);
 }
 
 #[test]

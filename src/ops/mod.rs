@@ -9,6 +9,7 @@ pub mod backup;
 pub mod check;
 #[cfg(feature = "s3")]
 pub mod connector;
+pub mod diff;
 pub mod generate;
 pub mod local_node;
 pub mod prune;

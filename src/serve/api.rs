@@ -1,7 +1,8 @@
 //! The JSON API under `/api/` that the page uses and scripts can call: list
 //! snapshots, list a directory (paged, sorted), fetch a file (HTTP ranges,
 //! streamed), a directory as an archive (streamed), search names across
-//! snapshots, and a path's versions. Read-only: no route changes the store.
+//! snapshots, a path's versions, and what changed between two snapshots.
+//! Read-only: no route changes the store.
 //! Paths are `snap=ID` (an id, a unique prefix of one, or `latest`) plus
 //! `path=` percent-encoded bytes (see `paths`).
 
@@ -33,6 +34,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/archive", get(archive))
         .route("/api/search", get(search))
         .route("/api/versions", get(versions))
+        .route("/api/diff", get(diff))
 }
 
 /// A failed request: its status and a message, sent as `{"error": …}`.
@@ -494,6 +496,39 @@ async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<J
         }
         let truncated = hits.len() >= limit;
         Ok(Json(json!({ "hits": hits, "truncated": truncated })))
+    })
+    .await
+}
+
+/// At most this many changes in one answer.
+const MAX_CHANGES: usize = 20_000;
+
+/// `a=SNAP&b=SNAP[&path=][&limit=]`: what `diff A:PATH B:PATH` prints, as
+/// `changes` (`op` `+`, `-` or `M`; `path`, `raw`; `kind` of the newer side)
+/// and `truncated`.
+async fn diff(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+    blocking(move || {
+        let f = fields(q);
+        let side = |k: &str| {
+            let mut g = f.clone();
+            g.insert("snap".into(), f.get(k).cloned().ok_or_else(|| bad(format!("{k}= is missing")))?);
+            s.node(&g)
+        };
+        let (ia, _, path, na) = side("a")?;
+        let (ib, _, _, nb) = side("b")?;
+        let limit = number(&f, "limit", 5000)?.clamp(1, MAX_CHANGES);
+        let base = if path.is_empty() { Vec::new() } else { [b"/".as_slice(), &path].concat() };
+        let mut changes = Vec::new();
+        let whole = crate::ops::diff::diff_nodes(&s.repo, &na, &nb, &base, &mut |c, p, x, y| {
+            let kind = y.or(x).map(|n| kind_name(n.kind)).unwrap_or("file");
+            changes.push(json!({
+                "op": c.mark(), "path": String::from_utf8_lossy(p), "raw": encode_path(p), "kind": kind,
+            }));
+            changes.len() < limit
+        })?;
+        Ok(Json(json!({
+            "a": ia.to_hex(), "b": ib.to_hex(), "changes": changes, "truncated": !whole,
+        })))
     })
     .await
 }
