@@ -28,17 +28,15 @@ impl Change {
     }
 }
 
+/// What [`diff_nodes`] calls for each difference: `(change, path, older,
+/// newer)`, answering whether to go on.
+pub type OnChange<'a> = dyn FnMut(Change, &[u8], Option<&Node>, Option<&Node>) -> bool + 'a;
+
 /// Calls `f(change, path, older, newer)` for every difference between `a`
 /// and `b` (a directory's own change comes after its entries'), where `path`
 /// is `base` joined with the entry's names. `f` answers whether to go on;
 /// the answer is whether the walk went to the end.
-pub fn diff_nodes(
-    repo: &Repo,
-    a: &Node,
-    b: &Node,
-    base: &[u8],
-    f: &mut dyn FnMut(Change, &[u8], Option<&Node>, Option<&Node>) -> bool,
-) -> Result<bool> {
+pub fn diff_nodes(repo: &Repo, a: &Node, b: &Node, base: &[u8], f: &mut OnChange) -> Result<bool> {
     if a.is_dir() && b.is_dir() {
         if a.subtree == b.subtree {
             return Ok(true);
