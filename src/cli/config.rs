@@ -33,11 +33,15 @@ pub enum PolicyCfg {
         settings: Vec<String>,
     },
     /// Show one policy, or list all.
+    #[command(
+        after_help = "Examples:\n  klosetfs config policy show\n  klosetfs config policy show daily"
+    )]
     Show {
         /// A policy's name; all policies without it.
         name: Option<String>,
     },
     /// Forget a policy.
+    #[command(after_help = "Example:\n  klosetfs config policy rm daily")]
     Rm {
         /// A policy's name.
         name: String,
@@ -79,11 +83,15 @@ pub enum StoreCfg {
         settings: Vec<String>,
     },
     /// Show one store's settings (secrets masked), or list all.
+    #[command(
+        after_help = "Examples:\n  klosetfs config store show\n  klosetfs config store show offsite"
+    )]
     Show {
         /// A configured store's name; all stores without it.
         name: Option<String>,
     },
     /// Forget a named store (the store itself is untouched).
+    #[command(after_help = "Example:\n  klosetfs config store rm offsite")]
     Rm {
         /// A configured store's name.
         name: String,

@@ -16,7 +16,9 @@ use super::{Ctx, EXIT_OK};
     after_help = "Example:\n  klosetfs at /srv/backups diff 3fa2c1 latest\n  klosetfs at /srv/backups diff 3fa2c1:/etc latest:/etc"
 )]
 pub struct DiffArgs {
+    /// The older side: SNAP or SNAP:PATH (an id, a unique prefix, or `latest`).
     a: OsString,
+    /// The newer side, in the same form.
     b: OsString,
 }
 

@@ -12,7 +12,10 @@ use super::{Ctx, EXIT_OK};
     after_help = "Examples:\n  klosetfs at /srv/backups info\n  klosetfs at /srv/backups info latest --json"
 )]
 pub struct InfoArgs {
+    /// A snapshot (id, unique prefix, or `latest`) to describe instead of
+    /// the store.
     snapshot: Option<String>,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }

@@ -22,14 +22,23 @@ pub struct KeyArgs {
 #[derive(Subcommand)]
 enum KeyCmd {
     /// Add a passphrase (from --new-passphrase-file, KLOSETFS_NEW_PASSPHRASE or a prompt).
+    #[command(
+        after_help = "Example:\n  KLOSETFS_NEW_PASSPHRASE=... klosetfs at /srv/backups key add\n  klosetfs at /srv/backups key add --new-passphrase-file /root/second.pass"
+    )]
     Add {
+        /// Read the new passphrase from this file (its first line).
         #[arg(long)]
         new_passphrase_file: Option<std::path::PathBuf>,
     },
     /// List keys.
+    #[command(after_help = "Example:\n  klosetfs at /srv/backups key list")]
     List,
     /// Remove a key (not the one used to open the store).
-    Rm { id: String },
+    #[command(after_help = "Example:\n  klosetfs at /srv/backups key rm 1a2b3c4d")]
+    Rm {
+        /// The key's id, or a unique prefix of it (`key list` shows them).
+        id: String,
+    },
 }
 
 pub fn run(ctx: &Ctx, a: KeyArgs) -> anyhow::Result<u8> {

@@ -13,6 +13,8 @@ use super::{Ctx, EXIT_OK};
 #[derive(Args)]
 #[command(after_help = "Example:\n  klosetfs at /srv/backups locate '*.pdf'")]
 pub struct LocateArgs {
+    /// A glob matched against file names (not whole paths): `*.pdf`,
+    /// `report-202?-*`; quote it so the shell leaves it alone.
     pattern: String,
     /// Only search this snapshot.
     #[arg(long)]

@@ -117,8 +117,17 @@ pub enum Top {
     #[command(flatten)]
     Store(StoreCmd),
     /// Print shell completions, e.g. `klosetfs completions bash > /etc/bash_completion.d/klosetfs`.
-    Completions { shell: clap_complete::Shell },
+    #[command(
+        after_help = "Examples:\n  klosetfs completions bash > /etc/bash_completion.d/klosetfs\n  klosetfs completions zsh > ~/.zfunc/_klosetfs"
+    )]
+    Completions {
+        /// The shell to write completions for.
+        shell: clap_complete::Shell,
+    },
     /// Print the man page (roff), e.g. `klosetfs man > /usr/local/share/man/man1/klosetfs.1`.
+    #[command(
+        after_help = "Example:\n  klosetfs man > /usr/local/share/man/man1/klosetfs.1 && man klosetfs"
+    )]
     Man,
     /// Commit a snapshot of a writable mount now; prints its id.
     #[command(after_help = "Example:\n  klosetfs commit /mnt/in")]

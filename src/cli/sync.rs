@@ -43,6 +43,9 @@ pub struct SyncArgs {
 #[derive(Subcommand)]
 enum SyncCmd {
     /// Copy this store's snapshots (all, or the ones named) to OTHER.
+    #[command(
+        after_help = "Examples:\n  klosetfs at /srv/backups sync to s3://bucket/offsite\n  klosetfs at /srv/backups sync to @offsite latest"
+    )]
     To {
         /// The destination: a path, s3://bucket/prefix or @name.
         other: String,
@@ -50,6 +53,7 @@ enum SyncCmd {
         snapshots: Vec<String>,
     },
     /// Copy OTHER's snapshots (all, or the ones named) into this store.
+    #[command(after_help = "Example:\n  klosetfs at /srv/backups sync from /mnt/usb/backups")]
     From {
         /// The source: a path, s3://bucket/prefix or @name.
         other: String,
@@ -57,6 +61,7 @@ enum SyncCmd {
         snapshots: Vec<String>,
     },
     /// Copy both ways, so both stores end up with every snapshot.
+    #[command(after_help = "Example:\n  klosetfs at /srv/backups sync with @offsite")]
     With {
         /// The other store: a path, s3://bucket/prefix or @name.
         other: String,
