@@ -803,6 +803,11 @@ fn a_browser_walks_snapshots_browse_preview_search_versions_and_download() {
     let one = ui.json(&format!("/api/diff?a={old}&b={new}&limit=1"));
     assert_eq!(one["changes"].as_array().unwrap().len(), 1);
     assert_eq!(one["truncated"], true);
+    // A limit of exactly the number of changes leaves nothing out.
+    let n = all["changes"].as_array().unwrap().len();
+    let exact = ui.json(&format!("/api/diff?a={old}&b={new}&limit={n}"));
+    assert_eq!(exact["changes"].as_array().unwrap().len(), n);
+    assert_eq!(exact["truncated"], false, "{exact}");
     let same = ui.json(&format!("/api/diff?a={new}&b={new}"));
     assert_eq!(same["changes"].as_array().unwrap().len(), 0);
 }

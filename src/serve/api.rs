@@ -1,7 +1,8 @@
 //! The JSON API under `/api/` that the page uses and scripts can call: list
 //! snapshots, list a directory (paged, sorted), fetch a file (HTTP ranges,
 //! streamed), a directory as an archive (streamed), search names across
-//! snapshots, a path's versions, and what changed between two snapshots.
+//! snapshots, a path's versions, and what changed between two snapshots
+//! (those three, questions across snapshots, in [`super::history`]).
 //! Read-only: no route changes the store.
 //! Paths are `snap=ID` (an id, a unique prefix of one, or `latest`) plus
 //! `path=` percent-encoded bytes (see `paths`).
@@ -32,9 +33,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/ls", get(ls))
         .route("/api/file", get(file))
         .route("/api/archive", get(archive))
-        .route("/api/search", get(search))
-        .route("/api/versions", get(versions))
-        .route("/api/diff", get(diff))
+        .merge(super::history::routes())
 }
 
 /// A failed request: its status and a message, sent as `{"error": …}`.
@@ -46,7 +45,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(super) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
@@ -60,10 +59,10 @@ impl From<crate::Error> for ApiError {
     }
 }
 
-type ApiResult<T> = std::result::Result<T, ApiError>;
+pub(super) type ApiResult<T> = std::result::Result<T, ApiError>;
 
 /// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
@@ -71,15 +70,15 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
-fn fields(q: Option<String>) -> HashMap<String, Vec<u8>> {
+pub(super) fn fields(q: Option<String>) -> HashMap<String, Vec<u8>> {
     q.as_deref().map(query).unwrap_or_default()
 }
 
-fn text(f: &HashMap<String, Vec<u8>>, k: &str) -> Option<String> {
+pub(super) fn text(f: &HashMap<String, Vec<u8>>, k: &str) -> Option<String> {
     f.get(k).map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-fn number(f: &HashMap<String, Vec<u8>>, k: &str, default: usize) -> ApiResult<usize> {
+pub(super) fn number(f: &HashMap<String, Vec<u8>>, k: &str, default: usize) -> ApiResult<usize> {
     match text(f, k) {
         None => Ok(default),
         Some(v) => v
@@ -90,7 +89,10 @@ fn number(f: &HashMap<String, Vec<u8>>, k: &str, default: usize) -> ApiResult<us
 
 impl Shared {
     /// The snapshot `snap=` names, with its index loaded.
-    fn snapshot(&self, f: &HashMap<String, Vec<u8>>) -> ApiResult<(SnapshotId, Snapshot)> {
+    pub(super) fn snapshot(
+        &self,
+        f: &HashMap<String, Vec<u8>>,
+    ) -> ApiResult<(SnapshotId, Snapshot)> {
         let spec = text(f, "snap").ok_or_else(|| bad("snap= is missing"))?;
         let (id, s) = self.repo.resolve_snapshot(&spec)?;
         let mut known = self.known.lock();
@@ -104,7 +106,7 @@ impl Shared {
     }
 
     /// The entry `snap=` and `path=` name.
-    fn node(
+    pub(super) fn node(
         &self,
         f: &HashMap<String, Vec<u8>>,
     ) -> ApiResult<(SnapshotId, Snapshot, Vec<u8>, Node)> {
@@ -116,7 +118,7 @@ impl Shared {
     }
 }
 
-fn kind_name(k: NodeKind) -> &'static str {
+pub(super) fn kind_name(k: NodeKind) -> &'static str {
     match k {
         NodeKind::File => "file",
         NodeKind::Dir => "dir",
@@ -200,7 +202,7 @@ async fn ls(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Json<
     .await
 }
 
-fn encode_path(p: &[u8]) -> String {
+pub(super) fn encode_path(p: &[u8]) -> String {
     p.split(|b| *b == b'/')
         .filter(|c| !c.is_empty())
         .map(encode)
@@ -451,125 +453,6 @@ async fn archive(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<
 }
 
 /// Search results at most.
-const MAX_HITS: usize = 2000;
-
-async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
-    blocking(move || {
-        let f = fields(q);
-        let pattern = text(&f, "glob").filter(|g| !g.is_empty()).ok_or_else(|| bad("glob= is missing"))?;
-        let glob = globset::GlobBuilder::new(&pattern)
-            .case_insensitive(f.contains_key("nocase"))
-            .build()
-            .map_err(|e| bad(e.to_string()))?
-            .compile_matcher();
-        let limit = number(&f, "limit", 500)?.min(MAX_HITS);
-        let snaps = match text(&f, "snap") {
-            Some(_) => vec![s.snapshot(&f)?],
-            None => s.repo.snapshots()?.into_iter().rev().collect(),
-        };
-        let mut hits = Vec::new();
-        let mut stack = Vec::new();
-        'all: for (id, snap) in &snaps {
-            stack.push((snap.tree, Vec::new()));
-            while let Some((tree, path)) = stack.pop() {
-                let t = s.repo.load_tree(&tree)?;
-                for n in &t.nodes {
-                    let mut p = path.clone();
-                    p.push(b'/');
-                    p.extend_from_slice(&n.name);
-                    if glob.is_match(String::from_utf8_lossy(&n.name).as_ref()) {
-                        hits.push(json!({
-                            "snap": id.to_hex(), "short": id.short(), "time_text": format_time(snap.time),
-                            "path": String::from_utf8_lossy(&p), "raw": encode_path(&p),
-                            "kind": kind_name(n.kind), "size": n.size, "mtime_text": format_time(n.mtime),
-                        }));
-                        if hits.len() >= limit {
-                            stack.clear();
-                            break 'all;
-                        }
-                    }
-                    if let Some(sub) = n.subtree.filter(|_| n.is_dir()) {
-                        stack.push((sub, p));
-                    }
-                }
-            }
-        }
-        let truncated = hits.len() >= limit;
-        Ok(Json(json!({ "hits": hits, "truncated": truncated })))
-    })
-    .await
-}
-
-/// At most this many changes in one answer.
-const MAX_CHANGES: usize = 20_000;
-
-/// `a=SNAP&b=SNAP[&path=][&limit=]`: what `diff A:PATH B:PATH` prints, as
-/// `changes` (`op` `+`, `-` or `M`; `path`, `raw`; `kind` of the newer side)
-/// and `truncated`.
-async fn diff(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
-    blocking(move || {
-        let f = fields(q);
-        let side = |k: &str| {
-            let mut g = f.clone();
-            g.insert("snap".into(), f.get(k).cloned().ok_or_else(|| bad(format!("{k}= is missing")))?);
-            s.node(&g)
-        };
-        let (ia, _, path, na) = side("a")?;
-        let (ib, _, _, nb) = side("b")?;
-        let limit = number(&f, "limit", 5000)?.clamp(1, MAX_CHANGES);
-        let base = if path.is_empty() { Vec::new() } else { [b"/".as_slice(), &path].concat() };
-        let mut changes = Vec::new();
-        let whole = crate::ops::diff::diff_nodes(&s.repo, &na, &nb, &base, &mut |c, p, x, y| {
-            let kind = y.or(x).map(|n| kind_name(n.kind)).unwrap_or("file");
-            changes.push(json!({
-                "op": c.mark(), "path": String::from_utf8_lossy(p), "raw": encode_path(p), "kind": kind,
-            }));
-            changes.len() < limit
-        })?;
-        Ok(Json(json!({
-            "a": ia.to_hex(), "b": ib.to_hex(), "changes": changes, "truncated": !whole,
-        })))
-    })
-    .await
-}
-
-async fn versions(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
-    blocking(move || {
-        let f = fields(q);
-        let raw = f.get("path").cloned().unwrap_or_default();
-        let path = components(&raw).map_err(bad)?.join(&b'/');
-        let snaps = s.repo.snapshots()?;
-        if snaps.iter().any(|(id, _)| !s.known.lock().contains(id)) {
-            s.repo.load_index()?;
-            s.known.lock().extend(snaps.iter().map(|(id, _)| *id));
-        }
-        let v = crate::ops::versions::versions(&s.repo, &snaps, &path);
-        let list: Vec<Value> = v
-            .versions
-            .iter()
-            .map(|x| {
-                json!({
-                    "kind": kind_name(x.kind), "size": x.size, "mtime_text": format_time(x.mtime),
-                    "content": x.content,
-                    "snapshots": x.snapshots.iter().map(|(id, t)| json!({
-                        "id": id.to_hex(), "short": id.short(), "time_text": format_time(*t)
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let unreadable: Vec<Value> = v
-            .unreadable
-            .iter()
-            .map(|(id, e)| json!({ "id": id.to_hex(), "error": e }))
-            .collect();
-        Ok(Json(json!({
-            "path": String::from_utf8_lossy(&path), "raw": encode_path(&path),
-            "versions": list, "unreadable": unreadable,
-        })))
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 
 mod api;
 mod dav;
+mod history;
 mod paths;
 pub mod tls;
 
