@@ -27,6 +27,16 @@ pub fn username() -> String {
 }
 
 /// `1.5 GiB`-style sizes for people.
+/// Joins a directory path (bytes) and a name with one `/`.
+pub fn join_path(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = dir.to_vec();
+    if !p.ends_with(b"/") {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;

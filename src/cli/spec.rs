@@ -6,6 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use klosetfs::format::snapshot::Snapshot;
 use klosetfs::format::tree::Node;
 use klosetfs::repo::Repo;
+pub use klosetfs::util::join_path as join;
 
 pub struct Target {
     pub snapshot: Snapshot,
@@ -47,14 +48,4 @@ pub fn resolve(repo: &Repo, arg: &std::ffi::OsStr) -> anyhow::Result<Target> {
         path,
         node,
     })
-}
-
-/// Joins a directory path (bytes) and a name.
-pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = dir.to_vec();
-    if !p.ends_with(b"/") {
-        p.push(b'/');
-    }
-    p.extend_from_slice(name);
-    p
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::format::tree::{Node, Tree};
 use crate::repo::Repo;
+use crate::util::join_path as join;
 
 /// How an entry differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,13 +99,4 @@ pub fn changed(a: &Node, b: &Node) -> bool {
         || a.target != b.target
         || a.xattrs != b.xattrs
         || a.rdev != b.rdev
-}
-
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = dir.to_vec();
-    if !p.ends_with(b"/") {
-        p.push(b'/');
-    }
-    p.extend_from_slice(name);
-    p
 }

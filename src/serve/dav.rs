@@ -170,10 +170,7 @@ impl DavView {
                     Meta::of(&a)
                 }
                 NodeKind::Symlink if !dir.immutable => {
-                    let mut p = path.to_vec();
-                    p.push(b'/');
-                    p.extend_from_slice(&name);
-                    match self.resolve(&p) {
+                    match self.resolve(&crate::util::join_path(path, &name)) {
                         Ok((_h, a)) => Meta::of(&a),
                         Err(_) => continue,
                     }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::api::{bad, blocking, encode_path, fields, kind_name, number, text, ApiResult};
 use super::paths::components;
 use super::AppState;
-use crate::util::format_time;
+use crate::util::{format_time, join_path};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -43,9 +43,7 @@ async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<J
             while let Some((tree, path)) = stack.pop() {
                 let t = s.repo.load_tree(&tree)?;
                 for n in &t.nodes {
-                    let mut p = path.clone();
-                    p.push(b'/');
-                    p.extend_from_slice(&n.name);
+                    let p = join_path(&path, &n.name);
                     if glob.is_match(String::from_utf8_lossy(&n.name).as_ref()) {
                         hits.push(json!({
                             "snap": id.to_hex(), "short": id.short(), "time_text": format_time(snap.time),
