@@ -107,6 +107,43 @@ impl ReadOnlyFs {
     }
 }
 
+impl ReadOnlyFs {
+    /// `readdirplus` of a directory of the store's layout (few entries, which
+    /// may change between pages): each child looked up by name.
+    fn layout_readdirplus(&self, dir: u64, offset: usize, mut reply: ReplyDirectoryPlus) {
+        let list = match self.listing(dir, offset as u64) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
+        };
+        for (i, (ino, _, name)) in list.iter().enumerate().skip(offset) {
+            let dots = i < 2;
+            let a = if dots {
+                self.vfs.getattr(*ino)
+            } else {
+                self.vfs.lookup(dir, name)
+            };
+            let a = match a {
+                Ok(a) => a,
+                Err(e) => return reply.error(errno(&e)),
+            };
+            if reply.add(
+                INodeNo(a.ino),
+                i as u64 + 1,
+                OsStr::from_bytes(name),
+                &ttl(&a),
+                &file_attr(&a),
+                Generation(0),
+            ) {
+                if !dots {
+                    self.vfs.forget(a.ino, 1);
+                }
+                break;
+            }
+        }
+        reply.ok();
+    }
+}
+
 impl Filesystem for ReadOnlyFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         tune_kernel(config);
@@ -217,45 +254,61 @@ impl Filesystem for ReadOnlyFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let list = match self.listing(dir.0, offset) {
-            Ok(l) => l,
-            Err(e) => return reply.error(e),
+        // The kernel asks for the first page of every directory with
+        // attributes, whether its reader wants them or not (`find` does
+        // not), and for later pages only when the reader looks entries
+        // up. A short first page keeps a walk that only wants names from
+        // filling the kernel and this daemon with inodes.
+        let end = if offset == 0 { FIRST_PAGE } else { usize::MAX };
+        let offset = offset as usize;
+        // Entry i of the listing is `.`, `..`, then child i - 2.
+        let children = match self.vfs.peek_children(dir.0, offset.saturating_sub(2)) {
+            Ok(Some(c)) => c,
+            Ok(None) => return self.layout_readdirplus(dir.0, offset, reply),
+            Err(e) => return reply.error(errno(&e)),
         };
-        for (i, (ino, _, name)) in list.iter().enumerate().skip(offset as usize) {
-            // The kernel asks for the first page of every directory with
-            // attributes, whether its reader wants them or not (`find` does
-            // not), and for later pages only when the reader looks entries
-            // up. A short first page keeps a walk that only wants names from
-            // filling the kernel and this daemon with inodes.
-            if offset == 0 && i >= FIRST_PAGE {
-                break;
-            }
-            // Every entry but `.` and `..` counts as a lookup in the kernel:
-            // register it as one (and take it back if it does not fit).
-            let dots = i < 2;
-            let a = if dots {
-                self.vfs.getattr(*ino)
+        for i in offset..2 {
+            // `.` and `..` count as no lookup in the kernel.
+            let ino = if i == 0 {
+                Ok(dir.0)
             } else {
-                self.vfs.lookup(dir.0, name)
+                self.vfs.parent(dir.0)
             };
-            let a = match a {
+            let a = match ino.and_then(|ino| self.vfs.getattr(ino)) {
                 Ok(a) => a,
                 Err(e) => return reply.error(errno(&e)),
             };
+            let name = if i == 0 { "." } else { ".." };
             if reply.add(
                 INodeNo(a.ino),
                 i as u64 + 1,
-                OsStr::from_bytes(name),
+                OsStr::new(name),
                 &ttl(&a),
                 &file_attr(&a),
                 Generation(0),
             ) {
-                if !dots {
-                    self.vfs.forget(a.ino, 1);
-                }
-                break;
+                return reply.ok();
             }
         }
+        let first = offset.max(2);
+        let mut sent = Vec::new();
+        for k in 0..children.len().min(end.saturating_sub(first)) {
+            let a = self.vfs.child_attr(&children, k);
+            if reply.add(
+                INodeNo(a.ino),
+                (first + k) as u64 + 1,
+                OsStr::from_bytes(children.name(k)),
+                &ttl(&a),
+                &file_attr(&a),
+                Generation(0),
+            ) {
+                break;
+            }
+            sent.push(a.ino);
+        }
+        // Every child sent counts as a lookup in the kernel: register them
+        // before the reply can make the kernel forget any.
+        self.vfs.hold_children(&children, &sent);
         reply.ok();
     }
 

@@ -137,6 +137,30 @@ impl Entry {
     }
 }
 
+/// A page of a snapshot directory's children from [`Vfs::peek_children`].
+pub struct Children {
+    parent: u64,
+    scope: u64,
+    tree: Arc<crate::format::tree::Tree>,
+    from: usize,
+}
+
+impl Children {
+    /// Children in the page (those from its start to the directory's end).
+    pub fn len(&self) -> usize {
+        self.tree.nodes.len().saturating_sub(self.from)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The name of the `k`th child of the page.
+    pub fn name(&self, k: usize) -> &[u8] {
+        &self.tree.nodes[self.from + k].name
+    }
+}
+
 pub struct Vfs {
     repo: Arc<Repo>,
     cache: Arc<ChunkCache>,
@@ -279,32 +303,35 @@ impl Vfs {
                 rdev: 0,
                 immutable: false,
             },
-            What::Node { node: n, .. } => {
-                let size = match n.kind {
-                    NodeKind::File => n.size,
-                    NodeKind::Symlink => n.target.len() as u64,
-                    _ => 0,
-                };
-                Attr {
-                    ino,
-                    kind: n.kind,
-                    perm: (n.mode & 0o7777) as u16,
-                    nlink: if n.is_dir() {
-                        2
-                    } else {
-                        n.nlink.clamp(1, u32::MAX as u64) as u32
-                    },
-                    uid: uid.unwrap_or(n.uid),
-                    gid: gid.unwrap_or(n.gid),
-                    size,
-                    blocks: size.div_ceil(512),
-                    atime: n.atime,
-                    mtime: n.mtime,
-                    ctime: n.ctime,
-                    rdev: n.rdev as u32,
-                    immutable: true,
-                }
-            }
+            What::Node { node: n, .. } => self.node_attr(ino, n),
+        }
+    }
+
+    /// What `stat` shows for a snapshot entry.
+    fn node_attr(&self, ino: u64, n: &Node) -> Attr {
+        let size = match n.kind {
+            NodeKind::File => n.size,
+            NodeKind::Symlink => n.target.len() as u64,
+            _ => 0,
+        };
+        Attr {
+            ino,
+            kind: n.kind,
+            perm: (n.mode & 0o7777) as u16,
+            nlink: if n.is_dir() {
+                2
+            } else {
+                n.nlink.clamp(1, u32::MAX as u64) as u32
+            },
+            uid: self.opts.uid.unwrap_or(n.uid),
+            gid: self.opts.gid.unwrap_or(n.gid),
+            size,
+            blocks: size.div_ceil(512),
+            atime: n.atime,
+            mtime: n.mtime,
+            ctime: n.ctime,
+            rdev: n.rdev as u32,
+            immutable: true,
         }
     }
 
@@ -339,8 +366,21 @@ impl Vfs {
     /// inode cannot drop it in between).
     fn child(&self, parent: u64, scope: u64, n: &Node) -> u64 {
         let ino = Self::child_ino(parent, scope, n);
+        self.hold(&mut self.entries.write(), ino, parent, scope, n);
+        ino
+    }
+
+    /// Counts one kernel lookup of `ino`, the child `n` of `parent`,
+    /// creating its entry if it has none.
+    fn hold(
+        &self,
+        entries: &mut HashMap<u64, Arc<Entry>>,
+        ino: u64,
+        parent: u64,
+        scope: u64,
+        n: &Node,
+    ) {
         let scope = if scope == 0 { parent } else { scope };
-        let mut entries = self.entries.write();
         let e = entries.entry(ino).or_insert_with(|| {
             Arc::new(Entry {
                 parent,
@@ -357,7 +397,6 @@ impl Vfs {
         e.lookups.fetch_add(1, Ordering::Relaxed);
         e.used
             .store(self.tick.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
-        ino
     }
 
     /// The kernel dropped `n` of its lookups of `ino`: at none, snapshot
@@ -438,6 +477,42 @@ impl Vfs {
             }
         };
         self.getattr(ino)
+    }
+
+    /// A snapshot directory's children from `from` on, in tree order (the
+    /// order [`Vfs::readdir`] lists them), for a `readdirplus` page: one tree,
+    /// attributes computed on demand by [`Vfs::child_attr`], no lookups
+    /// counted until the shell passes what it sent to [`Vfs::hold_children`].
+    /// `None` for a layout directory, whose children are looked up by name.
+    pub fn peek_children(&self, dir: u64, from: usize) -> VResult<Option<Children>> {
+        let e = self.entry(dir)?;
+        let What::Node { node, scope } = &e.what else {
+            return Ok(None);
+        };
+        if !node.is_dir() {
+            return Err(VfsError::NotDir);
+        }
+        Ok(Some(Children {
+            parent: dir,
+            scope: *scope,
+            tree: self.node_tree(node)?,
+            from,
+        }))
+    }
+
+    /// What `lookup` would answer for the `k`th child of a page.
+    pub fn child_attr(&self, c: &Children, k: usize) -> Attr {
+        let n = &c.tree.nodes[c.from + k];
+        self.node_attr(Self::child_ino(c.parent, c.scope, n), n)
+    }
+
+    /// Counts one lookup of each of the first `inos.len()` children of a
+    /// page (`inos` as [`Vfs::child_attr`] gave them), under one lock.
+    pub fn hold_children(&self, c: &Children, inos: &[u64]) {
+        let mut entries = self.entries.write();
+        for (ino, node) in inos.iter().zip(&c.tree.nodes[c.from..]) {
+            self.hold(&mut entries, *ino, c.parent, c.scope, node);
+        }
     }
 
     /// Entries of a directory (without `.` and `..`): inode, kind, name.
