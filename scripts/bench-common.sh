@@ -101,6 +101,20 @@ per_file() { awk -v n="$2" '{ s += $2 } END { if (n > 0) printf "%.2f", s / n; e
 MEMFS="$ROOT/target/release/examples/memfs"
 
 # The machine facts that move FUSE and wakeup costs, for every table.
+# "on" when a virtio balloon reports free pages to the host: memory the guest
+# freed (drop_caches, exited processes) is handed back, and touching it again
+# costs a host fault per page. Page-cache-heavy paths (reads through FUSE,
+# which fill a second page cache) pay it more than a plain disk copy.
+page_reporting() {
+  local d f
+  for d in /sys/bus/virtio/devices/*; do
+    [ "$(cat "$d/device" 2>/dev/null)" = 0x0005 ] || continue
+    f=$(cat "$d/features" 2>/dev/null)
+    if [ "${f:5:1}" = 1 ]; then echo on; return; fi
+  done
+  echo off
+}
+
 machine_facts() {
-  echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r), cpuidle $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo n/a), guest_halt_poll_ns $(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null || echo n/a), disk under $BENCH_DIR: $(df --output=source "$BENCH_DIR" | tail -1); klosetfs $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); $(date -u +%F)"
+  echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r), cpuidle $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo n/a), guest_halt_poll_ns $(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null || echo n/a), free page reporting $(page_reporting), disk under $BENCH_DIR: $(df --output=source "$BENCH_DIR" | tail -1); klosetfs $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); $(date -u +%F)"
 }

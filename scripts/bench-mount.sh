@@ -55,17 +55,23 @@ timed k_warm_cat cat "$KD/big"
 timed r_cold_cat cat "$RD/big"
 drop_caches
 timed k_cli_cat "$K" -q at "$W/k" cat "latest:$DATA/big"
+# The floor: find and rsync of the same tree on the plain local disk, each
+# right beside the mount's and from the same cold start.
+drop_caches
 timed k_find sh -c "find '$KD/tree' -type f | wc -l"
-timed r_find sh -c "find '$RD/tree' -type f | wc -l"
-timed k_rsync rsync -a "$KD/tree/" "$W/k-rsync/"
-timed r_rsync rsync -a "$RD/tree/" "$W/r-rsync/"
-diff -r "$T1" "$W/k-rsync" >/dev/null && echo "klosetfs mount rsync verified"
-timed k_restore "$K" -q at "$W/k" restore -to "$W/k-restore" "latest:$DATA/tree"
-# For scale: find and rsync of the same tree on the plain local disk, cold cache.
 drop_caches
 timed l_find sh -c "find '$DATA/tree' -type f | wc -l"
 drop_caches
+timed r_find sh -c "find '$RD/tree' -type f | wc -l"
+drop_caches
+timed k_rsync rsync -a "$KD/tree/" "$W/k-rsync/"
+drop_caches
 timed l_rsync rsync -a "$DATA/tree/" "$W/l-rsync/"
+drop_caches
+timed r_rsync rsync -a "$RD/tree/" "$W/r-rsync/"
+diff -r "$T1" "$W/k-rsync" >/dev/null && echo "klosetfs mount rsync verified"
+drop_caches
+timed k_restore "$K" -q at "$W/k" restore -to "$W/k-restore" "latest:$DATA/tree"
 k_rss=$(vmhwm $kpid); r_rss=$(vmhwm $rpid)
 umount "$W/kmnt"; umount "$W/rmnt"; wait $kpid $rpid 2>/dev/null || true
 

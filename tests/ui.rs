@@ -208,6 +208,11 @@ fn beyond_loopback_it_needs_tls_and_serves_https_with_a_secure_cookie() {
     );
     let port = ui.base.rsplit(':').next().unwrap().to_string();
     assert!(ui.base.starts_with("https://"), "{}", ui.base);
+    // "Every address" is no address a browser can use: the printed URL
+    // names this machine.
+    let host = Command::new("hostname").output().expect("hostname runs");
+    let host = String::from_utf8_lossy(&host.stdout).trim().to_string();
+    assert_eq!(ui.base, format!("https://{host}:{port}"));
     let https = format!("https://127.0.0.1:{port}");
     let ca = cert.to_str().unwrap();
     let bearer = format!("Authorization: Bearer {}", ui.token);

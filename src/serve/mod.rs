@@ -113,20 +113,32 @@ pub fn serve(repo: Arc<Repo>, opts: ServeOptions, ready: impl FnOnce(String)) ->
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(opts.listen).await?;
         let addr = listener.local_addr()?;
+        let host = url_host(addr);
         match tls {
             Some(cfg) => {
                 let listener = tls::TlsListener::new(listener, cfg)?;
-                ready(format!("https://{addr}"));
+                ready(format!("https://{host}"));
                 axum::serve(listener, router(shared)).await
             }
             None => {
-                ready(format!("http://{addr}"));
+                ready(format!("http://{host}"));
                 axum::serve(listener, router(shared)).await
             }
         }
     })
     .map_err(|e| Error::io(format!("serving on {}", opts.listen), e))?;
     Ok(())
+}
+
+/// The host and port a browser elsewhere can use: listening on every
+/// address (`0.0.0.0`, `::`) names this machine instead, since such an
+/// address only means "any" to the server.
+fn url_host(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("{}:{}", crate::util::hostname(), addr.port())
+    } else {
+        addr.to_string()
+    }
 }
 
 fn router(shared: AppState) -> Router {
