@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Web UI benchmark (`klosetfs ui`), same store and same run as its floors: the
-# first page and the snapshot list, a 20,000-entry directory listed whole,
-# a cold 1 GiB download against a cold `cat` through the read-only mount, and
-# the server's peak RSS. Needs root (drops caches) and curl.
+# first page and the snapshot list, a kernel tree's top directory and its
+# largest one (include/linux) listed cold, a search of the whole tree by name,
+# a 20,000-entry directory listed whole, a cold 1 GiB download against a cold
+# `cat` through the read-only mount, and the server's peak RSS. Needs root
+# (drops caches) and curl.
 set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
 need_tools
-TAR=$(kernel_tarball "$V1")
+TAR=$(kernel_tarball "$V1"); T1=$(kernel_tree "$V1")
 W="$BENCH_DIR/run-ui"
 umount -l "$W/mnt" 2>/dev/null || true
 rm -rf "$W"; mkdir -p "$W/data/wide" "$W/mnt"
 head -c 1073741824 "$TAR" > "$W/data/big"
 (cd "$W/data/wide" && seq -f 'file-%05.0f.txt' 1 20000 | xargs touch)
+cp -a "$T1" "$W/data/tree"
+KT="$W/data/tree/$(ls "$W/data/tree" | head -1)"
+NT=$(find "$KT" | wc -l)
 "$K" at "$W/k" create -q
 "$K" -q at "$W/k" backup "$W/data"
 tok=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'); echo "$tok" > "$W/token"
@@ -27,6 +32,13 @@ enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[
 snap=$(curl -sf -H "$H" "$base/api/snapshots" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 drop_caches
 page=$(t "$base/"); list=$(t "$base/api/snapshots")
+top=$(t "$base/api/ls?snap=$snap&path=$(enc "$KT")")
+incl=$(t "$base/api/ls?snap=$snap&path=$(enc "$KT/include/linux")&limit=5000")
+drop_caches
+search=$(t "$base/api/search?snap=$snap&glob=$(enc 'Kconfig*')&limit=2000")
+drop_caches
+s=$(date +%s.%N); find "$KT" -name 'Kconfig*' > /dev/null; e=$(date +%s.%N)
+find_s=$(awk -v a="$s" -v b="$e" 'BEGIN { printf "%.3f", b - a }')
 wide=$(t "$base/api/ls?snap=$snap&path=$(enc "$W/data/wide")&limit=5000")
 wide_all=0
 for off in 0 5000 10000 15000; do
@@ -52,6 +64,8 @@ mibs() { awk -v s="$1" 'BEGIN { printf "%.0f", 1024 / s }'; }
   echo "|---|---|---|---|---|"
   echo "| first page (HTML), cold, s | $page | | | ≤ 0.2 |"
   echo "| snapshot list (/api/snapshots), s | $list | | | ≤ 0.2 |"
+  echo "| kernel tree ($NT entries): its top directory / include/linux ($(ls "$KT/include/linux" | wc -l) entries), cold, s | $top / $incl | | | ≤ 0.2 |"
+  echo "| search of every name in the tree (\`Kconfig*\`), cold, s | $search | $find_s (find -name on the local disk, cold) | $(ratio "$search" "$find_s") | |"
   echo "| 20,000-entry directory, first 5,000 / all four pages, s | $wide / $wide_all | | | ≤ 1 |"
   echo "| cold 1 GiB download, MiB/s | $(mibs "$dl") | $(mibs "$cat_s") (cold cat through the mount) | $(ratio "$cat_s" "$dl") | ≥ 0.8 |"
   echo "| server peak RSS, MiB | $((rss / 1024)) | | | ≤ 256 |"

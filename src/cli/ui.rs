@@ -48,8 +48,9 @@ pub struct UiArgs {
     /// crosses the network in clear.
     #[arg(long)]
     insecure: bool,
-    /// Memory for file chunks read through the server (e.g. 256M).
-    #[arg(long, default_value = "128M")]
+    /// Memory for file chunks read through the server (e.g. 256M). Decoded
+    /// directories take up to 64 MiB more, whatever this is.
+    #[arg(long, default_value = "64M")]
     cache_size: String,
 }
 
