@@ -209,6 +209,47 @@ mod tests {
         }
     }
 
+    /// The byte layout docs/design.md §2 and §8 describe, worked by hand:
+    /// fields in order, varints, zigzag times, fixed arrays without a
+    /// length, `Option` and enum tags.
+    #[test]
+    fn a_tree_encodes_as_the_design_says() {
+        let t = Tree {
+            nodes: vec![Node {
+                mode: 0o755,
+                uid: 1,
+                gid: 2,
+                user: "u".into(),
+                group: "g".into(),
+                atime: -1,
+                mtime: 1,
+                content: vec![ChunkRef {
+                    id: BlobId([7; 32]),
+                    size: 300,
+                }],
+                subtree: Some(BlobId([9; 32])),
+                ..Node::bare(b"a".to_vec(), NodeKind::Dir)
+            }],
+        };
+        let mut want = vec![
+            1, // one node
+            1, b'a', // name
+            1,    // kind: Dir
+            0xED, 0x03, // mode 493
+            1, 2, // uid, gid
+            1, b'u', 1, b'g', // user, group
+            0,    // size
+            1, 2, 0, // atime -1, mtime 1, ctime 0 (zigzag)
+            0, 0, 1, 0, // dev, ino, nlink, rdev
+            0, 0, // no xattrs, no target
+            1, // one chunk:
+        ];
+        want.extend([7; 32]);
+        want.extend([0xAC, 0x02, 1]); // its size 300; subtree: Some
+        want.extend([9; 32]);
+        assert_eq!(t.encode(), want);
+    }
+
     #[test]
     fn hostile_names_are_dropped_and_order_restored() {
         let raw = Tree {
