@@ -28,8 +28,25 @@ fn prune_frees_space_and_keeps_every_remaining_snapshot_whole() {
     env.ok(&[&"check", &"--read-data"]);
 
     env.ok(&[&"rm", &first[..10].to_string()]);
+    let dry: serde_json::Value =
+        serde_json::from_str(&env.ok(&[&"prune", &"--dry-run", &"--json"])).unwrap();
     let out = env.ok(&[&"prune", &"--json"]);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // The dry run announces what the run does, freed bytes included (its
+    // estimate leaves out only the new packs' headers).
+    for k in [
+        "packs_deleted",
+        "packs_repacked",
+        "packs_written",
+        "blobs_removed",
+    ] {
+        assert_eq!(dry[k], report[k], "{k}: {dry} vs {report}");
+    }
+    let (d, r) = (
+        dry["bytes_freed"].as_u64().unwrap(),
+        report["bytes_freed"].as_u64().unwrap(),
+    );
+    assert!(d.abs_diff(r) <= r / 100 + 4096, "{dry} vs {report}");
     assert!(
         report["bytes_freed"].as_u64().unwrap() >= 18 << 20,
         "{report}"

@@ -200,6 +200,13 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, progress: &PruneProgress) -> Resu
             .map(|e| e.length as u64)
             .sum();
         report.packs_written = live.div_ceil(repo.config().pack_size.max(1) as u64) as usize;
+        // And what it would free by repacking: the old packs, less the live
+        // blobs written again (the new packs' headers aside).
+        report.bytes_freed += repack
+            .iter()
+            .map(|(id, _)| size_of(&id.to_hex()))
+            .sum::<u64>()
+            .saturating_sub(live);
         return Ok(report);
     }
 
