@@ -510,7 +510,8 @@ impl Vfs {
     /// page (`inos` as [`Vfs::child_attr`] gave them), under one lock.
     pub fn hold_children(&self, c: &Children, inos: &[u64]) {
         let mut entries = self.entries.write();
-        for (ino, node) in inos.iter().zip(&c.tree.nodes[c.from..]) {
+        let nodes = c.tree.nodes.get(c.from..).unwrap_or_default();
+        for (ino, node) in inos.iter().zip(nodes) {
             self.hold(&mut entries, *ino, c.parent, c.scope, node);
         }
     }

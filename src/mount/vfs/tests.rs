@@ -64,6 +64,55 @@ fn forgotten_entries_go_and_come_back_the_same() {
     assert!(v.getattr(ROOT_INO).is_ok());
 }
 
+/// A readdirplus page answers as `lookup` does, in `readdir`'s order, and
+/// counts lookups only for what the shell says it sent.
+#[test]
+fn a_readdirplus_page_matches_lookups_and_holds_what_was_sent() {
+    let (_d, v) = single_view();
+    let base = v.entry_count();
+    let listed = v.readdir(ROOT_INO).unwrap();
+    let page = v
+        .peek_children(ROOT_INO, 0)
+        .unwrap()
+        .expect("a snapshot directory");
+    assert_eq!(page.len(), listed.len());
+    assert_eq!(v.entry_count(), base, "peeking registers nothing");
+    let attrs: Vec<Attr> = (0..page.len()).map(|k| v.child_attr(&page, k)).collect();
+    for (k, (ino, _, name)) in listed.iter().enumerate() {
+        assert_eq!(page.name(k), &name[..]);
+        assert_eq!(attrs[k].ino, *ino);
+    }
+    // Two of them sent: two entries, each held once.
+    let sent: Vec<u64> = attrs[..2].iter().map(|a| a.ino).collect();
+    v.hold_children(&page, &sent);
+    assert_eq!(v.entry_count(), base + 2);
+    for a in &attrs[..2] {
+        assert_eq!(&v.getattr(a.ino).unwrap(), a);
+        assert_eq!(
+            &v.lookup(
+                ROOT_INO,
+                page.name(attrs.iter().position(|x| x == a).unwrap())
+            )
+            .unwrap(),
+            a
+        );
+        v.forget(a.ino, 2);
+    }
+    assert_eq!(
+        v.entry_count(),
+        base,
+        "lookups and the page's hold given back"
+    );
+    // A page past the end (an offset the kernel never got) is empty.
+    let past = v
+        .peek_children(ROOT_INO, listed.len() + 5)
+        .unwrap()
+        .unwrap();
+    assert!(past.is_empty());
+    v.hold_children(&past, &[42]);
+    assert_eq!(v.entry_count(), base);
+}
+
 #[test]
 fn single_snapshot_view_reads_lists_and_links() {
     let (_d, v) = single_view();
