@@ -36,6 +36,14 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # Mount tests each carry their own timeout; the whole run is bounded here too.
 timeout 1500 cargo test --locked --all-targets -- --test-threads=2
+# README's install block, as written: a release build, installed into
+# /usr/local/bin (as root; skipped otherwise), then `klosetfs --help`.
+if [ "$(id -u)" = 0 ]; then
+  awk '/^## Install/ {s = 1} s && /^```sh$/ {b = 1; next} b && /^```$/ {exit} b' README.md > /tmp/klosetfs-install.sh
+  grep -q "cargo install" /tmp/klosetfs-install.sh
+  bash -euo pipefail /tmp/klosetfs-install.sh > /dev/null
+  /usr/local/bin/klosetfs --version
+fi
 # The build without the S3 feature (what the fuzz targets use) must stay clean.
 cargo clippy --lib --no-default-features --locked -- -D warnings
 # A short fuzz run of every decoder (30 s each, two at a time; fixed seed so a

@@ -11,11 +11,14 @@ const SKIPPED: &[(&str, &str)] = &[
     (" ui ", "serves until stopped"),
 ];
 
-/// Blocks left out whole: the two commands (CI runs them itself; the demo
-/// builds a release binary) and the S3 store, whose commands the integration
-/// page's `sh s3` blocks run against a real server (tests/docs.rs).
+/// Blocks left out whole: the install block (a release build into
+/// /usr/local: scripts/test.sh runs it after the tests), the two commands
+/// (CI runs them itself; the demo builds a release binary) and the S3 store,
+/// whose commands the integration page's `sh s3` blocks run against a real
+/// server (tests/docs.rs).
 fn skipped_block(block: &str) -> bool {
-    block.contains("scripts/demo.sh")
+    block.contains("cargo install")
+        || block.contains("scripts/demo.sh")
         || block.contains("scripts/test.sh")
         || block.contains("s3.example.net")
 }
