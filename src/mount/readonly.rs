@@ -105,9 +105,7 @@ impl ReadOnlyFs {
         self.dirs.lock().put(ino, l.clone(), bytes);
         Ok(l)
     }
-}
 
-impl ReadOnlyFs {
     /// `readdirplus` of a directory of the store's layout (few entries, which
     /// may change between pages): each child looked up by name.
     fn layout_readdirplus(&self, dir: u64, offset: usize, mut reply: ReplyDirectoryPlus) {
