@@ -20,8 +20,9 @@ use super::{Ctx, EXIT_OK};
   klosetfs at /srv/backups ui --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem
 
 It prints a URL holding a secret token (on 0.0.0.0 or [::], with this
-machine's host name); opening it sets a cookie, so keep the URL to yourself. Scripts send the token as `Authorization: Bearer TOKEN` and
-use the JSON API under /api/ (docs/integration.md lists it), e.g.
+machine's host name); opening it sets a cookie, so keep the URL to yourself.
+Scripts send the token as `Authorization: Bearer TOKEN` and use the JSON API
+under /api/ (docs/integration.md lists it), e.g.
   curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/api/snapshots
 WebDAV clients (Finder, Explorer, davfs2, rclone, cadaver) browse and copy out
 read-only under /dav/ (the whole-store mount's layout), with the token as the

@@ -44,6 +44,19 @@ fn ttl(a: &Attr) -> Duration {
     }
 }
 
+/// Adds the `readdirplus` entry `name` with attributes `a`, which a reader
+/// resumes after at `offset`; true when the reply is full (not added).
+fn add_plus(reply: &mut ReplyDirectoryPlus, a: &Attr, offset: usize, name: &[u8]) -> bool {
+    reply.add(
+        INodeNo(a.ino),
+        offset as u64,
+        OsStr::from_bytes(name),
+        &ttl(a),
+        &file_attr(a),
+        Generation(0),
+    )
+}
+
 type Listing = Arc<Vec<(u64, NodeKind, Vec<u8>)>>;
 
 /// Entries of a directory's first `readdirplus` page (with `.` and `..`).
@@ -124,14 +137,7 @@ impl ReadOnlyFs {
                 Ok(a) => a,
                 Err(e) => return reply.error(errno(&e)),
             };
-            if reply.add(
-                INodeNo(a.ino),
-                i as u64 + 1,
-                OsStr::from_bytes(name),
-                &ttl(&a),
-                &file_attr(&a),
-                Generation(0),
-            ) {
+            if add_plus(&mut reply, &a, i + 1, name) {
                 if !dots {
                     self.vfs.forget(a.ino, 1);
                 }
@@ -276,15 +282,8 @@ impl Filesystem for ReadOnlyFs {
                 Ok(a) => a,
                 Err(e) => return reply.error(errno(&e)),
             };
-            let name = if i == 0 { "." } else { ".." };
-            if reply.add(
-                INodeNo(a.ino),
-                i as u64 + 1,
-                OsStr::new(name),
-                &ttl(&a),
-                &file_attr(&a),
-                Generation(0),
-            ) {
+            let name: &[u8] = if i == 0 { b"." } else { b".." };
+            if add_plus(&mut reply, &a, i + 1, name) {
                 return reply.ok();
             }
         }
@@ -292,14 +291,7 @@ impl Filesystem for ReadOnlyFs {
         let mut sent = Vec::new();
         for k in 0..children.len().min(end.saturating_sub(first)) {
             let a = self.vfs.child_attr(&children, k);
-            if reply.add(
-                INodeNo(a.ino),
-                (first + k) as u64 + 1,
-                OsStr::from_bytes(children.name(k)),
-                &ttl(&a),
-                &file_attr(&a),
-                Generation(0),
-            ) {
+            if add_plus(&mut reply, &a, first + k + 1, children.name(k)) {
                 break;
             }
             sent.push(a.ino);
