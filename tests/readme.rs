@@ -1,21 +1,31 @@
 //! README's tour runs as written: every `sh` block of the tour, the mount and
 //! the writable-mount sections, in order, with the README's paths (`/srv`,
-//! `/mnt`, `/home/me`, `/tmp/out`) moved into a temporary directory. What does
-//! not run here is named below with where it is tested instead.
+//! `/mnt`, `/home/me`, `/tmp/out`) moved into a temporary directory, and the
+//! S3 block against a real S3 server. What does not run here is named below
+//! with where it is tested instead.
 
 use std::path::Path;
 
-/// Lines left out, each with why.
-const SKIPPED: &[(&str, &str)] = &[
-    // A server that runs until stopped: tests/ui.rs drives it.
-    (" ui ", "serves until stopped"),
-];
+#[cfg(feature = "s3")]
+mod common;
+
+/// The tour's `ui` line serves until stopped: here it runs in the background
+/// (without opening a browser), its printed URL is fetched, and it is stopped.
+/// tests/ui.rs drives the pages in a real browser.
+fn ui_line(line: &str) -> String {
+    let cmd = line.split('#').next().unwrap().trim_end();
+    format!(
+        "{cmd} --no-open > \"$T/ui.log\" & ui_pid=$!\n\
+         for _ in $(seq 200); do grep -q '^klosetfs ui: http' \"$T/ui.log\" && break; sleep 0.05; done\n\
+         curl -fsSL -c \"$T/ui.cookies\" \"$(sed -n 's/^klosetfs ui: //p' \"$T/ui.log\")\" > \"$T/ui.html\"\n\
+         kill $ui_pid; wait $ui_pid || true\n"
+    )
+}
 
 /// Blocks left out whole: the install block (a release build into
 /// /usr/local: scripts/test.sh runs it after the tests), the two commands
-/// (CI runs them itself; the demo builds a release binary) and the S3 store,
-/// whose commands the integration page's `sh s3` blocks run against a real
-/// server (tests/docs.rs).
+/// (CI runs them itself; the demo builds a release binary) and the S3 block,
+/// which the test below runs against a real S3 server.
 fn skipped_block(block: &str) -> bool {
     block.contains("cargo install")
         || block.contains("scripts/demo.sh")
@@ -23,7 +33,8 @@ fn skipped_block(block: &str) -> bool {
         || block.contains("s3.example.net")
 }
 
-fn readme_script() -> (String, usize) {
+/// README's ```sh blocks, in order.
+fn readme_blocks() -> Vec<String> {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let mut blocks = Vec::new();
     let mut cur: Option<String> = None;
@@ -41,14 +52,23 @@ fn readme_script() -> (String, usize) {
             None => {}
         }
     }
+    blocks
+}
+
+fn readme_script() -> (String, usize) {
+    let blocks = readme_blocks();
     let mut script = String::new();
     let mut ran = 0;
     for b in blocks.iter().filter(|b| !skipped_block(b)) {
         ran += 1;
         for line in b.lines() {
-            if SKIPPED.iter().any(|(pat, _)| line.contains(pat)) {
-                continue;
-            }
+            let ui;
+            let line = if line.contains(" ui ") {
+                ui = ui_line(line);
+                &ui
+            } else {
+                line
+            };
             let line = line
                 .replace("/home/me", "$T/home/me")
                 .replace("/srv/", "$T/srv/")
@@ -98,6 +118,8 @@ fn the_readme_tour_runs_as_written() {
     let script = format!("{prelude}{body}");
     let out = std::process::Command::new("timeout")
         .args(["300", "bash", "-c", &script])
+        // Relative outputs (`archive -o docs.tar.zst`) land there, not in the repo.
+        .current_dir(t.path())
         .env(
             "PATH",
             format!(
@@ -147,6 +169,12 @@ fn the_readme_tour_runs_as_written() {
         std::fs::read(t.path().join("out/notes.txt")).unwrap(),
         b"notes of the tour\n"
     );
+    // The web UI's first page, fetched with the token URL it printed.
+    let page = std::fs::read_to_string(t.path().join("ui.html")).unwrap();
+    assert!(page.contains("<title>klosetfs"), "{page}");
+    // The archive, in the directory the commands ran in.
+    let zst = std::fs::read(t.path().join("docs.tar.zst")).unwrap();
+    assert_eq!(&zst[..4], b"\x28\xb5\x2f\xfd", "a zstd frame");
     assert_eq!(
         std::fs::read(home.join("Documents/notes.txt")).unwrap(),
         b"notes of the tour\n",
@@ -186,4 +214,125 @@ fn the_readme_tour_runs_as_written() {
         String::from_utf8_lossy(&cat.stderr)
     );
     assert_eq!(cat.stdout, vec![7u8; 300_000]);
+}
+
+/// README's S3 block, as written but for its placeholder endpoint and keys,
+/// against a real S3 server: the store in a bucket, a restore into one and a
+/// backup of the objects under a prefix.
+#[cfg(feature = "s3")]
+#[test]
+fn the_readme_s3_block_runs_against_a_real_server() {
+    use common::s3::{Weed, ACCESS_KEY, SECRET_KEY};
+    use klosetfs::storage::{S3Bucket, S3Options};
+    let blocks = readme_blocks();
+    let block = blocks
+        .iter()
+        .find(|b| b.contains("s3.example.net"))
+        .expect("README has its S3 block");
+    let server = Weed::start();
+    let bucket = |loc: &str| {
+        let mut o = S3Options::parse(loc).unwrap();
+        o.endpoint = Some(server.endpoint.clone());
+        o.access_key = Some(ACCESS_KEY.into());
+        o.secret_access_key = Some(SECRET_KEY.into());
+        o.region = Some("us-east-1".into());
+        S3Bucket::connect(&o).unwrap()
+    };
+    // What `backup s3://photos/2024` finds there.
+    let photos = bucket("s3://photos");
+    photos.ensure_exists().unwrap();
+    let cat = vec![9u8; 70_000];
+    photos
+        .put("2024/cat.jpg", &cat, false, Some("image/jpeg"), "test put")
+        .unwrap();
+    photos
+        .put("2024/06/note.txt", b"june\n", false, None, "test put")
+        .unwrap();
+    photos
+        .put("2023/old.txt", b"not this year\n", false, None, "test put")
+        .unwrap();
+
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home/me");
+    std::fs::create_dir_all(home.join("Documents")).unwrap();
+    std::fs::write(home.join("Documents/notes.txt"), "notes in S3\n").unwrap();
+    let body = block
+        .replace("https://s3.example.net", &server.endpoint)
+        .replace(
+            "secret_access_key=...",
+            &format!("secret_access_key={SECRET_KEY}"),
+        )
+        .replace("access_key=...", &format!("access_key={ACCESS_KEY}"))
+        .replace(
+            "AWS_SECRET_ACCESS_KEY=...",
+            &format!("AWS_SECRET_ACCESS_KEY={SECRET_KEY}"),
+        )
+        .replace(
+            "AWS_ACCESS_KEY_ID=...",
+            &format!("AWS_ACCESS_KEY_ID={ACCESS_KEY}"),
+        )
+        .replace("/home/me", "$T/home/me");
+    assert!(!body.contains("..."), "a placeholder left: {body}");
+    // After the block: the snapshot of the prefix holds its objects, as files.
+    let check = "echo snapshots=$(klosetfs at @offsite ls --json | \
+                 python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')\n\
+                 klosetfs at @offsite cat latest:/06/note.txt\n\
+                 klosetfs at @offsite cat latest:/cat.jpg | cmp - \"$T/cat.jpg\"\n";
+    std::fs::write(t.path().join("cat.jpg"), &cat).unwrap();
+    let script = format!(
+        "set -euo pipefail\nT='{}'\n{body}{check}",
+        t.path().display()
+    );
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_klosetfs")).parent().unwrap();
+    let out = std::process::Command::new("timeout")
+        .args(["300", "bash", "-c", &script])
+        // Relative outputs (`archive -o docs.tar.zst`) land there, not in the repo.
+        .current_dir(t.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("HOME", &home)
+        .env("KLOSETFS_CONFIG", t.path().join("config.toml"))
+        .env("KLOSETFS_CACHE_DIR", t.path().join("cache"))
+        .env("KLOSETFS_PASSPHRASE", "a long passphrase")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("KLOSETFS_STORE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the README's S3 block failed ({}):\nscript:\n{script}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two snapshots: the home folder and the prefix (whose root is the prefix).
+    assert!(stdout.contains("snapshots=2\n"), "{stdout}");
+    assert!(stdout.contains("june"), "{stdout}");
+    assert!(!stdout.contains("not this year"), "{stdout}");
+    // The restore wrote the documents as objects under `docs/`.
+    let restored = bucket("s3://restored");
+    let listed: Vec<String> = restored
+        .list("docs/", "test list")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let note = listed
+        .iter()
+        .find(|k| k.ends_with("/notes.txt"))
+        .unwrap_or_else(|| panic!("notes.txt restored into s3://restored/docs: {listed:?}"));
+    assert_eq!(
+        restored.get(note, None, "test get").unwrap().0,
+        b"notes in S3\n"
+    );
 }
