@@ -129,7 +129,7 @@ fn undescribed(help: &str) -> Vec<String> {
 }
 
 /// Every command and subcommand, at any depth, explains every argument and
-/// option and shows an example.
+/// option, shows an example and (under `at`) a usage line with `<STORE>`.
 #[test]
 fn every_argument_of_every_command_is_described() {
     let mut todo: Vec<Vec<String>> = subcommands(&klosetfs(&["--help"]))
@@ -148,6 +148,16 @@ fn every_argument_of_every_command_is_described() {
                 "`klosetfs help {}`: {e} has no description",
                 path.join(" ")
             ));
+        }
+        // Under `at`, the usage line names the store, at any depth.
+        if path.len() > 1 && path[0] == "at" {
+            let want = format!("Usage: klosetfs at <STORE> {} ", path[1..].join(" "));
+            if !h.contains(&want) {
+                problems.push(format!(
+                    "`klosetfs help {}`: usage is not `{want}...`",
+                    path.join(" ")
+                ));
+            }
         }
         let subs = subcommands(&h);
         if subs.is_empty() && !h.contains("Example") {

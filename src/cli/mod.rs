@@ -412,11 +412,39 @@ fn normalize_args() -> Vec<std::ffi::OsString> {
         .collect()
 }
 
+/// clap writes the usage of a subcommand's subcommand from its parent's
+/// name alone ("klosetfs at key add"): those under `at` get the whole line,
+/// with `<STORE>`.
+fn with_store_in_nested_usage(cmd: clap::Command) -> clap::Command {
+    cmd.mut_subcommand("at", |at| {
+        at.mut_subcommands(|group| {
+            let parent = format!("klosetfs at <STORE> {}", group.get_name());
+            group.mut_subcommands(|leaf| {
+                let name = format!("{parent} {}", leaf.get_name());
+                let usage = leaf.clone().bin_name(&name).render_usage().to_string();
+                let usage = usage.trim_start_matches("Usage:").trim();
+                // The global options are added later: every command has some.
+                let usage = match usage.strip_prefix(&name) {
+                    Some(rest) if !rest.contains("[OPTIONS]") => format!("{name} [OPTIONS]{rest}"),
+                    _ => usage.to_string(),
+                };
+                leaf.override_usage(usage)
+            })
+        })
+    })
+}
+
 /// Parses the command line; clap's messages name `-to` as the user typed it
 /// (it is parsed as `--to`).
 fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
     let typed_to = std::env::args_os().any(|a| a == "-to");
-    Cli::try_parse_from(normalize_args()).unwrap_or_else(|e| {
+    let mut cmd = with_store_in_nested_usage(Cli::command());
+    let parsed = cmd
+        .try_get_matches_from_mut(normalize_args())
+        .and_then(|m| Cli::from_arg_matches(&m))
+        .map_err(|e| e.format(&mut cmd));
+    parsed.unwrap_or_else(|e| {
         if !typed_to {
             e.exit()
         }
