@@ -180,3 +180,50 @@ fn refusals_remove_nothing() {
     assert!(out.contains("would remove 2 snapshot(s)"), "{out}");
     assert_eq!(snapshot_ids(&env), all);
 }
+
+/// `--tag ''` means "snapshots without tags", for `rm` by policy and for
+/// `ls`, as `--keep-tag ''` already did.
+#[test]
+fn an_empty_tag_selects_untagged_snapshots() {
+    let env = Env::new();
+    env.create();
+    let a = env.path("a");
+    make_tree(&a, 0);
+    let plain1 = backup_at(&env, &a, "2024-05-01T09:00:00Z", &[]);
+    let tagged1 = backup_at(&env, &a, "2024-05-02T09:00:00Z", &["db"]);
+    let plain2 = backup_at(&env, &a, "2024-05-03T09:00:00Z", &[]);
+    let tagged2 = backup_at(&env, &a, "2024-05-04T09:00:00Z", &["db", "x"]);
+
+    let ls: serde_json::Value =
+        serde_json::from_str(&env.ok(&[&"ls", &"--json", &"--tag", &""])).unwrap();
+    let listed: BTreeSet<String> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, BTreeSet::from([plain1.clone(), plain2.clone()]));
+    let ls: serde_json::Value =
+        serde_json::from_str(&env.ok(&[&"ls", &"--json", &"--tag", &"db,x"])).unwrap();
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    assert_eq!(ls[0]["id"], tagged2.as_str());
+
+    // The policy applies to the untagged ones only: the older goes.
+    let out = env.ok(&[
+        &"rm",
+        &"--keep-last",
+        &"1",
+        &"--tag",
+        &"",
+        &"--dry-run",
+        &"--json",
+    ]);
+    let (keep, remove) = plan(&serde_json::from_str(&out).unwrap());
+    assert_eq!(keep, BTreeSet::from([plain2.clone()]));
+    assert_eq!(remove, BTreeSet::from([plain1.clone()]));
+    env.ok(&[&"rm", &"--keep-last", &"1", &"--tag", &""]);
+    assert_eq!(
+        snapshot_ids(&env),
+        BTreeSet::from([tagged1, plain2, tagged2])
+    );
+}

@@ -25,8 +25,9 @@ pub struct LsArgs {
     /// Recurse into directories.
     #[arg(short = 'R')]
     recursive: bool,
-    /// Only snapshots with this tag.
-    #[arg(long)]
+    /// Only snapshots with this tag (TAG,TAG: all of them; '': snapshots
+    /// without tags).
+    #[arg(long, value_name = "TAG[,TAG]")]
     tag: Option<String>,
     /// Machine-readable output.
     #[arg(long)]
@@ -56,7 +57,12 @@ fn list_snapshots(repo: &Repo, a: &LsArgs) -> anyhow::Result<u8> {
     let snaps: Vec<_> = repo
         .snapshots()?
         .into_iter()
-        .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
+        .filter(|(_, s)| {
+            a.tag.as_ref().is_none_or(|t| {
+                let wanted: Vec<String> = t.split(',').map(str::to_string).collect();
+                klosetfs::ops::retention::has_tags(&s.tags, &wanted)
+            })
+        })
         .collect();
     super::warn_damaged_snapshots(repo);
     if a.json {

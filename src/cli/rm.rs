@@ -7,7 +7,7 @@ use jiff::tz::TimeZone;
 use klosetfs::format::id::SnapshotId;
 use klosetfs::format::snapshot::Snapshot;
 use klosetfs::ops::remove::{remove_ids, remove_snapshots};
-use klosetfs::ops::retention::{apply, group, Decision, GroupBy, GroupKey, Policy};
+use klosetfs::ops::retention::{apply, group, has_tags, Decision, GroupBy, GroupKey, Policy};
 
 use super::{Ctx, EXIT_OK};
 
@@ -81,7 +81,8 @@ pub struct RmArgs {
     /// Apply the policy only to snapshots of this host.
     #[arg(long)]
     host: Option<String>,
-    /// Apply the policy only to snapshots with all of these tags (repeatable).
+    /// Apply the policy only to snapshots with all of these tags (repeatable;
+    /// '' means snapshots without tags).
     #[arg(long, value_name = "TAG[,TAG]")]
     tag: Vec<String>,
     /// Print what would be kept and removed, and why; remove nothing.
@@ -176,7 +177,7 @@ pub fn run(ctx: &Ctx, a: RmArgs) -> anyhow::Result<u8> {
     let chosen: Vec<(SnapshotId, Snapshot)> = all
         .into_iter()
         .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
-        .filter(|(_, s)| tags.iter().all(|t| t.iter().all(|x| s.tags.contains(x))))
+        .filter(|(_, s)| tags.iter().all(|t| has_tags(&s.tags, t)))
         .collect();
     let tz = TimeZone::system();
     let now = klosetfs::util::now_ns();

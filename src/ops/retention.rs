@@ -302,6 +302,20 @@ fn zoned(ns: i64, tz: &TimeZone) -> Zoned {
 /// Applies `policy` to one group of snapshots; returns a decision for each,
 /// newest first. Snapshots dated after `now_ns` are kept and count for no
 /// rule (a wrong clock must not push real backups out).
+/// Whether a snapshot with `tags` has every tag of `wanted` (a `TAG,TAG`
+/// filter); `''` (an empty filter) asks for snapshots without tags, as in
+/// restic.
+pub fn has_tags(tags: &[String], wanted: &[String]) -> bool {
+    if wanted.iter().all(String::is_empty) {
+        tags.is_empty()
+    } else {
+        wanted
+            .iter()
+            .filter(|w| !w.is_empty())
+            .all(|w| tags.contains(w))
+    }
+}
+
 pub fn apply(
     policy: &Policy,
     list: &[(SnapshotId, &Snapshot)],
@@ -331,13 +345,8 @@ pub fn apply(
             keep(d, "in the future".into());
         }
         for t in &policy.tags {
-            let untagged = t.len() == 1 && t[0].is_empty();
-            let has = if untagged {
-                s.tags.is_empty()
-            } else {
-                t.iter().all(|x| s.tags.contains(x))
-            };
-            if has {
+            if has_tags(&s.tags, t) {
+                let untagged = t.iter().all(String::is_empty);
                 let name = if untagged { "''".into() } else { t.join(",") };
                 keep(d, format!("tag {name}"));
             }

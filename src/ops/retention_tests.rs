@@ -343,3 +343,17 @@ fn settings_parse_and_round_trip() {
         assert!(Policy::default().set(bad.0, bad.1).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn tag_filters() {
+    use super::has_tags;
+    let v = |t: &[&str]| -> Vec<String> { t.iter().map(|x| x.to_string()).collect() };
+    assert!(has_tags(&v(&["a", "b"]), &v(&["a"])));
+    assert!(has_tags(&v(&["a", "b"]), &v(&["b", "a"])));
+    assert!(!has_tags(&v(&["a"]), &v(&["a", "b"])));
+    // '' is "no tags at all".
+    assert!(has_tags(&v(&[]), &v(&[""])));
+    assert!(!has_tags(&v(&["a"]), &v(&[""])));
+    // An empty part beside real tags is ignored ("a," is "a").
+    assert!(has_tags(&v(&["a"]), &v(&["a", ""])));
+}
