@@ -84,6 +84,29 @@ fn readme_script() -> (String, usize) {
     (script, ran)
 }
 
+/// `bash -c SCRIPT` (bounded at 300 s) in `dir`, with this build's klosetfs
+/// first on PATH, `home` as HOME and the config and caches inside `dir`.
+/// Relative outputs (`archive -o docs.tar.zst`) land in `dir`, not the repo.
+fn shell(script: &str, dir: &Path, home: &Path) -> std::process::Command {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_klosetfs")).parent().unwrap();
+    let mut c = std::process::Command::new("timeout");
+    c.args(["300", "bash", "-c", script])
+        .current_dir(dir)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("HOME", home)
+        .env("KLOSETFS_CONFIG", dir.join("config.toml"))
+        .env("KLOSETFS_CACHE_DIR", dir.join("cache"))
+        .env_remove("KLOSETFS_STORE");
+    c
+}
+
 #[test]
 fn the_readme_tour_runs_as_written() {
     if !Path::new("/dev/fuse").exists() {
@@ -105,7 +128,6 @@ fn the_readme_tour_runs_as_written() {
     std::fs::write(home.join("Documents/paper.pdf"), "%PDF-1.4 not really\n").unwrap();
     std::fs::write(home.join("Pictures/2024/cat.jpg"), vec![7u8; 300_000]).unwrap();
     std::fs::write(home.join(".klosetfs-pass"), "a long passphrase\n").unwrap();
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_klosetfs")).parent().unwrap();
     let prelude = format!(
         "set -euo pipefail\nT='{tp}'\nmkdir -p \"$T/srv\"\n\
          first_id() {{ klosetfs at \"$T/srv/backups\" ls --json | python3 -c \
@@ -116,24 +138,9 @@ fn the_readme_tour_runs_as_written() {
         + "export KLOSETFS_OTHER_PASSPHRASE='another passphrase'\n\
            KLOSETFS_PASSPHRASE=\"$KLOSETFS_OTHER_PASSPHRASE\" klosetfs at \"$T/offsite\" create -q\n";
     let script = format!("{prelude}{body}");
-    let out = std::process::Command::new("timeout")
-        .args(["300", "bash", "-c", &script])
-        // Relative outputs (`archive -o docs.tar.zst`) land there, not in the repo.
-        .current_dir(t.path())
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin_dir.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("HOME", &home)
-        .env("KLOSETFS_CONFIG", t.path().join("config.toml"))
-        .env("KLOSETFS_CACHE_DIR", t.path().join("cache"))
+    let out = shell(&script, t.path(), &home)
         // `key add` asks for the new passphrase at a prompt, else here.
         .env("KLOSETFS_NEW_PASSPHRASE", "a second passphrase")
-        .env_remove("KLOSETFS_STORE")
         .env_remove("KLOSETFS_PASSPHRASE")
         .output()
         .unwrap();
@@ -283,26 +290,10 @@ fn the_readme_s3_block_runs_against_a_real_server() {
         "set -euo pipefail\nT='{}'\n{body}{check}",
         t.path().display()
     );
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_klosetfs")).parent().unwrap();
-    let out = std::process::Command::new("timeout")
-        .args(["300", "bash", "-c", &script])
-        // Relative outputs (`archive -o docs.tar.zst`) land there, not in the repo.
-        .current_dir(t.path())
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin_dir.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("HOME", &home)
-        .env("KLOSETFS_CONFIG", t.path().join("config.toml"))
-        .env("KLOSETFS_CACHE_DIR", t.path().join("cache"))
+    let out = shell(&script, t.path(), &home)
         .env("KLOSETFS_PASSPHRASE", "a long passphrase")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("KLOSETFS_STORE")
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
