@@ -299,9 +299,6 @@ fn zoned(ns: i64, tz: &TimeZone) -> Zoned {
         .to_zoned(tz.clone())
 }
 
-/// Applies `policy` to one group of snapshots; returns a decision for each,
-/// newest first. Snapshots dated after `now_ns` are kept and count for no
-/// rule (a wrong clock must not push real backups out).
 /// Whether a snapshot with `tags` has every tag of `wanted` (a `TAG,TAG`
 /// filter); `''` (an empty filter) asks for snapshots without tags, as in
 /// restic.
@@ -316,6 +313,9 @@ pub fn has_tags(tags: &[String], wanted: &[String]) -> bool {
     }
 }
 
+/// Applies `policy` to one group of snapshots; returns a decision for each,
+/// newest first. Snapshots dated after `now_ns` are kept and count for no
+/// rule (a wrong clock must not push real backups out).
 pub fn apply(
     policy: &Policy,
     list: &[(SnapshotId, &Snapshot)],
