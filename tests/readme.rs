@@ -10,12 +10,14 @@ use std::path::Path;
 mod common;
 
 /// The tour's `ui` line serves until stopped: here it runs in the background
-/// (without opening a browser), its printed URL is fetched, and it is stopped.
+/// (without opening a browser), its printed URL is fetched, and it is stopped
+/// (also when the script fails).
 /// tests/ui.rs drives the pages in a real browser.
 fn ui_line(line: &str) -> String {
     let cmd = line.split('#').next().unwrap().trim_end();
     format!(
         "{cmd} --no-open > \"$T/ui.log\" & ui_pid=$!\n\
+         trap 'kill $ui_pid 2>/dev/null || true' EXIT\n\
          for _ in $(seq 200); do grep -q '^klosetfs ui: http' \"$T/ui.log\" && break; sleep 0.05; done\n\
          curl -fsSL -c \"$T/ui.cookies\" \"$(sed -n 's/^klosetfs ui: //p' \"$T/ui.log\")\" > \"$T/ui.html\"\n\
          kill $ui_pid; wait $ui_pid || true\n"
