@@ -177,7 +177,7 @@ fn write_seeds(corpus: &Path) {
             mtime: 2,
             chunks: Vec::new(),
             spool: None,
-            inline: Some(b"hello".to_vec()),
+            inline: Some(std::sync::Arc::new(b"hello".to_vec())),
         },
         Record::Rename {
             from: b"a/b".to_vec(),

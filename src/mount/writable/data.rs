@@ -258,7 +258,7 @@ impl WritableFs {
         };
         // Small files travel inside the journal record: one fsync per close
         // (the journal's) instead of two, and the spool is not needed again.
-        let mut bytes = self.mem_spools.lock().get(&spool).cloned();
+        let mut bytes = self.mem_spools.lock().get(&spool).cloned(); // shared, not copied
         let mut file = None;
         if bytes.is_none() {
             let f = self.spool_file(&spool)?;
@@ -267,7 +267,7 @@ impl WritableFs {
                 let mut buf = vec![0u8; len as usize];
                 f.read_exact_at(&mut buf, 0)
                     .map_err(|e| WError::Io(format!("spool: {e}")))?;
-                bytes = Some(buf);
+                bytes = Some(Arc::new(buf));
             } else {
                 match self.opts.sync {
                     SyncMode::Close => f

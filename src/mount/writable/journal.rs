@@ -112,12 +112,44 @@ pub enum Record {
         chunks: Vec<ChunkRef>,
         spool: Option<String>,
         /// The bytes themselves, for small files (then the spool is not synced).
-        #[serde(with = "serde_bytes")]
-        inline: Option<Vec<u8>>,
+        /// Shared with the memory spool and the store job, not copied.
+        #[serde(with = "shared_bytes")]
+        inline: Option<Arc<Vec<u8>>>,
     },
 }
 
+/// `Option<Arc<Vec<u8>>>` on the wire exactly as `serde_bytes` writes an
+/// `Option<Vec<u8>>`, so journals written before the bytes were shared read
+/// the same.
+mod shared_bytes {
+    use std::sync::Arc;
+
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Arc<Vec<u8>>>, s: S) -> Result<S::Ok, S::Error> {
+        serde_bytes::serialize(&v.as_deref().map(|b| serde_bytes::Bytes::new(b)), s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<Vec<u8>>>, D::Error> {
+        let v: Option<Vec<u8>> = serde_bytes::deserialize(d)?;
+        Ok(v.map(Arc::new))
+    }
+}
+
 impl Record {
+    /// About the size of the record's encoding, to size its buffer once.
+    fn encoded_len_hint(&self) -> usize {
+        match self {
+            Record::Content {
+                path,
+                chunks,
+                inline,
+                ..
+            } => 64 + path.len() + chunks.len() * 48 + inline.as_ref().map_or(0, |b| b.len()),
+            _ => 256,
+        }
+    }
+
     /// What the record does, with paths as text, for messages.
     pub fn describe(&self) -> String {
         let p = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -365,11 +397,16 @@ impl Journal {
     }
 
     pub fn append(&mut self, r: &Record) -> Result<()> {
-        let body = postcard::to_stdvec(r).map_err(|e| Error::corrupt("journal record", e))?;
-        let mut buf = Vec::with_capacity(body.len() + 8);
-        buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&check(&body));
-        buf.extend_from_slice(&body);
+        // Encoded straight after room for its length and check: a small
+        // file's bytes are copied once here, not once per step.
+        let mut buf = Vec::with_capacity(8 + r.encoded_len_hint());
+        buf.extend_from_slice(&[0; 8]);
+        let mut buf =
+            postcard::to_extend(r, buf).map_err(|e| Error::corrupt("journal record", e))?;
+        let len = (buf.len() - 8) as u32;
+        let sum = check(&buf[8..]);
+        buf[..4].copy_from_slice(&len.to_le_bytes());
+        buf[4..8].copy_from_slice(&sum);
         self.write(&buf)
     }
 
@@ -555,6 +592,76 @@ mod tests {
         // A journal of another format is refused, not read as empty.
         std::fs::write(&p, [20, 0, 0, 0, 1, 2]).unwrap();
         assert!(read(&p).is_err());
+    }
+
+    /// A content record with shared inline bytes is encoded as before they
+    /// were shared (`serde_bytes` over `Option<Vec<u8>>`), so a journal left
+    /// by an older build replays, and it round-trips through a journal.
+    #[test]
+    fn inline_bytes_keep_their_encoding() {
+        #[derive(Serialize)]
+        enum Old {
+            _Header,
+            _Create,
+            _Link,
+            _Unlink,
+            _Rename,
+            _SetAttr,
+            _SetXattrs,
+            Content {
+                #[serde(with = "serde_bytes")]
+                path: Vec<u8>,
+                size: u64,
+                mtime: i64,
+                chunks: Vec<ChunkRef>,
+                spool: Option<String>,
+                #[serde(with = "serde_bytes")]
+                inline: Option<Vec<u8>>,
+            },
+        }
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for inline in [None, Some(bytes.clone())] {
+            let new = Record::Content {
+                path: b"a/b".to_vec(),
+                size: 3,
+                mtime: -5,
+                chunks: Vec::new(),
+                spool: Some("s1".into()),
+                inline: inline.clone().map(Arc::new),
+            };
+            let old = Old::Content {
+                path: b"a/b".to_vec(),
+                size: 3,
+                mtime: -5,
+                chunks: Vec::new(),
+                spool: Some("s1".into()),
+                inline,
+            };
+            let enc = postcard::to_stdvec(&new).unwrap();
+            assert_eq!(enc, postcard::to_stdvec(&old).unwrap());
+            assert_eq!(postcard::from_bytes::<Record>(&enc).unwrap(), new);
+        }
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("journal");
+        let h = Record::Header {
+            store_id: "s".into(),
+            base: None,
+            host: "h".into(),
+            tags: vec![],
+        };
+        let c = Record::Content {
+            path: b"f".to_vec(),
+            size: bytes.len() as u64,
+            mtime: 1,
+            chunks: Vec::new(),
+            spool: None,
+            inline: Some(Arc::new(bytes)),
+        };
+        let mut j = Journal::create(&p, &h, false).unwrap();
+        j.append(&c).unwrap();
+        j.sync().unwrap();
+        drop(j);
+        assert_eq!(read(&p).unwrap(), vec![h, c]);
     }
 
     #[test]

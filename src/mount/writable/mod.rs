@@ -147,7 +147,8 @@ pub struct WritableFs {
     spool_files: Mutex<HashMap<String, Arc<File>>>,
     /// Spools of small files, kept in memory: creating a file per copied file
     /// costs more than the copy. Spilled to a file past `INLINE_LIMIT`.
-    mem_spools: Mutex<HashMap<String, Vec<u8>>>,
+    /// Shared with journal records and store jobs of closed files.
+    mem_spools: Mutex<HashMap<String, Arc<Vec<u8>>>>,
     next_fh: AtomicU64,
     spool_seq: AtomicU64,
     spool_bytes: AtomicU64,

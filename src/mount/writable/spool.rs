@@ -55,6 +55,8 @@ impl WritableFs {
             if let Some(v) = mem.get_mut(name) {
                 let end = off as usize + data.len();
                 if end as u64 <= INLINE_LIMIT {
+                    // Copied only if a close's store job still holds the bytes.
+                    let v = Arc::make_mut(v);
                     if v.len() < end {
                         v.resize(end, 0);
                     }
@@ -96,7 +98,7 @@ impl WritableFs {
             if let Some(v) = mem.get_mut(name) {
                 let old = v.len() as u64;
                 if size <= INLINE_LIMIT {
-                    v.resize(size as usize, 0);
+                    Arc::make_mut(v).resize(size as usize, 0);
                     return Ok(old);
                 }
                 let v = mem.remove(name).expect("present");
@@ -148,7 +150,7 @@ impl WritableFs {
             content.iter().map(|c| c.size as u64).sum()
         };
         if size <= INLINE_LIMIT {
-            self.mem_spools.lock().insert(name.clone(), Vec::new());
+            self.mem_spools.lock().insert(name.clone(), Arc::default());
         }
         if !truncate {
             let mut off = 0u64;
