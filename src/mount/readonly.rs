@@ -9,15 +9,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, Errno, FileHandle, Filesystem, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 
 use crate::format::tree::NodeKind;
-use crate::mount::kernel::{file_attr, reply_dir, reply_xattr, reply_xattr_names, tune_kernel};
+use crate::mount::kernel::{
+    file_attr, file_type, reply_dir, reply_xattr, reply_xattr_names, tune_kernel,
+};
 use crate::mount::vfs::{Attr, Vfs, VfsError};
 use crate::util::ByteLru;
 
@@ -237,17 +239,53 @@ impl Filesystem for ReadOnlyFs {
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
-        reply: ReplyDirectory,
+        mut reply: ReplyDirectory,
     ) {
-        let list = match self.listing(ino.0, offset) {
-            Ok(l) => l,
-            Err(e) => return reply.error(e),
+        // Entry i of the listing is `.`, `..`, then child i - 2, as in
+        // `readdirplus`; a snapshot directory's page comes from its tree.
+        let offset = offset as usize;
+        let children = match self.vfs.peek_children(ino.0, offset.saturating_sub(2)) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return match self.listing(ino.0, offset as u64) {
+                    Ok(list) => reply_dir(
+                        reply,
+                        offset as u64,
+                        list.iter().map(|(ino, kind, name)| (*ino, *kind, name)),
+                    ),
+                    Err(e) => reply.error(e),
+                }
+            }
+            Err(e) => return reply.error(errno(&e)),
         };
-        reply_dir(
-            reply,
-            offset,
-            list.iter().map(|(ino, kind, name)| (*ino, *kind, name)),
-        );
+        for i in offset..2 {
+            let (at, name) = if i == 0 {
+                (Ok(ino.0), ".")
+            } else {
+                (self.vfs.parent(ino.0), "..")
+            };
+            let at = match at {
+                Ok(at) => at,
+                Err(e) => return reply.error(errno(&e)),
+            };
+            if reply.add(INodeNo(at), i as u64 + 1, FileType::Directory, name) {
+                return reply.ok();
+            }
+        }
+        let first = offset.max(2);
+        for k in 0..children.len() {
+            let (child, kind) = children.ino_kind(k);
+            let name = OsStr::from_bytes(children.name(k));
+            if reply.add(
+                INodeNo(child),
+                (first + k + 1) as u64,
+                file_type(kind),
+                name,
+            ) {
+                break;
+            }
+        }
+        reply.ok();
     }
 
     fn readdirplus(

@@ -19,6 +19,7 @@ use crate::repo::Repo;
 
 mod layout;
 mod page;
+mod prefetch;
 mod read;
 
 pub use page::Children;
@@ -151,6 +152,8 @@ pub struct Vfs {
     mounted_at: i64,
     /// Counts uses of entries, for least-recently-used order.
     tick: AtomicU64,
+    /// Loads the trees of listed directories' subdirectories ahead.
+    prefetch: prefetch::Prefetcher,
 }
 
 fn hash_ino(parts: &[&[u8]]) -> u64 {
@@ -197,6 +200,7 @@ impl Vfs {
             opts.fetch_threads,
         ));
         Self {
+            prefetch: prefetch::Prefetcher::new(repo.clone()),
             repo,
             cache,
             opts,

@@ -1,12 +1,13 @@
-//! `readdirplus` pages of snapshot directories: one tree per page, each
-//! child's attributes computed from it, and the children the kernel was sent
-//! counted as looked up under one lock (a lookup per child cost two map
-//! lookups, a tree-cache lookup, a name search and a node copy).
+//! `readdir` and `readdirplus` pages of snapshot directories: one tree per
+//! page, each child's inode (and attributes) computed from it, and the
+//! children the kernel was sent counted as looked up under one lock (a lookup
+//! per child cost two map lookups, a tree-cache lookup, a name search and a
+//! node copy). No listing is copied out of the tree.
 
 use std::sync::Arc;
 
 use super::{Attr, VResult, Vfs, VfsError, What};
-use crate::format::tree::Tree;
+use crate::format::tree::{NodeKind, Tree};
 
 /// A page of a snapshot directory's children from [`Vfs::peek_children`].
 pub struct Children {
@@ -30,6 +31,12 @@ impl Children {
     pub fn name(&self, k: usize) -> &[u8] {
         &self.tree.nodes[self.from + k].name
     }
+
+    /// The inode number and kind of the `k`th child, as `lookup` gives them.
+    pub fn ino_kind(&self, k: usize) -> (u64, NodeKind) {
+        let n = &self.tree.nodes[self.from + k];
+        (Vfs::child_ino(self.parent, self.scope, n), n.kind)
+    }
 }
 
 impl Vfs {
@@ -46,10 +53,16 @@ impl Vfs {
         if !node.is_dir() {
             return Err(VfsError::NotDir);
         }
+        let tree = self.node_tree(node)?;
+        if from == 0 {
+            // A walk goes into the subdirectories next: load them ahead.
+            self.prefetch
+                .push(tree.nodes.iter().filter_map(|n| n.subtree));
+        }
         Ok(Some(Children {
             parent: dir,
             scope: *scope,
-            tree: self.node_tree(node)?,
+            tree,
             from,
         }))
     }
