@@ -35,9 +35,15 @@ kernel_tree() {
   local v=$1 d="$BENCH_DIR/linux-$1"
   if [ ! -d "$d/tree" ]; then
     mkdir -p "$d"
-    (cd "$d" && apt-get download -qq "linux-source-6.1=$v" >/dev/null && dpkg-deb -x linux-source-6.1_*.deb pkg)
-    mkdir -p "$d/tree"
-    tar -C "$d/tree" -xJf "$d"/pkg/usr/src/linux-source-6.1.tar.xz
+    # A version the archive no longer has must stop the run, not leave an
+    # empty tree that this and later runs would time as a kernel tree.
+    if ! (cd "$d" && apt-get download -qq "linux-source-6.1=$v" >/dev/null && dpkg-deb -x linux-source-6.1_*.deb pkg); then
+      echo "linux-source-6.1=$v cannot be downloaded; pick versions with: apt-cache madison linux-source-6.1" >&2
+      return 1
+    fi
+    mkdir -p "$d/tree.part"
+    tar -C "$d/tree.part" -xJf "$d"/pkg/usr/src/linux-source-6.1.tar.xz || return 1
+    mv "$d/tree.part" "$d/tree"
     rm -rf "$d/pkg/usr/src/linux-config"* 
   fi
   echo "$d/tree"
