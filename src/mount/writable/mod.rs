@@ -236,8 +236,7 @@ impl WritableFs {
         base: Option<SnapshotId>,
         packer: impl FnOnce(Arc<Repo>) -> Packer,
     ) -> Result<Self> {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let storer = storer::Storer::new(threads)
+        let storer = storer::Storer::new(storer::StoreCpus::detect())
             .map_err(|e| Error::io("starting the background storer", e))?;
         Ok(WritableFs {
             _lock: None,

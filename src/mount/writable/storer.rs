@@ -8,11 +8,21 @@
 //! `write`, `close` and commit, so the writer sees it: the file whose storing
 //! failed is still in the journal and spool, and is stored by the next
 //! successful commit or by `recover`.
+//!
+//! The workers keep off one core ([`StoreCpus`]): the writer and the FUSE
+//! threads answering it take turns on that one, and a copy of many small
+//! files waits on those turns, not on storing. Where a worker could run
+//! anywhere, it kept taking the core a reply had just woken the writer on
+//! (`cp -a` of 33k files, 2 cores: 10.4–11.9 s confined, 12.4–14.2 s not).
+//! Streams of large files (`stream.rs`) are not confined: one lagging there
+//! held 170 MiB more of the daemon's memory for no time saved.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
 use parking_lot::{Condvar, Mutex};
 
 /// Jobs and bytes (of in-memory files) waiting or running at once.
@@ -49,15 +59,64 @@ pub struct Storer {
     workers: Vec<JoinHandle<()>>,
 }
 
+/// The CPUs the storer's workers run on: every CPU the mount may use but its
+/// first, when it may use two or more; otherwise no confinement.
+#[derive(Clone, Copy, Default)]
+pub struct StoreCpus(Option<CpuSet>);
+
+impl StoreCpus {
+    /// From the calling thread's CPUs: call it before confining any thread.
+    pub fn detect() -> Self {
+        let Ok(all) = sched_getaffinity(Pid::from_raw(0)) else {
+            return Self(None);
+        };
+        let allowed: Vec<usize> = (0..CpuSet::count())
+            .filter(|&c| all.is_set(c).unwrap_or(false))
+            .collect();
+        if allowed.len() < 2 {
+            return Self(None);
+        }
+        let mut set = CpuSet::new();
+        for &c in &allowed[1..] {
+            let _ = set.set(c);
+        }
+        Self(Some(set))
+    }
+
+    /// How many CPUs storing has (all, if it is not confined).
+    pub fn count(&self) -> usize {
+        match &self.0 {
+            Some(s) => (0..CpuSet::count())
+                .filter(|&c| s.is_set(c).unwrap_or(false))
+                .count(),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// Confines the calling thread; a failure only costs speed.
+    pub fn enter(&self) {
+        if let Some(s) = &self.0 {
+            if let Err(e) = sched_setaffinity(Pid::from_raw(0), s) {
+                tracing::debug!("storing thread not confined: {e}");
+            }
+        }
+    }
+}
+
 impl Storer {
-    pub fn new(threads: usize) -> std::io::Result<Self> {
+    /// One worker per CPU of `cpus` (at least two, so that one long job
+    /// does not hold up the small ones), each confined to them.
+    pub fn new(cpus: StoreCpus) -> std::io::Result<Self> {
         let shared = Arc::new(Shared::default());
-        let workers = (0..threads.max(1))
+        let workers = (0..cpus.count().max(2))
             .map(|i| {
                 let sh = shared.clone();
                 std::thread::Builder::new()
                     .name(format!("store-{i}"))
-                    .spawn(move || work(&sh))
+                    .spawn(move || {
+                        cpus.enter();
+                        work(&sh)
+                    })
             })
             .collect::<std::io::Result<_>>()?;
         Ok(Self { shared, workers })
@@ -130,9 +189,38 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// Storing threads keep off the first CPU the process may use, and stay
+    /// unconfined with a single CPU.
+    #[test]
+    fn storing_keeps_off_one_cpu() {
+        let all = sched_getaffinity(Pid::from_raw(0)).unwrap();
+        let allowed: Vec<usize> = (0..CpuSet::count())
+            .filter(|&c| all.is_set(c).unwrap())
+            .collect();
+        let cpus = StoreCpus::detect();
+        if allowed.len() < 2 {
+            assert!(cpus.0.is_none());
+            return;
+        }
+        assert_eq!(cpus.count(), allowed.len() - 1);
+        let seen = std::thread::spawn(move || {
+            cpus.enter();
+            sched_getaffinity(Pid::from_raw(0)).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert!(!seen.is_set(allowed[0]).unwrap(), "the first CPU is left");
+        for &c in &allowed[1..] {
+            assert!(seen.is_set(c).unwrap());
+        }
+        // The calling thread itself is not confined by detect().
+        let me = sched_getaffinity(Pid::from_raw(0)).unwrap();
+        assert!(me.is_set(allowed[0]).unwrap());
+    }
+
     #[test]
     fn runs_everything_before_idle_and_keeps_the_first_error() {
-        let s = Storer::new(2).unwrap();
+        let s = Storer::new(StoreCpus::default()).unwrap();
         let done = Arc::new(AtomicUsize::new(0));
         for i in 0..1000u64 {
             let d = done.clone();
