@@ -13,9 +13,10 @@
 //! threads answering it take turns on that one, and a copy of many small
 //! files waits on those turns, not on storing. Where a worker could run
 //! anywhere, it kept taking the core a reply had just woken the writer on
-//! (`cp -a` of 33k files, 2 cores: 10.4–11.9 s confined, 12.4–14.2 s not).
-//! Streams of large files (`stream.rs`) are not confined: one lagging there
-//! held 170 MiB more of the daemon's memory for no time saved.
+//! (`cp -a` of 33.6k entries from tmpfs, 2 cores, interleaved: 10.8–12.7 s
+//! confined, 14.6–15.9 s for 28f77d7; docs/benchmarks.md). Streams of large files
+//! (`stream.rs`) are not confined: confined, they held about 170 MiB more of
+//! the daemon's memory for no time saved.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
