@@ -17,8 +17,12 @@ use parking_lot::{Condvar, Mutex};
 use crate::format::id::BlobId;
 use crate::repo::Repo;
 
-/// Subtrees waiting at most: a walk's next few hundred directories.
-const MAX_QUEUED: usize = 512;
+/// Subtrees waiting at most. Enough for a walk's frontier, and few enough
+/// that the trees loaded ahead fit the tree cache beside those in use (64
+/// trees of 1,000 files are roughly 20–25 MiB decoded, against the default
+/// 64 MiB): running further ahead than the cache holds would evict the
+/// trees the walk is about to take.
+const MAX_QUEUED: usize = 64;
 
 #[derive(Default)]
 struct State {

@@ -10,6 +10,7 @@ mod data;
 pub mod fuse;
 pub mod journal;
 pub mod namespace;
+mod record;
 mod spool;
 mod storer;
 mod stream;
