@@ -242,11 +242,6 @@ impl Repo {
         self.trees.lock().bytes()
     }
 
-    /// Whether [`Repo::load_tree`] of `id` would be answered from memory.
-    pub fn tree_cached(&self, id: &BlobId) -> bool {
-        self.trees.lock().contains(id)
-    }
-
     pub fn load_tree(&self, id: &BlobId) -> Result<Arc<Tree>> {
         if let Some(t) = self.trees.lock().get(id) {
             return Ok(t.clone());

@@ -164,11 +164,6 @@ impl<K: std::hash::Hash + Eq, V> ByteLru<K, V> {
         self.map.get(k).map(|(v, _)| v)
     }
 
-    /// Whether `k` is held, without making it recently used.
-    pub fn contains(&self, k: &K) -> bool {
-        self.map.contains(k)
-    }
-
     /// Inserts `v` weighing `size` bytes, dropping the least recently used
     /// values beyond the cap (a value larger than the cap is not kept).
     pub fn put(&mut self, k: K, v: V, size: usize) {

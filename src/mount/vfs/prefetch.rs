@@ -92,10 +92,9 @@ fn work(sh: &Shared, repo: &Repo) {
             continue;
         };
         drop(s);
-        if !repo.tree_cached(&id) {
-            if let Err(e) = repo.load_tree(&id) {
-                tracing::debug!("tree read-ahead of {id}: {e}");
-            }
+        // Answered from the cache if already there (and kept recent there).
+        if let Err(e) = repo.load_tree(&id) {
+            tracing::debug!("tree read-ahead of {id}: {e}");
         }
         s = sh.state.lock();
     }

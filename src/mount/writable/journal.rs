@@ -433,16 +433,20 @@ fn read_records(mut r: impl Read, path: &Path) -> Vec<Record> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_and_torn_tail() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("journal");
-        let h = Record::Header {
+    fn header() -> Record {
+        Record::Header {
             store_id: "s".into(),
             base: None,
             host: "h".into(),
             tags: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn round_trip_and_torn_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("journal");
+        let h = header();
         let mut j = Journal::create(&p, &h, true).unwrap();
         let u = Record::Unlink {
             path: b"x".to_vec(),
@@ -471,12 +475,7 @@ mod tests {
         let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("journal");
-        let h = Record::Header {
-            store_id: "s".into(),
-            base: None,
-            host: "h".into(),
-            tags: vec![],
-        };
+        let h = header();
         let c = Record::Content {
             path: b"f".to_vec(),
             size: bytes.len() as u64,
@@ -495,12 +494,7 @@ mod tests {
     #[test]
     fn armed_records_become_durable_soon_and_syncs_coalesce() {
         let d = tempfile::tempdir().unwrap();
-        let h = Record::Header {
-            store_id: "s".into(),
-            base: None,
-            host: "h".into(),
-            tags: vec![],
-        };
+        let h = header();
         let mut j = Journal::create(&d.path().join("journal"), &h, true).unwrap();
         let s = j.syncer();
         let synced_at_create = s.synced.lock().upto;
