@@ -367,7 +367,7 @@ impl Vfs {
             Arc::new(Entry {
                 parent,
                 what: What::Node {
-                    node: Arc::new(n.clone()),
+                    node: Arc::new(held_copy(n)),
                     scope,
                 },
                 time: n.mtime,
@@ -543,6 +543,34 @@ impl Vfs {
             .blobs()
             .map(|(_, l)| l.length as u64)
             .sum()
+    }
+}
+
+/// What an inode the kernel holds keeps of its tree node: all that the
+/// filesystem answers from, without the owner and group names (attributes
+/// carry the numeric ids). Two allocations fewer for every entry a
+/// `readdirplus` page sends, and less memory per held inode.
+fn held_copy(n: &Node) -> Node {
+    Node {
+        name: n.name.clone(),
+        kind: n.kind,
+        mode: n.mode,
+        uid: n.uid,
+        gid: n.gid,
+        user: String::new(),
+        group: String::new(),
+        size: n.size,
+        atime: n.atime,
+        mtime: n.mtime,
+        ctime: n.ctime,
+        dev: n.dev,
+        ino: n.ino,
+        nlink: n.nlink,
+        rdev: n.rdev,
+        xattrs: n.xattrs.clone(),
+        target: n.target.clone(),
+        content: n.content.clone(),
+        subtree: n.subtree,
     }
 }
 

@@ -180,12 +180,18 @@ fn lazy_sync(s: &SyncState) {
 
 /// Appends go through `sync.file`; where the next record goes is
 /// `sync.appended` (one writer: the journal's owner, under its lock).
+/// The largest record buffer [`Journal::append`] keeps for the next one.
+const KEEP_BUF: usize = 512 * 1024;
+
 pub struct Journal {
     path: PathBuf,
     zeroing: Arc<Zeroing>,
     filler: Option<JoinHandle<()>>,
     sync: Arc<SyncState>,
     lazy: Option<JoinHandle<()>>,
+    /// The last record's buffer, reused: one allocation the size of a small
+    /// file per close sent glibc sorting its bins on the FUSE threads.
+    buf: Vec<u8>,
 }
 
 impl Journal {
@@ -232,6 +238,7 @@ impl Journal {
             filler,
             sync: sync.clone(),
             lazy: None,
+            buf: Vec::new(),
         };
         // Started once `j` exists, so a failure here still stops the filler.
         j.lazy = Some(
@@ -270,7 +277,9 @@ impl Journal {
     pub fn append(&mut self, r: &Record) -> Result<()> {
         // Encoded straight after room for its length and check: a small
         // file's bytes are copied once here, not once per step.
-        let mut buf = Vec::with_capacity(8 + r.encoded_len_hint());
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.reserve(8 + r.encoded_len_hint());
         buf.extend_from_slice(&[0; 8]);
         let mut buf =
             postcard::to_extend(r, buf).map_err(|e| Error::corrupt("journal record", e))?;
@@ -278,7 +287,12 @@ impl Journal {
         let sum = check(&buf[8..]);
         buf[..4].copy_from_slice(&len.to_le_bytes());
         buf[4..8].copy_from_slice(&sum);
-        self.write(&buf)
+        let done = self.write(&buf);
+        // Kept up to the largest inline file's record, not a huge rename batch.
+        if buf.capacity() <= KEEP_BUF {
+            self.buf = buf;
+        }
+        done
     }
 
     /// Writes at the end, into zeroed space (waiting for the filler if needed).

@@ -265,15 +265,26 @@ impl Namespace {
 
     /// A current path of `ino` relative to the root (`None` once unlinked).
     pub fn path(&self, ino: u64) -> Option<Vec<u8>> {
-        if ino == ROOT {
-            return Some(Vec::new());
+        // Names borrowed on the way up, then one allocation of the right
+        // size: this runs on every close, rename and chmod.
+        let mut names: Vec<&[u8]> = Vec::with_capacity(16);
+        let mut at = ino;
+        while at != ROOT {
+            if names.len() > self.inodes.len() {
+                return None; // a cycle: never made, but never loop on one
+            }
+            let (parent, name) = self.inodes.get(&at)?.links.first()?;
+            names.push(name);
+            at = *parent;
         }
-        let (parent, name) = self.inodes.get(&ino)?.links.first()?.clone();
-        let mut p = self.path(parent)?;
-        if !p.is_empty() {
-            p.push(b'/');
+        let len = names.iter().map(|n| n.len() + 1).sum::<usize>();
+        let mut p = Vec::with_capacity(len.saturating_sub(1));
+        for (k, name) in names.iter().rev().enumerate() {
+            if k > 0 {
+                p.push(b'/');
+            }
+            p.extend_from_slice(name);
         }
-        p.extend_from_slice(&name);
         Some(p)
     }
 
