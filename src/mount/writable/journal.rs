@@ -178,11 +178,12 @@ fn lazy_sync(s: &SyncState) {
     }
 }
 
+/// The largest record buffer [`Journal::append`] keeps for the next one:
+/// room for a record holding the largest inline file, its path and metadata.
+const KEEP_BUF: usize = 2 * super::spool::INLINE_LIMIT as usize;
+
 /// Appends go through `sync.file`; where the next record goes is
 /// `sync.appended` (one writer: the journal's owner, under its lock).
-/// The largest record buffer [`Journal::append`] keeps for the next one.
-const KEEP_BUF: usize = 512 * 1024;
-
 pub struct Journal {
     path: PathBuf,
     zeroing: Arc<Zeroing>,
@@ -288,7 +289,7 @@ impl Journal {
         buf[..4].copy_from_slice(&len.to_le_bytes());
         buf[4..8].copy_from_slice(&sum);
         let done = self.write(&buf);
-        // Kept up to the largest inline file's record, not a huge rename batch.
+        // A rare larger record's buffer is let go, not kept for the mount's life.
         if buf.capacity() <= KEEP_BUF {
             self.buf = buf;
         }
