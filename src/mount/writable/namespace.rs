@@ -265,12 +265,23 @@ impl Namespace {
 
     /// A current path of `ino` relative to the root (`None` once unlinked).
     pub fn path(&self, ino: u64) -> Option<Vec<u8>> {
-        // Names borrowed on the way up, then one allocation of the right
-        // size: this runs on every close, rename and chmod.
+        self.joined(ino, None)
+    }
+
+    /// The path `name` has (or would have) in directory `parent`.
+    pub fn child_path(&self, parent: u64, name: &[u8]) -> Option<Vec<u8>> {
+        self.joined(parent, Some(name))
+    }
+
+    /// The path of `ino`, then `last` if given. Names are borrowed on the way
+    /// up, then joined into one allocation of the right size: this runs on
+    /// every create, close, rename and chmod.
+    fn joined(&self, ino: u64, last: Option<&[u8]>) -> Option<Vec<u8>> {
         let mut names: Vec<&[u8]> = Vec::with_capacity(16);
+        names.extend(last);
         let mut at = ino;
         while at != ROOT {
-            if names.len() > self.inodes.len() {
+            if names.len() > self.inodes.len() + 1 {
                 return None; // a cycle: never made, but never loop on one
             }
             let (parent, name) = self.inodes.get(&at)?.links.first()?;
@@ -285,15 +296,6 @@ impl Namespace {
             }
             p.extend_from_slice(name);
         }
-        Some(p)
-    }
-
-    pub fn child_path(&self, parent: u64, name: &[u8]) -> Option<Vec<u8>> {
-        let mut p = self.path(parent)?;
-        if !p.is_empty() {
-            p.push(b'/');
-        }
-        p.extend_from_slice(name);
         Some(p)
     }
 
