@@ -242,20 +242,42 @@ impl WritableFs {
     pub(super) fn store_content(&self, ino: u64) -> WResult<()> {
         let _gate = self.close_gate.read();
         let (spool, generation, path, mtime) = {
-            let ns = self.ns.lock();
-            let i = ns.get(ino)?;
-            if !i.dirty {
+            let mut ns = self.ns.lock();
+            let i = ns.get_mut(ino)?;
+            // Clean, or these very bytes are already journaled and queued: the
+            // RELEASE after a close's FLUSH comes before the store is done. (A
+            // failed store is reported by `check_store_error`, not retried.)
+            if !i.dirty || i.queued_gen == i.generation {
                 return Ok(());
             }
-            (
-                i.spool
-                    .clone()
-                    .ok_or(WError::Io("dirty file without spool".into()))?,
-                i.generation,
-                ns.path(ino),
-                i.mtime,
-            )
+            let spool = i
+                .spool
+                .clone()
+                .ok_or(WError::Io("dirty file without spool".into()))?;
+            i.queued_gen = i.generation;
+            let (generation, mtime) = (i.generation, i.mtime);
+            (spool, generation, ns.path(ino), mtime)
         };
+        let r = self.journal_and_queue(ino, spool, generation, path, mtime);
+        if r.is_err() {
+            // Not journaled: the next close or fsync tries again.
+            if let Ok(i) = self.ns.lock().get_mut(ino) {
+                if i.queued_gen == generation {
+                    i.queued_gen = 0;
+                }
+            }
+        }
+        r
+    }
+
+    fn journal_and_queue(
+        &self,
+        ino: u64,
+        spool: String,
+        generation: u64,
+        path: Option<Vec<u8>>,
+        mtime: i64,
+    ) -> WResult<()> {
         // Small files travel inside the journal record: one fsync per close
         // (the journal's) instead of two, and the spool is not needed again.
         let mut bytes = self.mem_spools.lock().get(&spool).cloned(); // shared, not copied

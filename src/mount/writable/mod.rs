@@ -14,6 +14,8 @@ mod record;
 mod spool;
 mod storer;
 mod stream;
+#[cfg(test)]
+mod tests;
 mod xattrs;
 
 use commit::recover_dir;

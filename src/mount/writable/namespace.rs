@@ -60,6 +60,10 @@ pub struct WInode {
     /// The generation `content` was stored from: a background store of an
     /// older close that finishes late must not replace a newer one.
     pub content_gen: u64,
+    /// The generation last journaled and queued for storing: the RELEASE
+    /// that follows a close's FLUSH must not journal and store the same
+    /// bytes again (it arrives before the background store is done).
+    pub queued_gen: u64,
     pub open_handles: u32,
 }
 
@@ -90,6 +94,7 @@ impl WInode {
             dirty: false,
             generation: 0,
             content_gen: 0,
+            queued_gen: 0,
             open_handles: 0,
         }
     }
@@ -116,6 +121,7 @@ impl WInode {
             dirty: false,
             generation: 0,
             content_gen: 0,
+            queued_gen: 0,
             open_handles: 0,
         }
     }
