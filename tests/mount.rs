@@ -332,7 +332,7 @@ fn sigterm_unmounts_and_the_mountpoint_is_reusable() {
     let m2 = Mounted::start(&env, &mnt, &[&"mount", &mnt], 60);
     assert!(m2.mnt.join("latest").exists());
     drop(m2);
-    // kill -9: the mount goes away by itself (auto-unmount via fusermount3).
+    // kill -9: the mount goes away by itself (the watcher of `mount::deadman`).
     let mut c = env.cmd(&[&"mount", &mnt]);
     c.stderr(std::process::Stdio::null());
     let m3 = Mounted::start_cmd(c, &mnt, 60);
@@ -416,6 +416,70 @@ fn a_normal_user_can_mount_and_read() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.stdout, b"user data");
+    drop(m);
+}
+
+/// Without `--allow-other`, root's mount is root's alone, also for what the
+/// kernel has cached: another user cannot read a world-readable file root has
+/// just read (fuser's "allow root" would let the kernel serve it). With
+/// `--allow-other`, others get what the modes allow, no more.
+#[test]
+fn a_mount_not_shared_is_its_owners_alone() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("this test switches to `nobody` and needs root to set that up");
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("priv")).unwrap();
+    std::fs::write(src.join("pub.txt"), "for all").unwrap();
+    std::fs::write(src.join("priv/s.txt"), "root only").unwrap();
+    sh(&format!(
+        "chmod 755 {d} {s} && chmod 644 {s}/pub.txt && chmod 700 {s}/priv",
+        d = env.dir.path().display(),
+        s = src.display()
+    ));
+    env.create();
+    env.backup(&src);
+    let nobody_cat = |p: &Path| {
+        Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat"])
+            .arg(p)
+            .output()
+            .unwrap()
+    };
+    let mnt = env.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    sh(&format!("chmod 755 {}", mnt.display()));
+    let snap = format!("latest:{}", src.display());
+
+    let m = Mounted::start(&env, &mnt, &[&"mount", &snap, &mnt], 60);
+    let opts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = opts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(&*m.mnt.to_string_lossy()))
+        .expect("the mount is listed");
+    assert!(!line.contains("allow_other"), "{line}");
+    assert_eq!(std::fs::read(m.mnt.join("pub.txt")).unwrap(), b"for all");
+    let o = nobody_cat(&m.mnt.join("pub.txt"));
+    assert!(!o.status.success(), "nobody read root's mount");
+    assert!(o.stdout.is_empty());
+    drop(m);
+
+    let m = Mounted::start(&env, &mnt, &[&"mount", &"--allow-other", &snap, &mnt], 60);
+    let o = nobody_cat(&m.mnt.join("pub.txt"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, b"for all");
+    assert_eq!(
+        std::fs::read(m.mnt.join("priv/s.txt")).unwrap(),
+        b"root only"
+    );
+    let o = nobody_cat(&m.mnt.join("priv/s.txt"));
+    assert!(
+        !o.status.success(),
+        "the modes still hold with --allow-other"
+    );
+    assert!(o.stdout.is_empty());
     drop(m);
 }
 

@@ -1,6 +1,7 @@
 //! Mounting: checks on the mountpoint, the options every klosetfs mount uses,
 //! and a session loop that unmounts cleanly on SIGINT/SIGTERM/SIGHUP.
 
+pub mod deadman;
 pub mod kernel;
 pub mod readonly;
 pub mod vfs;
@@ -66,8 +67,10 @@ fn have_fusermount() -> bool {
 }
 
 /// Mount options: named `klosetfs`, kernel permission checks, no setuid or
-/// device files from backups, and auto-unmount if the process dies (when
-/// `fusermount3` is there to watch it).
+/// device files from backups. Unless `allow_other` is asked for, the kernel
+/// keeps the mount to its owner (root's mount is root's alone); only a shared
+/// mount gets fusermount3's `auto_unmount`, which fuser allows only with
+/// `allow_other` — the others have [`deadman`]'s watcher instead.
 pub fn fuser_config(c: &MountConfig) -> Config {
     let mut opts = vec![
         MountOption::FSName(c.fsname.clone()),
@@ -80,13 +83,12 @@ pub fn fuser_config(c: &MountConfig) -> Config {
     if c.read_only {
         opts.push(MountOption::RO);
     }
-    let root = nix::unistd::geteuid().is_root();
+    // Not `SessionACL::RootAndOwner`: fuser implements it as the kernel's
+    // `allow_other` plus a uid filter in the daemon, which lets READ through
+    // and never sees what the kernel serves from its caches, so other users
+    // could read any world-readable file root had looked up.
     let acl = if c.allow_other {
         SessionACL::All
-    } else if root && have_fusermount() {
-        // For root, "root and owner" is the owner alone; auto_unmount needs it.
-        opts.push(MountOption::AutoUnmount);
-        SessionACL::RootAndOwner
     } else {
         SessionACL::Owner
     };
@@ -112,8 +114,21 @@ pub fn serve<FS: Filesystem>(
     ready: impl FnOnce(),
 ) -> Result<()> {
     raise_fd_limit();
-    let session = Session::new(fs, mnt, &fuser_config(c))
-        .map_err(|e| Error::io(format!("mounting on {}", mnt.display()), e))?;
+    let config = fuser_config(c);
+    let deadman = if config.mount_options.contains(&MountOption::AutoUnmount) {
+        None
+    } else {
+        deadman::watch(mnt, &c.fsname)
+    };
+    let session = match Session::new(fs, mnt, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(d) = deadman {
+                d.disarm();
+            }
+            return Err(Error::io(format!("mounting on {}", mnt.display()), e));
+        }
+    };
     notifier(session.notifier());
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| Error::io("installing signal handlers", e))?;
@@ -131,6 +146,11 @@ pub fn serve<FS: Filesystem>(
     let r = session.run();
     handle.close();
     let _ = watcher.join();
+    // A session that ended in order has been unmounted; one that failed may
+    // still be mounted, and the watcher's unmount is wanted then.
+    if let (Ok(()), Some(d)) = (&r, deadman) {
+        d.disarm();
+    }
     r.map_err(|e| Error::io(format!("serving {}", mnt.display()), e))
 }
 
