@@ -334,11 +334,18 @@ impl Filesystem for WritableFuse {
             return reply.error(Errno::EACCES);
         }
         let trunc = flags.0 & libc::O_TRUNC != 0;
+        // A reader's close has nothing to flush (only writers' closes journal
+        // bytes): the kernel skips the FLUSH round trip for it.
+        let flags = if write {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_NOFLUSH
+        };
         match self.fs.open(ino.0, write, trunc) {
             Ok(fh) if ino.0 == COMMIT_INO => {
-                reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO)
+                reply.opened(FileHandle(fh), flags | FopenFlags::FOPEN_DIRECT_IO)
             }
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), flags),
             Err(e) => reply.error(errno(&e)),
         }
     }
