@@ -323,9 +323,7 @@ fn unreadable_source_files_are_skipped_and_reported() {
     }
     let bin = env!("CARGO_BIN_EXE_klosetfs");
     let mut c = if root {
-        let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", bin]);
-        c
+        as_nobody(bin)
     } else {
         std::process::Command::new(bin)
     };

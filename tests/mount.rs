@@ -394,26 +394,16 @@ fn a_normal_user_can_mount_and_read() {
         s = env.store.display(),
         m = mnt.display()
     ));
-    let mut c = Command::new("setpriv");
-    c.args([
-        "--reuid=nobody",
-        "--regid=nogroup",
-        "--clear-groups",
-        env!("CARGO_BIN_EXE_klosetfs"),
-    ])
-    .env("KLOSETFS_PASSPHRASE", PASS)
-    .env("HOME", env.dir.path())
-    .arg("at")
-    .arg(&env.store)
-    .arg("mount")
-    .arg(format!("latest:{}", src.display()))
-    .arg(&mnt);
+    let mut c = as_nobody(env!("CARGO_BIN_EXE_klosetfs"));
+    c.env("KLOSETFS_PASSPHRASE", PASS)
+        .env("HOME", env.dir.path())
+        .arg("at")
+        .arg(&env.store)
+        .arg("mount")
+        .arg(format!("latest:{}", src.display()))
+        .arg(&mnt);
     let m = Mounted::start_cmd(c, &mnt, 60);
-    let o = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat"])
-        .arg(m.mnt.join("f"))
-        .output()
-        .unwrap();
+    let o = as_nobody("cat").arg(m.mnt.join("f")).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.stdout, b"user data");
     drop(m);
@@ -441,24 +431,14 @@ fn a_mount_not_shared_is_its_owners_alone() {
     ));
     env.create();
     env.backup(&src);
-    let nobody_cat = |p: &Path| {
-        Command::new("setpriv")
-            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat"])
-            .arg(p)
-            .output()
-            .unwrap()
-    };
+    let nobody_cat = |p: &Path| as_nobody("cat").arg(p).output().unwrap();
     let mnt = env.path("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     sh(&format!("chmod 755 {}", mnt.display()));
     let snap = format!("latest:{}", src.display());
 
     let m = Mounted::start(&env, &mnt, &[&"mount", &snap, &mnt], 60);
-    let opts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    let line = opts
-        .lines()
-        .find(|l| l.split(' ').nth(1) == Some(&*m.mnt.to_string_lossy()))
-        .expect("the mount is listed");
+    let line = mountinfo_line(&m.mnt).expect("the mount is listed");
     assert!(!line.contains("allow_other"), "{line}");
     assert_eq!(std::fs::read(m.mnt.join("pub.txt")).unwrap(), b"for all");
     let o = nobody_cat(&m.mnt.join("pub.txt"));
@@ -467,6 +447,8 @@ fn a_mount_not_shared_is_its_owners_alone() {
     drop(m);
 
     let m = Mounted::start(&env, &mnt, &[&"mount", &"--allow-other", &snap, &mnt], 60);
+    let line = mountinfo_line(&m.mnt).expect("the mount is listed");
+    assert!(line.contains("allow_other"), "{line}");
     let o = nobody_cat(&m.mnt.join("pub.txt"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.stdout, b"for all");

@@ -280,11 +280,25 @@ pub struct Mounted {
 }
 
 pub fn is_mounted(mnt: &Path) -> bool {
+    mountinfo_line(mnt).is_some()
+}
+
+/// The `/proc/self/mountinfo` line of the mount on `mnt`, options included.
+pub fn mountinfo_line(mnt: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let want = mnt.to_string_lossy().to_string();
     info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|p| p == want)
+        .find(|l| l.split(' ').nth(4) == Some(&*want))
+        .map(str::to_owned)
+}
+
+/// `program` run as `nobody` (group `nogroup`, no supplementary groups);
+/// the caller must be root.
+pub fn as_nobody(program: impl AsRef<OsStr>) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(program);
+    c
 }
 
 impl Mounted {
