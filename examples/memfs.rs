@@ -798,6 +798,8 @@ fn main() {
         read_only: false,
         threads,
         fsname: "memfs".into(),
+        // The floor as a plain FUSE filesystem mounts: the kernel checks.
+        checks_in_daemon: false,
     };
     if let Err(e) = klosetfs::mount::serve(
         fs,

@@ -627,3 +627,148 @@ fn large_files_read_back_exact_whatever_the_write_pattern() {
     }
     env.ok(&[&"check", &"--read-data"]);
 }
+
+/// The mount declines OPEN, so its files live by the kernel's references:
+/// a file unlinked while open is still read and written through its
+/// descriptor and never reaches a snapshot. And every read of the control
+/// file commits anew (each `cat` gets a fresh inode, so no cached page
+/// serves an old id), while a `stat` of it commits nothing.
+#[test]
+fn open_unlinked_files_live_on_and_every_commit_read_commits() {
+    use std::io::{Read, Seek, Write};
+    let env = Env::new();
+    env.create();
+    let mnt = env.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mut m = writable(&env, &mnt, &[]);
+    let root = m.mnt.clone();
+
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(root.join("scratch"))
+        .unwrap();
+    f.write_all(b"abc").unwrap();
+    std::fs::remove_file(root.join("scratch")).unwrap();
+    assert!(!root.join("scratch").exists());
+    f.write_all(b"def").unwrap();
+    f.flush().unwrap();
+    f.rewind().unwrap();
+    let mut back = String::new();
+    f.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "abcdef");
+
+    let control = root.join(".klosetfs-commit");
+    std::fs::write(root.join("kept"), "one").unwrap();
+    let before = env.ok(&[&"ls"]).lines().count();
+    assert_eq!(std::fs::metadata(&control).unwrap().len(), 65);
+    assert_eq!(
+        env.ok(&[&"ls"]).lines().count(),
+        before,
+        "a stat of the control file committed"
+    );
+    let first = std::fs::read_to_string(&control).unwrap();
+    assert_eq!(first.trim().len(), 64, "{first:?}");
+    assert_eq!(env.ok(&[&"ls", &"latest"]).trim(), "kept");
+    std::fs::write(root.join("second"), "two").unwrap();
+    let second = std::fs::read_to_string(&control).unwrap();
+    assert_ne!(first, second, "the second read served the first commit");
+    assert_eq!(
+        env.ok(&[&"ls", &"latest"]).lines().collect::<Vec<_>>(),
+        vec!["kept", "second"]
+    );
+    // Still open, still readable, still not in any snapshot.
+    f.rewind().unwrap();
+    back.clear();
+    f.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "abcdef");
+    drop(f);
+    assert!(m.stop().unwrap().success());
+    assert_eq!(
+        env.ok(&[&"ls", &"latest"]).lines().collect::<Vec<_>>(),
+        vec!["kept", "second"]
+    );
+}
+
+/// Root's own writable mount leaves permission checks to the daemon (no
+/// `default_permissions`: one request fewer per copied file); root's rule
+/// still holds there — no running or `access(X_OK)` of a file without an
+/// execute bit — and nobody else gets in. Another user's mount keeps the
+/// kernel's checks, so its owner cannot write a file its mode forbids.
+#[test]
+fn permission_checks_on_root_and_user_writable_mounts() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("this test switches to `nobody` and needs root to set that up");
+        return;
+    }
+    let env = Env::new();
+    env.create();
+    let mnt = env.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    // Searchable by all up to the mount: only the mount's own rule keeps
+    // `nobody` out.
+    sh(&format!(
+        "chmod 755 {} {}",
+        env.dir.path().display(),
+        mnt.display()
+    ));
+    let m = writable(&env, &mnt, &[]);
+    let line = mountinfo_line(&m.mnt).expect("the mount is listed");
+    assert!(!line.contains("default_permissions"), "{line}");
+    assert!(!line.contains("allow_other"), "{line}");
+    let script = m.mnt.join("s.sh");
+    std::fs::write(&script, "#!/bin/sh\necho ran\n").unwrap();
+    sh(&format!("chmod 644 {}", script.display()));
+    let test_x = |p: &Path| Command::new("test").arg("-x").arg(p).status().unwrap();
+    assert!(!test_x(&script).success(), "X_OK on a 0644 file");
+    let e = Command::new(&script).output().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    sh(&format!("chmod 755 {}", script.display()));
+    assert!(test_x(&script).success());
+    assert_eq!(run(&mut Command::new(&script)).stdout, b"ran\n");
+    assert!(test_x(&m.mnt).success(), "a directory is searchable");
+    // Root writes a file whose mode says read-only, as on any filesystem.
+    std::fs::write(m.mnt.join("ro"), "x").unwrap();
+    sh(&format!("chmod 444 {}", m.mnt.join("ro").display()));
+    std::fs::write(m.mnt.join("ro"), "root may").unwrap();
+    let o = as_nobody("cat").arg(&script).output().unwrap();
+    assert!(!o.status.success(), "nobody got into root's mount");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    drop(m);
+
+    // The same as `nobody`: the kernel checks.
+    let spool = env.path("user-spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let mut c = klosetfs_as_nobody(&env, &[&mnt, &spool]);
+    c.arg("mount")
+        .arg("--writable")
+        .arg("--spool")
+        .arg(&spool)
+        .arg(&mnt);
+    let m = Mounted::start_cmd(c, &mnt, 60);
+    let line = mountinfo_line(&m.mnt).expect("the mount is listed");
+    assert!(line.contains("default_permissions"), "{line}");
+    let ro = m.mnt.join("ro");
+    let o = as_nobody("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo x > {r} && chmod 444 {r} && echo y > {r}",
+            r = ro.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "nobody wrote its 0444 file");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = as_nobody("cat").arg(&ro).output().unwrap();
+    assert_eq!(o.stdout, b"x\n");
+    drop(m);
+}

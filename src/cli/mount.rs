@@ -189,6 +189,9 @@ pub fn run(ctx: &Ctx, a: MountArgs) -> anyhow::Result<u8> {
         read_only: true,
         threads,
         fsname: format!("klosetfs:{}", repo.storage().location()),
+        // Nothing changes in a read-only mount: the kernel's checks cost no
+        // extra requests there.
+        checks_in_daemon: false,
     };
     let quiet = ctx.global.quiet;
     let shown = mnt.clone();
@@ -337,6 +340,7 @@ fn run_writable(
             .threads
             .unwrap_or_else(|| 4 * rayon::current_num_threads()),
         fsname: format!("klosetfs:{}", repo.storage().location()),
+        checks_in_daemon: klosetfs::mount::writable_checks_in_daemon(a.allow_other),
     };
     let quiet = ctx.global.quiet;
     let shown = mnt.to_path_buf();
@@ -354,6 +358,11 @@ fn run_writable(
             }
         },
     )?;
+    // Every file is closed now; what an `mmap` changed after its close is
+    // stored too.
+    if let Err(e) = fs.store_unclosed() {
+        anyhow::bail!("storing files at unmount: {e:?} (files stay in the spool; run `klosetfs at STORE recover`)");
+    }
     let id = if fs.has_changes() {
         Some(fs.commit().map_err(|e| anyhow::anyhow!("committing at unmount: {e:?} (files stay in the spool; run `klosetfs at STORE recover`)"))?)
     } else {

@@ -23,6 +23,24 @@ pub struct MountConfig {
     pub threads: usize,
     /// Shown by `mount` and `df` as the source.
     pub fsname: String,
+    /// Leave permission checks to the daemon instead of the kernel
+    /// (`default_permissions` off). Only for a writable mount that root alone
+    /// can reach, where it saves a request per created file: see
+    /// [`writable_checks_in_daemon`].
+    pub checks_in_daemon: bool,
+}
+
+/// Whether a writable mount leaves permission checks to the daemon: when it
+/// is root's and not shared. Every create makes the kernel forget its
+/// directory's attributes, and `default_permissions` asks for them again
+/// before the next one — one GETATTR per copied file. The kernel lets only
+/// processes with root's uids and gids into such a mount, and root passes
+/// every mode check there but running a file without an execute bit, which
+/// the kernel still checks itself (and `access` the daemon). What is given
+/// up: a process running as root *without* `CAP_DAC_OVERRIDE` is not held to
+/// the modes in this mount.
+pub fn writable_checks_in_daemon(allow_other: bool) -> bool {
+    !allow_other && nix::unistd::geteuid().is_root()
 }
 
 /// Refuses a mountpoint that is missing, not a directory, not empty (unless
@@ -66,8 +84,8 @@ fn have_fusermount() -> bool {
         .unwrap_or(false)
 }
 
-/// Mount options: named `klosetfs`, kernel permission checks, no setuid or
-/// device files from backups. Unless `allow_other` is asked for, the kernel
+/// Mount options: named `klosetfs`, kernel permission checks (unless
+/// `checks_in_daemon`), no setuid or device files from backups. Unless `allow_other` is asked for, the kernel
 /// keeps the mount to its owner (root's mount is root's alone); only a shared
 /// mount gets fusermount3's `auto_unmount`, which fuser allows only with
 /// `allow_other` — the others have [`deadman`]'s watcher instead.
@@ -75,11 +93,13 @@ pub fn fuser_config(c: &MountConfig) -> Config {
     let mut opts = vec![
         MountOption::FSName(c.fsname.clone()),
         MountOption::Subtype("klosetfs".into()),
-        MountOption::DefaultPermissions,
         MountOption::NoSuid,
         MountOption::NoDev,
         MountOption::NoAtime,
     ];
+    if !c.checks_in_daemon {
+        opts.push(MountOption::DefaultPermissions);
+    }
     if c.read_only {
         opts.push(MountOption::RO);
     }

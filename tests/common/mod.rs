@@ -301,6 +301,32 @@ pub fn as_nobody(program: impl AsRef<OsStr>) -> Command {
     c
 }
 
+/// `klosetfs at STORE` run as `nobody`, set up for an unprivileged mount:
+/// `/dev/fuse` open to all (Debian's udev rule makes it 0666; some container
+/// images ship it root-only), the test's folder searchable, and the store
+/// and `owned` (mountpoints, spools) given to `nobody`. The caller must be root.
+pub fn klosetfs_as_nobody(env: &Env, owned: &[&Path]) -> Command {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::metadata("/dev/fuse").unwrap().permissions().mode() & 0o006 != 0o006 {
+        sh("chmod 0666 /dev/fuse");
+    }
+    let mut script = format!(
+        "chmod 755 {} && chown -R nobody {}",
+        env.dir.path().display(),
+        env.store.display()
+    );
+    for p in owned {
+        script += &format!(" {}", p.display());
+    }
+    sh(&script);
+    let mut c = as_nobody(env!("CARGO_BIN_EXE_klosetfs"));
+    c.env("KLOSETFS_PASSPHRASE", PASS)
+        .env("HOME", env.dir.path())
+        .arg("at")
+        .arg(&env.store);
+    c
+}
+
 impl Mounted {
     /// Mounts with `args` (e.g. `["mount", "/mnt"]` or with a snapshot spec) as
     /// given to `klosetfs at <store>`.

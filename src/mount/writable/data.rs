@@ -11,61 +11,63 @@ use crate::pipeline::chunk_cache::{chunk_offsets, read_chunks};
 
 use super::journal::Record;
 use super::spool::{io_err, INLINE_LIMIT};
-use super::{now, OpenFile, SyncMode, WError, WResult, WritableFs, COMMIT_INO};
+use super::{now, SyncMode, WError, WResult, WritableFs};
 
 /// Spool bytes of closed files that trigger writing their packs out.
 const DRAIN_AT: u64 = 128 * 1024 * 1024;
 
 impl WritableFs {
-    pub fn open(&self, ino: u64, write: bool, truncate: bool) -> WResult<u64> {
-        if ino == COMMIT_INO {
-            // Opening the control file commits; reads then serve the id.
-            let id = self.commit()?;
-            let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-            let text = Some(format!("{}\n", id.to_hex()).into_bytes());
-            self.handles.lock().insert(
-                fh,
-                OpenFile {
-                    ino,
-                    write: false,
-                    text,
-                },
-            );
-            return Ok(fh);
-        }
-        if write {
-            if self.ns.lock().get(ino)?.spool.is_some() {
-                // A background store may still be reading this spool.
-                self.storer.wait_idle();
-                self.check_store_error()?;
+    /// A read of the commit control file: the first read of each of its
+    /// inodes commits, later ones serve that commit's id. Every lookup of the
+    /// name makes a new inode, so each `cat` commits once and the kernel's
+    /// page cache never serves an older id.
+    pub fn commit_read(&self, ino: u64, offset: u64, size: u32) -> WResult<Vec<u8>> {
+        // Held across the commit: a second read of the same inode (the
+        // kernel's read-ahead) waits for the first one's id.
+        let mut texts = self.commit_texts.lock();
+        let text = match texts.get(&ino) {
+            Some(t) => t.clone(),
+            None => {
+                let t = format!("{}\n", self.commit()?.to_hex()).into_bytes();
+                texts.insert(ino, t.clone());
+                t
             }
+        };
+        let from = (offset as usize).min(text.len());
+        let to = (from + size as usize).min(text.len());
+        Ok(text[from..to].to_vec())
+    }
+
+    /// Gives `ino` a spool the next bytes can go to, and marks the file dirty
+    /// so no drain takes that spool meanwhile. The first change after a close
+    /// first lets that close's store finish with the spool, and makes the
+    /// chunks it stored durable, so the journal never needs the old bytes.
+    fn spool_for_change(&self, ino: u64, truncate: bool) -> WResult<String> {
+        let handed_over = {
+            let ns = self.ns.lock();
+            let i = ns.get(ino)?;
+            i.spool.is_some() && i.queued_gen == i.generation
+        };
+        if handed_over {
+            self.storer.wait_idle();
+            self.check_store_error()?;
             // (Read after the wait: a finished store marks the file clean.)
-            let reopened_clean = self
-                .ns
-                .lock()
-                .get(ino)
-                .map(|i| i.spool.is_some() && !i.dirty)?;
-            if reopened_clean {
-                // The spool is about to change: make the chunks its last close
-                // stored durable first, so the journal never needs the old bytes.
+            let clean = self.ns.lock().get(ino).map(|i| !i.dirty)?;
+            if clean {
                 self.packer.flush()?;
             }
+        }
+        loop {
             let spool = self.ensure_spool(ino, truncate)?;
-            if truncate {
-                self.truncate_spool(ino, &spool, 0)?;
+            let mut ns = self.ns.lock();
+            let i = ns.get_mut(ino)?;
+            // A drain may have taken a clean file's spool since: make another.
+            if i.spool.as_deref() == Some(spool.as_str()) {
+                i.dirty = true;
+                i.generation += 1;
+                return Ok(spool);
             }
         }
-        self.ns.lock().get_mut(ino)?.open_handles += 1;
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().insert(
-            fh,
-            OpenFile {
-                ino,
-                write,
-                text: None,
-            },
-        );
-        Ok(fh)
     }
 
     /// Keeps a file's stream going on an append, drops it on any other write,
@@ -116,13 +118,16 @@ impl WritableFs {
         Ok(())
     }
 
-    pub(super) fn truncate(&self, ino: u64, size: u64) -> WResult<()> {
+    /// `open`: the truncation comes through a file descriptor (`ftruncate`),
+    /// whose close stores it; otherwise (`truncate`, `open(O_TRUNC)`) it is
+    /// stored now, as a close would.
+    pub(super) fn truncate(&self, ino: u64, size: u64, open: bool) -> WResult<()> {
         if self.ns.lock().get(ino)?.spool.is_some() {
             self.storer.wait_idle();
         }
-        let spool = self.ensure_spool(ino, size == 0)?;
+        let spool = self.spool_for_change(ino, size == 0)?;
         self.truncate_spool(ino, &spool, size)?;
-        if self.ns.lock().get(ino)?.open_handles == 0 {
+        if !open {
             self.store_content(ino)?;
             self.storer.wait_idle();
             self.check_store_error()?;
@@ -131,49 +136,41 @@ impl WritableFs {
         Ok(())
     }
 
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> WResult<Vec<u8>> {
-        let ino = {
-            let handles = self.handles.lock();
-            let h = handles.get(&fh).ok_or(WError::BadHandle)?;
-            if let Some(t) = &h.text {
-                let from = (offset as usize).min(t.len());
-                let to = (from + size as usize).min(t.len());
-                return Ok(t[from..to].to_vec());
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> WResult<Vec<u8>> {
+        loop {
+            let (spool, content, file_size) = {
+                let ns = self.ns.lock();
+                let i = ns.get(ino)?;
+                (i.spool.clone(), i.content.clone(), i.size)
+            };
+            if offset >= file_size {
+                return Ok(Vec::new());
             }
-            h.ino
-        };
-        let (spool, content, file_size) = {
-            let ns = self.ns.lock();
-            let i = ns.get(ino)?;
-            (i.spool.clone(), i.content.clone(), i.size)
-        };
-        if offset >= file_size {
-            return Ok(Vec::new());
+            let len = (size as u64).min(file_size - offset) as usize;
+            if let Some(s) = spool {
+                let mut out = vec![0u8; len];
+                // A drain may take a clean file's spool meanwhile: its bytes
+                // are stored by then, so read them from the store.
+                if let Some(n) = self.spool_read_at(&s, &mut out, offset)? {
+                    out.truncate(n);
+                    return Ok(out);
+                }
+                continue;
+            }
+            let offsets = chunk_offsets(&content);
+            return Ok(read_chunks(
+                &self.cache,
+                &content,
+                &offsets,
+                offset,
+                offset + len as u64,
+            )?);
         }
-        let len = (size as u64).min(file_size - offset) as usize;
-        if let Some(s) = spool {
-            let mut out = vec![0u8; len];
-            let n = self.spool_read_at(&s, &mut out, offset)?;
-            out.truncate(n);
-            return Ok(out);
-        }
-        let offsets = chunk_offsets(&content);
-        Ok(read_chunks(
-            &self.cache,
-            &content,
-            &offsets,
-            offset,
-            offset + len as u64,
-        )?)
     }
 
     /// Writes at `offset`; `kill_suid` (a write the kernel says must drop
     /// them) clears the setuid and setgid bits, as a local filesystem does.
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8], kill_suid: bool) -> WResult<u32> {
-        let ino = match self.handles.lock().get(&fh) {
-            Some(h) if h.write => h.ino,
-            _ => return Err(WError::BadHandle),
-        };
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8], kill_suid: bool) -> WResult<u32> {
         self.check_store_error()?;
         if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
             self.drain_spool()?;
@@ -187,7 +184,7 @@ impl WritableFs {
                 return Err(WError::NoSpace);
             }
         }
-        let spool = self.ensure_spool(ino, false)?;
+        let spool = self.spool_for_change(ino, false)?;
         let old_size = self.ns.lock().get(ino)?.size;
         let was_in_memory = self.mem_spools.lock().contains_key(&spool);
         self.spool_write_at(&spool, data, offset)?;
@@ -215,16 +212,20 @@ impl WritableFs {
     /// `--sync close`; `fsync` syncs the whole journal) and queue them for the
     /// pipeline. An error here, or from an earlier file's storing, reaches the
     /// writer's `close()`.
-    pub fn flush(&self, fh: u64, fsync: bool) -> WResult<()> {
-        let ino = self
-            .handles
-            .lock()
-            .get(&fh)
-            .filter(|h| h.write)
-            .map(|h| h.ino);
-        if let Some(ino) = ino {
-            self.check_store_error()?;
+    ///
+    /// Every close sends one, a reader's too (the mount declines OPEN, so the
+    /// kernel cannot tell them apart for it): for a clean file it costs a look
+    /// at the inode. The spool's descriptor is closed here, not kept for a
+    /// next open: a copy of 80k files must not hold 80k descriptors.
+    pub fn flush(&self, ino: u64, fsync: bool) -> WResult<()> {
+        self.check_store_error()?;
+        let spool = {
+            let ns = self.ns.lock();
+            ns.get(ino)?.spool.clone()
+        };
+        if let Some(spool) = spool {
             self.store_content(ino)?;
+            self.spool_files.lock().remove(&spool);
         }
         if fsync {
             // fsync reports this file's own storing, as a disk filesystem
@@ -368,40 +369,55 @@ impl WritableFs {
         Ok(())
     }
 
-    pub fn release(&self, fh: u64) {
-        let Some(h) = self.handles.lock().remove(&fh) else {
+    /// The kernel has been given an entry for `ino` once more.
+    pub fn looked_up<T>(&self, ino: u64, f: impl FnOnce(&super::WInode) -> T) -> WResult<T> {
+        let mut ns = self.ns.lock();
+        let i = ns.get_mut(ino)?;
+        i.lookups += 1;
+        Ok(f(i))
+    }
+
+    /// The kernel dropped `n` of its references to `ino`: a file without a
+    /// name that no process can reach any more goes, with its spool.
+    pub fn forget(&self, ino: u64, n: u64) {
+        if super::is_commit_ino(ino) {
+            self.commit_texts.lock().remove(&ino);
+            return;
+        }
+        let mut ns = self.ns.lock();
+        let Ok(i) = ns.get_mut(ino) else {
             return;
         };
-        if h.text.is_some() {
+        i.lookups = i.lookups.saturating_sub(n);
+        if i.lookups > 0 || !i.links.is_empty() || ino == super::namespace::ROOT {
             return;
         }
-        // A stream its writer never closed is given up (after the namespace
-        // lock is released: ending it waits for its thread).
-        let mut abandoned = None;
-        let mut ns = self.ns.lock();
-        if let Ok(i) = ns.get_mut(h.ino) {
-            i.open_handles = i.open_handles.saturating_sub(1);
-            if i.open_handles == 0 {
-                abandoned = self.streams.lock().remove(&h.ino);
-                // Close the spool's descriptor with the last handle: a copy of
-                // 80k files must not hold 80k descriptors.
-                if let Some(s) = &i.spool {
-                    self.spool_files.lock().remove(s);
-                }
-            }
-            if i.open_handles == 0 && i.links.is_empty() {
-                let spool = i.spool.clone();
-                ns.inodes.remove(&h.ino);
-                drop(ns);
-                if let Some(s) = spool {
-                    self.drop_spool(&s);
-                }
-                drop(abandoned);
-                return;
-            }
-        }
+        let spool = i.spool.clone();
+        ns.inodes.remove(&ino);
         drop(ns);
-        drop(abandoned);
+        // Ending a stream joins its thread: not under the namespace lock.
+        let stream = self.streams.lock().remove(&ino);
+        drop(stream);
+        if let Some(s) = spool {
+            self.drop_spool(&s);
+        }
+    }
+
+    /// Stores every file changed since its last close (writes through an
+    /// `mmap` after the close): at unmount, when no file is open any more.
+    pub fn store_unclosed(&self) -> WResult<()> {
+        let dirty: Vec<u64> = {
+            let ns = self.ns.lock();
+            ns.inodes
+                .iter()
+                .filter(|(_, i)| i.dirty && i.queued_gen != i.generation && !i.links.is_empty())
+                .map(|(ino, _)| *ino)
+                .collect()
+        };
+        for ino in dirty {
+            self.store_content(ino)?;
+        }
+        Ok(())
     }
 }
 

@@ -10,14 +10,14 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 
 use super::journal::NewMeta;
 use super::namespace::{NsError, WInode};
-use super::{WError, WritableFs, COMMIT_INO};
+use super::{is_commit_ino, WError, WritableFs, COMMIT_TEXT_LEN};
 use crate::format::tree::NodeKind;
 use crate::mount::kernel::{
     file_attr, kind_of_mode, ns_time, reply_dir, reply_xattr, reply_xattr_names, tune_kernel,
@@ -66,11 +66,14 @@ fn attr(ino: u64, i: &WInode) -> FileAttr {
     })
 }
 
-fn commit_attr() -> FileAttr {
+/// The control file: its size is what reading it gives, so the kernel
+/// (which caches its pages: the mount declines OPEN, so no open can ask for
+/// direct I/O) reads it to the end.
+fn commit_attr(ino: u64) -> FileAttr {
     let now = SystemTime::now();
     FileAttr {
-        ino: INodeNo(COMMIT_INO),
-        size: 0,
+        ino: INodeNo(ino),
+        size: COMMIT_TEXT_LEN,
         blocks: 0,
         atime: now,
         mtime: now,
@@ -96,11 +99,13 @@ impl WritableFuse {
         Self { fs }
     }
 
+    /// Replies with an entry, which the kernel counts as a reference to the
+    /// inode until it forgets it.
     fn entry(&self, ino: u64, reply: ReplyEntry) {
-        if ino == COMMIT_INO {
-            return reply.entry(&Duration::ZERO, &commit_attr(), Generation(0));
+        if is_commit_ino(ino) {
+            return reply.entry(&Duration::ZERO, &commit_attr(ino), Generation(0));
         }
-        match self.fs.with_inode(ino, |i| attr(ino, i)) {
+        match self.fs.looked_up(ino, |i| attr(ino, i)) {
             Ok(a) => reply.entry(&TTL, &a, Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -128,8 +133,8 @@ impl WritableFuse {
             rdev,
             target: target.to_vec(),
         };
-        match self.fs.create(parent.0, name.as_bytes(), meta, false) {
-            Ok((ino, _)) => self.entry(ino, reply),
+        match self.fs.create(parent.0, name.as_bytes(), meta) {
+            Ok(ino) => self.entry(ino, reply),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -158,8 +163,8 @@ impl Filesystem for WritableFuse {
             // when the name is created. A tool that stats a name and then
             // creates it (rsync, tar) saves the second lookup.
             Err(WError::Ns(NsError::NotFound)) => {
-                let mut a = commit_attr();
-                a.ino = INodeNo(0);
+                let mut a = commit_attr(0);
+                a.size = 0;
                 reply.entry(&TTL, &a, Generation(0))
             }
             Err(e) => reply.error(errno(&e)),
@@ -167,8 +172,8 @@ impl Filesystem for WritableFuse {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        if ino.0 == COMMIT_INO {
-            return reply.attr(&Duration::ZERO, &commit_attr());
+        if is_commit_ino(ino.0) {
+            return reply.attr(&Duration::ZERO, &commit_attr(ino.0));
         }
         match self.fs.with_inode(ino.0, |i| attr(ino.0, i)) {
             Ok(a) => reply.attr(&TTL, &a),
@@ -187,19 +192,24 @@ impl Filesystem for WritableFuse {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        if is_commit_ino(ino.0) {
+            return reply.error(Errno::EACCES);
+        }
+        // The kernel names the file when the change comes through an open
+        // one (`ftruncate`; its handle is 0, the mount declining OPEN).
         match self.fs.setattr(
             ino.0,
             mode,
             uid,
             gid,
-            size,
+            size.map(|s| (s, fh.is_some())),
             atime.map(ns_time),
             mtime.map(ns_time),
         ) {
@@ -328,71 +338,46 @@ impl Filesystem for WritableFuse {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        if ino.0 == COMMIT_INO && write {
-            return reply.error(Errno::EACCES);
-        }
-        let trunc = flags.0 & libc::O_TRUNC != 0;
-        // A reader's close has nothing to flush (only writers' closes journal
-        // bytes): the kernel skips the FLUSH round trip for it.
-        let flags = if write {
-            FopenFlags::empty()
-        } else {
-            FopenFlags::FOPEN_NOFLUSH
-        };
-        match self.fs.open(ino.0, write, trunc) {
-            Ok(fh) if ino.0 == COMMIT_INO => {
-                reply.opened(FileHandle(fh), flags | FopenFlags::FOPEN_DIRECT_IO)
-            }
-            Ok(fh) => reply.opened(FileHandle(fh), flags),
-            Err(e) => reply.error(errno(&e)),
-        }
+    /// Declined, and so is `create`: the kernel then makes new files with
+    /// MKNOD, opens files itself and sends no RELEASE — two requests fewer
+    /// per copied file. Its FLUSH at every close still comes (handle 0), so
+    /// a close still journals the file and reports errors. All the state is
+    /// per inode; the kernel keeps the page cache across opens, which only
+    /// ever changes through it.
+    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn create(
         &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let meta = NewMeta {
-            kind: NodeKind::File,
-            mode: mode & !umask & 0o7777,
-            uid: req.uid(),
-            gid: req.gid(),
-            time: crate::util::now_ns(),
-            rdev: 0,
-            target: Vec::new(),
-        };
-        match self.fs.create(parent.0, name.as_bytes(), meta, true) {
-            Ok((ino, Some(fh))) => match self.fs.with_inode(ino, |i| attr(ino, i)) {
-                Ok(a) => {
-                    reply.created(&TTL, &a, Generation(0), FileHandle(fh), FopenFlags::empty())
-                }
-                Err(e) => reply.error(errno(&e)),
-            },
-            Ok((_, None)) => reply.error(Errno::EIO),
-            Err(e) => reply.error(errno(&e)),
-        }
+        reply.error(Errno::ENOSYS);
     }
 
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(fh.0, offset, size) {
+        let r = if is_commit_ino(ino.0) {
+            self.fs.commit_read(ino.0, offset, size)
+        } else {
+            self.fs.read(ino.0, offset, size)
+        };
+        match r {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno(&e)),
         }
@@ -401,8 +386,8 @@ impl Filesystem for WritableFuse {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         data: &[u8],
         wf: WriteFlags,
@@ -410,8 +395,11 @@ impl Filesystem for WritableFuse {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if is_commit_ino(ino.0) {
+            return reply.error(Errno::EBADF);
+        }
         let kill = wf.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        match self.fs.write(fh.0, offset, data, kill) {
+        match self.fs.write(ino.0, offset, data, kill) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(&e)),
         }
@@ -420,12 +408,15 @@ impl Filesystem for WritableFuse {
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         _lock: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.fs.flush(fh.0, false) {
+        if is_commit_ino(ino.0) {
+            return reply.ok();
+        }
+        match self.fs.flush(ino.0, false) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -434,34 +425,37 @@ impl Filesystem for WritableFuse {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.flush(fh.0, true) {
+        if is_commit_ino(ino.0) {
+            return reply.ok();
+        }
+        match self.fs.flush(ino.0, true) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
+    /// Only the file whose OPEN taught the kernel that the mount declines
+    /// it is released; its FLUSH came before.
     fn release(
         &self,
         _req: &Request,
         _ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         _flags: OpenFlags,
         _lock: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        // A last attempt for writers that never flushed; its error cannot
-        // reach close(), so it is only logged.
-        if let Err(e) = self.fs.flush(fh.0, false) {
-            tracing::error!("release: {e:?}");
-        }
-        self.fs.release(fh.0);
         reply.ok();
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -515,6 +509,10 @@ impl Filesystem for WritableFuse {
                 Generation(0),
             ) {
                 break;
+            }
+            // The kernel takes a reference to every entry but the dots.
+            if i >= 2 {
+                let _ = self.fs.looked_up(child, |_| ());
             }
         }
         reply.ok();
@@ -600,7 +598,21 @@ impl Filesystem for WritableFuse {
         }
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        reply.ok();
+    /// Sent only where the daemon checks permissions (root's own mount, see
+    /// [`crate::mount::writable_checks_in_daemon`]), and the kernel lets only
+    /// root in: root's rule — everything but executing a file that has no
+    /// execute bit.
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if is_commit_ino(ino.0) {
+            return reply.ok();
+        }
+        let exec_denied = self.fs.with_inode(ino.0, |i| {
+            mask.contains(AccessFlags::X_OK) && !i.is_dir() && i.mode & 0o111 == 0
+        });
+        match exec_denied {
+            Ok(false) => reply.ok(),
+            Ok(true) => reply.error(Errno::EACCES),
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 }

@@ -42,7 +42,15 @@ use namespace::{Namespace, NsError, WInode, ROOT};
 
 /// The hidden control file: reading it commits a snapshot.
 pub const COMMIT_FILE: &[u8] = b".klosetfs-commit";
-pub const COMMIT_INO: u64 = u64::MAX - 1;
+/// Each lookup of [`COMMIT_FILE`] gets a new inode from here up (the
+/// namespace counts up from 1 and never gets near).
+const COMMIT_INO_BASE: u64 = 1 << 62;
+/// What reading the control file gives: a snapshot id in hex and a newline.
+pub const COMMIT_TEXT_LEN: u64 = 65;
+
+pub fn is_commit_ino(ino: u64) -> bool {
+    ino >= COMMIT_INO_BASE
+}
 /// `dev` recorded for hard links made in the mount.
 const MOUNT_DEV: u64 = 0x6b6c_6f73;
 
@@ -124,13 +132,6 @@ impl SyncMode {
     }
 }
 
-struct OpenFile {
-    ino: u64,
-    write: bool,
-    /// For the control file: the text that opening it produced.
-    text: Option<Vec<u8>>,
-}
-
 pub struct WritableFs {
     repo: Arc<Repo>,
     /// The store's shared lock, held for the mount's whole life (none for the
@@ -146,13 +147,14 @@ pub struct WritableFs {
     /// Large files being written sequentially, streaming into the chunker.
     streams: Mutex<HashMap<u64, Arc<stream::Stream>>>,
     base: Mutex<Option<SnapshotId>>,
-    handles: Mutex<HashMap<u64, OpenFile>>,
+    /// The id each control-file inode's first read committed.
+    commit_texts: Mutex<HashMap<u64, Vec<u8>>>,
+    next_commit_ino: AtomicU64,
     spool_files: Mutex<HashMap<String, Arc<File>>>,
     /// Spools of small files, kept in memory: creating a file per copied file
     /// costs more than the copy. Spilled to a file past `INLINE_LIMIT`.
     /// Shared with journal records and store jobs of closed files.
     mem_spools: Mutex<HashMap<String, Arc<Vec<u8>>>>,
-    next_fh: AtomicU64,
     spool_seq: AtomicU64,
     spool_bytes: AtomicU64,
     changed: AtomicBool,
@@ -252,10 +254,10 @@ impl WritableFs {
             storer,
             streams: Mutex::new(HashMap::new()),
             base: Mutex::new(base),
-            handles: Mutex::new(HashMap::new()),
+            commit_texts: Mutex::new(HashMap::new()),
+            next_commit_ino: AtomicU64::new(COMMIT_INO_BASE),
             spool_files: Mutex::new(HashMap::new()),
             mem_spools: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
             spool_seq: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(0),
             changed: AtomicBool::new(false),
@@ -311,7 +313,7 @@ impl WritableFs {
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> WResult<u64> {
         if parent == ROOT && name == COMMIT_FILE {
-            return Ok(COMMIT_INO);
+            return Ok(self.next_commit_ino.fetch_add(1, Ordering::Relaxed));
         }
         Ok(self.ns.lock().lookup(parent, name)?)
     }
@@ -345,32 +347,15 @@ impl WritableFs {
         Ok((parent, list))
     }
 
-    /// Creates any kind of entry; regular files are opened for writing.
-    pub fn create(
-        &self,
-        parent: u64,
-        name: &[u8],
-        meta: NewMeta,
-        open: bool,
-    ) -> WResult<(u64, Option<u64>)> {
+    /// Creates any kind of entry (the kernel opens a new regular file itself).
+    pub fn create(&self, parent: u64, name: &[u8], meta: NewMeta) -> WResult<u64> {
         let (ino, path) = {
             let mut ns = self.ns.lock();
             let ino = ns.create(parent, name, &meta)?;
             (ino, ns.child_path(parent, name).unwrap_or_default())
         };
-        self.log(
-            Record::Create {
-                path,
-                meta: meta.clone(),
-            },
-            false,
-        )?;
-        let fh = if open && meta.kind == NodeKind::File {
-            Some(self.open(ino, true, true)?)
-        } else {
-            None
-        };
-        Ok((ino, fh))
+        self.log(Record::Create { path, meta }, false)?;
+        Ok(ino)
     }
 
     pub fn link(&self, ino: u64, parent: u64, name: &[u8]) -> WResult<()> {
@@ -430,6 +415,8 @@ impl WritableFs {
         self.log(Record::Rename { from, to }, false)
     }
 
+    /// Changes attributes; a new `size` is a truncation, `(size, open)`: through
+    /// an open file (`ftruncate`, stored at its close) or not (stored now).
     #[allow(clippy::too_many_arguments)]
     pub fn setattr(
         &self,
@@ -437,12 +424,12 @@ impl WritableFs {
         mode: Option<u32>,
         uid: Option<u32>,
         gid: Option<u32>,
-        size: Option<u64>,
+        size: Option<(u64, bool)>,
         atime: Option<i64>,
         mtime: Option<i64>,
     ) -> WResult<()> {
-        if let Some(sz) = size {
-            self.truncate(ino, sz)?;
+        if let Some((sz, open)) = size {
+            self.truncate(ino, sz, open)?;
         }
         let t = now();
         let path = {

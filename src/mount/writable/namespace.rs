@@ -64,7 +64,11 @@ pub struct WInode {
     /// that follows a close's FLUSH must not journal and store the same
     /// bytes again (it arrives before the background store is done).
     pub queued_gen: u64,
-    pub open_handles: u32,
+    /// The kernel's references (entries it was given, less those it forgot):
+    /// a file that lost its last name lives on while a process may still
+    /// read or write it, until the kernel forgets it. (The mount declines
+    /// OPEN, so there are no handles to count.)
+    pub lookups: u64,
 }
 
 impl WInode {
@@ -95,7 +99,7 @@ impl WInode {
             generation: 0,
             content_gen: 0,
             queued_gen: 0,
-            open_handles: 0,
+            lookups: 0,
         }
     }
 
@@ -122,7 +126,7 @@ impl WInode {
             generation: 0,
             content_gen: 0,
             queued_gen: 0,
-            open_handles: 0,
+            lookups: 0,
         }
     }
 
@@ -379,7 +383,7 @@ impl Namespace {
         self.touch_dir(parent, now);
         let i = self.get_mut(ino)?;
         i.ctime = now;
-        let gone = i.links.is_empty() && i.open_handles == 0;
+        let gone = i.links.is_empty() && i.lookups == 0;
         if gone {
             self.inodes.remove(&ino);
         }

@@ -72,14 +72,30 @@ impl WritableFs {
             .map_err(io_err)
     }
 
-    pub(super) fn spool_read_at(&self, name: &str, out: &mut [u8], off: u64) -> WResult<usize> {
+    /// Reads from a spool; `None` if it is gone (a drain dropped it). A
+    /// file spool is not opened anew for the map: a reader's descriptor must
+    /// not outlive a drain that drops its spool.
+    pub(super) fn spool_read_at(
+        &self,
+        name: &str,
+        out: &mut [u8],
+        off: u64,
+    ) -> WResult<Option<usize>> {
         if let Some(v) = self.mem_spools.lock().get(name) {
             let from = (off as usize).min(v.len());
             let n = out.len().min(v.len() - from);
             out[..n].copy_from_slice(&v[from..from + n]);
-            return Ok(n);
+            return Ok(Some(n));
         }
-        let f = self.spool_file(name)?;
+        let known = self.spool_files.lock().get(name).cloned();
+        let f = match known {
+            Some(f) => f,
+            None => match File::open(self.spool_path(name)) {
+                Ok(f) => Arc::new(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err(e)),
+            },
+        };
         let mut done = 0;
         while done < out.len() {
             match f.read_at(&mut out[done..], off + done as u64) {
@@ -88,7 +104,7 @@ impl WritableFs {
                 Err(e) => return Err(io_err(e)),
             }
         }
-        Ok(done)
+        Ok(Some(done))
     }
 
     /// Sets a spool's length; returns the old one.
@@ -182,7 +198,7 @@ impl WritableFs {
             .lock()
             .inodes
             .iter()
-            .filter(|(_, i)| !i.dirty && i.open_handles == 0)
+            .filter(|(_, i)| !i.dirty)
             .filter_map(|(ino, i)| i.spool.clone().map(|s| (*ino, s)))
             .collect();
         self.packer.flush()?;
@@ -196,7 +212,7 @@ impl WritableFs {
                 .into_iter()
                 .filter_map(|(ino, s)| {
                     let i = ns.get_mut(ino).ok()?;
-                    if i.dirty || i.open_handles > 0 || i.spool.as_deref() != Some(&s) {
+                    if i.dirty || i.spool.as_deref() != Some(&s) {
                         return None;
                     }
                     i.spool.take()
@@ -212,7 +228,7 @@ impl WritableFs {
     pub(super) fn take_clean_spools(ns: &mut super::namespace::Namespace) -> Vec<String> {
         ns.inodes
             .values_mut()
-            .filter(|i| !i.dirty && i.open_handles == 0)
+            .filter(|i| !i.dirty)
             .filter_map(|i| i.spool.take())
             .collect()
     }

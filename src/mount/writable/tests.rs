@@ -58,31 +58,25 @@ fn contents(spool: &std::path::Path, path: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// `close()` sends FLUSH, then RELEASE: the same bytes are journaled and
-/// stored once, and a write after a flush is journaled again.
+/// Every `close()` sends FLUSH (a reader's too): the same bytes are
+/// journaled and stored once, and a write after a flush is journaled again.
 #[test]
 fn a_close_journals_its_bytes_once() {
     let d = tempfile::tempdir().unwrap();
     let fs = mount(d.path());
-    let (_, fh) = fs.create(ROOT, b"a", file_meta(), true).unwrap();
-    let fh = fh.unwrap();
-    fs.write(fh, 0, b"hello", false).unwrap();
-    fs.flush(fh, false).unwrap();
-    // What the FUSE shell's release does.
-    fs.flush(fh, false).unwrap();
-    fs.release(fh);
+    let ino = fs.create(ROOT, b"a", file_meta()).unwrap();
+    fs.write(ino, 0, b"hello", false).unwrap();
+    fs.flush(ino, false).unwrap();
+    // A reader's close of the same file.
+    fs.flush(ino, false).unwrap();
     assert_eq!(contents(d.path(), b"a"), vec![b"hello".to_vec()]);
 
     // Two closes of one file through dup'd descriptors, a write between.
-    let fh = fs
-        .open(fs.lookup(ROOT, b"a").unwrap(), true, false)
-        .unwrap();
-    fs.write(fh, 5, b" world", false).unwrap();
-    fs.flush(fh, false).unwrap();
-    fs.write(fh, 11, b"!", false).unwrap();
-    fs.flush(fh, false).unwrap();
-    fs.flush(fh, false).unwrap();
-    fs.release(fh);
+    fs.write(ino, 5, b" world", false).unwrap();
+    fs.flush(ino, false).unwrap();
+    fs.write(ino, 11, b"!", false).unwrap();
+    fs.flush(ino, false).unwrap();
+    fs.flush(ino, false).unwrap();
     assert_eq!(
         contents(d.path(), b"a"),
         vec![
@@ -98,4 +92,61 @@ fn a_close_journals_its_bytes_once() {
     let root = repo.load_tree(&snap.tree).unwrap();
     let a = root.nodes.iter().find(|n| n.name == b"a").unwrap();
     assert_eq!(a.size, 12);
+}
+
+/// A file unlinked while the kernel still holds it (a process has it open)
+/// can still be read and written; it goes, spool and all, when the kernel
+/// forgets it — not before.
+#[test]
+fn an_unlinked_file_lives_until_the_kernel_forgets_it() {
+    let d = tempfile::tempdir().unwrap();
+    let fs = mount(d.path());
+    let ino = fs.create(ROOT, b"tmp", file_meta()).unwrap();
+    fs.looked_up(ino, |_| ()).unwrap();
+    fs.write(ino, 0, b"scratch", false).unwrap();
+    fs.unlink(ROOT, b"tmp", false).unwrap();
+    assert!(fs.lookup(ROOT, b"tmp").is_err());
+    fs.write(ino, 7, b" space", false).unwrap();
+    fs.flush(ino, false).unwrap();
+    assert_eq!(fs.read(ino, 0, 100).unwrap(), b"scratch space");
+    fs.forget(ino, 1);
+    assert!(
+        fs.read(ino, 0, 100).is_err(),
+        "forgotten and nameless: gone"
+    );
+    // Nothing of it is in the snapshot.
+    let id = fs.commit().unwrap();
+    let repo = fs.repo().clone();
+    let root = repo
+        .load_tree(&repo.load_snapshot(&id).unwrap().tree)
+        .unwrap();
+    assert!(root.nodes.is_empty());
+}
+
+/// A drain drops the spools of closed files while they may still be open:
+/// a read then comes from the store, and the next write starts a new spool
+/// from the stored bytes.
+#[test]
+fn a_drained_file_reads_from_the_store_and_takes_new_writes() {
+    let d = tempfile::tempdir().unwrap();
+    let fs = mount(d.path());
+    let ino = fs.create(ROOT, b"f", file_meta()).unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    fs.write(ino, 0, &big, false).unwrap();
+    fs.flush(ino, false).unwrap();
+    fs.storer.wait_idle();
+    fs.drain_spool().unwrap();
+    assert!(fs.with_inode(ino, |i| i.spool.is_none()).unwrap());
+    assert_eq!(fs.read(ino, 1000, 50).unwrap(), &big[1000..1050]);
+    fs.write(ino, 10, b"XY", false).unwrap();
+    fs.flush(ino, false).unwrap();
+    let mut want = big.clone();
+    want[10..12].copy_from_slice(b"XY");
+    assert_eq!(fs.read(ino, 0, 400_000).unwrap(), want);
+    let id = fs.commit().unwrap();
+    let repo = fs.repo().clone();
+    let root = repo
+        .load_tree(&repo.load_snapshot(&id).unwrap().tree)
+        .unwrap();
+    assert_eq!(root.nodes[0].size, want.len() as u64);
 }
