@@ -772,3 +772,49 @@ fn permission_checks_on_root_and_user_writable_mounts() {
     assert_eq!(o.stdout, b"x\n");
     drop(m);
 }
+
+/// Changing files of the base in place: `open(O_TRUNC)` (a plain `cp` or
+/// shell redirect over a file), `truncate(2)` by path with no descriptor
+/// open, and a write into the middle of a large file. Each reaches the
+/// snapshot `klosetfs commit` makes, and the files left alone keep their bytes.
+#[test]
+fn files_of_the_base_changed_in_place_reach_the_next_commit() {
+    use std::os::unix::fs::FileExt;
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("over"), noise(1, 100_000)).unwrap();
+    std::fs::write(src.join("cut"), "hello world").unwrap();
+    std::fs::write(src.join("big"), noise(2, 3 << 20)).unwrap();
+    std::fs::write(src.join("same"), noise(3, 50_000)).unwrap();
+    env.create();
+    env.backup(&src);
+    let mnt = env.path("mnt");
+    let mut m = writable(&env, &mnt, &[&"--base", &"latest"]);
+    // The base holds the backed-up folder under its full path.
+    let inside = m.mnt.join(src.strip_prefix("/").unwrap());
+    std::fs::write(inside.join("over"), "replaced").unwrap();
+    nix::unistd::truncate(&inside.join("cut"), 5).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(inside.join("big"))
+        .unwrap();
+    f.write_all_at(b"XY", 1 << 20).unwrap();
+    drop(f);
+    run(Command::new(env!("CARGO_BIN_EXE_klosetfs"))
+        .arg("commit")
+        .arg(&m.mnt));
+    let cat = |p: &str| {
+        env.cmd(&[&"cat", &format!("latest:{}/{p}", src.display())])
+            .output()
+            .unwrap()
+            .stdout
+    };
+    assert_eq!(cat("over"), b"replaced");
+    assert_eq!(cat("cut"), b"hello");
+    let mut big = noise(2, 3 << 20);
+    big[1 << 20..(1 << 20) + 2].copy_from_slice(b"XY");
+    assert!(cat("big") == big, "big differs");
+    assert!(cat("same") == noise(3, 50_000), "same differs");
+    assert!(m.stop().unwrap().success());
+}

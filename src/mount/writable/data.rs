@@ -43,10 +43,15 @@ impl WritableFs {
     /// first lets that close's store finish with the spool, and makes the
     /// chunks it stored durable, so the journal never needs the old bytes.
     fn spool_for_change(&self, ino: u64, truncate: bool) -> WResult<String> {
+        // Only a spool file is read by a store job or named by the journal;
+        // a spool in memory travels as shared bytes, copied on write.
         let handed_over = {
             let ns = self.ns.lock();
             let i = ns.get(ino)?;
-            i.spool.is_some() && i.queued_gen == i.generation
+            i.queued_gen == i.generation
+                && i.spool
+                    .as_ref()
+                    .is_some_and(|s| !self.mem_spools.lock().contains_key(s))
         };
         if handed_over {
             self.storer.wait_idle();
@@ -120,17 +125,14 @@ impl WritableFs {
 
     /// `open`: the truncation comes through a file descriptor (`ftruncate`),
     /// whose close stores it; otherwise (`truncate`, `open(O_TRUNC)`) it is
-    /// stored now, as a close would.
+    /// journaled and queued now, as a close would (and, like a close's, a
+    /// failure to store it reaches the next write, close and commit).
     pub(super) fn truncate(&self, ino: u64, size: u64, open: bool) -> WResult<()> {
-        if self.ns.lock().get(ino)?.spool.is_some() {
-            self.storer.wait_idle();
-        }
+        self.check_store_error()?;
         let spool = self.spool_for_change(ino, size == 0)?;
         self.truncate_spool(ino, &spool, size)?;
         if !open {
             self.store_content(ino)?;
-            self.storer.wait_idle();
-            self.check_store_error()?;
             self.spool_files.lock().remove(&spool);
         }
         Ok(())
@@ -218,13 +220,17 @@ impl WritableFs {
     /// at the inode. The spool's descriptor is closed here, not kept for a
     /// next open: a copy of 80k files must not hold 80k descriptors.
     pub fn flush(&self, ino: u64, fsync: bool) -> WResult<()> {
-        self.check_store_error()?;
-        let spool = {
+        let (spool, written) = {
             let ns = self.ns.lock();
-            ns.get(ino)?.spool.clone()
+            let i = ns.get(ino)?;
+            (i.spool.clone(), i.dirty && i.queued_gen != i.generation)
         };
-        if let Some(spool) = spool {
+        if written {
+            // A reader's close is not failed by an earlier file's store.
+            self.check_store_error()?;
             self.store_content(ino)?;
+        }
+        if let Some(spool) = spool {
             self.spool_files.lock().remove(&spool);
         }
         if fsync {
