@@ -790,7 +790,7 @@ fn files_of_the_base_changed_in_place_reach_the_next_commit() {
     env.create();
     env.backup(&src);
     let mnt = env.path("mnt");
-    let mut m = writable(&env, &mnt, &[&"--base", &"latest"]);
+    let mut m = writable(&env, &mnt, &["--base", "latest"]);
     // The base holds the backed-up folder under its full path.
     let inside = m.mnt.join(src.strip_prefix("/").unwrap());
     std::fs::write(inside.join("over"), "replaced").unwrap();
