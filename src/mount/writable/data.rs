@@ -45,14 +45,12 @@ impl WritableFs {
     fn spool_for_change(&self, ino: u64, truncate: bool) -> WResult<String> {
         // Only a spool file is read by a store job or named by the journal;
         // a spool in memory travels as shared bytes, copied on write.
-        let handed_over = {
+        let queued_spool = {
             let ns = self.ns.lock();
             let i = ns.get(ino)?;
-            i.queued_gen == i.generation
-                && i.spool
-                    .as_ref()
-                    .is_some_and(|s| !self.mem_spools.lock().contains_key(s))
+            i.spool.clone().filter(|_| i.queued_gen == i.generation)
         };
+        let handed_over = queued_spool.is_some_and(|s| !self.mem_spools.lock().contains_key(&s));
         if handed_over {
             self.storer.wait_idle();
             self.check_store_error()?;
@@ -139,6 +137,7 @@ impl WritableFs {
     }
 
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> WResult<Vec<u8>> {
+        let mut gone: Option<String> = None;
         loop {
             let (spool, content, file_size) = {
                 let ns = self.ns.lock();
@@ -157,6 +156,10 @@ impl WritableFs {
                     out.truncate(n);
                     return Ok(out);
                 }
+                if gone.as_ref() == Some(&s) {
+                    return Err(WError::Io(format!("spool {s} is missing")));
+                }
+                gone = Some(s);
                 continue;
             }
             let offsets = chunk_offsets(&content);
