@@ -226,7 +226,7 @@ impl WritableFs {
         let (spool, written) = {
             let ns = self.ns.lock();
             let i = ns.get(ino)?;
-            (i.spool.clone(), i.dirty && i.queued_gen != i.generation)
+            (i.spool.clone(), i.unqueued_writes())
         };
         if written {
             // A reader's close is not failed by an earlier file's store.
@@ -254,10 +254,10 @@ impl WritableFs {
         let (spool, generation, path, mtime) = {
             let mut ns = self.ns.lock();
             let i = ns.get_mut(ino)?;
-            // Clean, or these very bytes are already journaled and queued: the
-            // RELEASE after a close's FLUSH comes before the store is done. (A
-            // failed store is reported by `check_store_error`, not retried.)
-            if !i.dirty || i.queued_gen == i.generation {
+            // Clean, or these very bytes are already journaled and queued (a
+            // second close of them: a dup'd descriptor, a reader, unmount).
+            // (A failed store is reported by `check_store_error`, not retried.)
+            if !i.unqueued_writes() {
                 return Ok(());
             }
             let spool = i
@@ -419,7 +419,7 @@ impl WritableFs {
             let ns = self.ns.lock();
             ns.inodes
                 .iter()
-                .filter(|(_, i)| i.dirty && i.queued_gen != i.generation && !i.links.is_empty())
+                .filter(|(_, i)| i.unqueued_writes() && !i.links.is_empty())
                 .map(|(ino, _)| *ino)
                 .collect()
         };

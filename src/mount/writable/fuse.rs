@@ -35,7 +35,6 @@ fn errno(e: &WError) -> Errno {
         WError::Ns(NsError::NotEmpty) => Errno::ENOTEMPTY,
         WError::Ns(NsError::Invalid) => Errno::EINVAL,
         WError::NoData => Errno::ENODATA,
-        WError::BadHandle => Errno::EBADF,
         WError::NoSpace => Errno::ENOSPC,
         WError::Io(msg) => {
             tracing::error!("writable mount: {msg}");
@@ -162,11 +161,7 @@ impl Filesystem for WritableFuse {
             // to this tree comes through the kernel, which replaces the entry
             // when the name is created. A tool that stats a name and then
             // creates it (rsync, tar) saves the second lookup.
-            Err(WError::Ns(NsError::NotFound)) => {
-                let mut a = commit_attr(0);
-                a.size = 0;
-                reply.entry(&TTL, &a, Generation(0))
-            }
+            Err(WError::Ns(NsError::NotFound)) => reply.entry(&TTL, &commit_attr(0), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -58,7 +58,6 @@ const MOUNT_DEV: u64 = 0x6b6c_6f73;
 pub enum WError {
     Ns(NsError),
     NoData,
-    BadHandle,
     NoSpace,
     Io(String),
 }
@@ -85,7 +84,6 @@ impl std::fmt::Display for WError {
             WError::Ns(NsError::NotEmpty) => f.write_str("directory not empty"),
             WError::Ns(NsError::Invalid) => f.write_str("invalid name or operation"),
             WError::NoData => f.write_str("no such attribute"),
-            WError::BadHandle => f.write_str("bad file handle"),
             WError::NoSpace => f.write_str("no space left in the spool"),
             WError::Io(e) => f.write_str(e),
         }

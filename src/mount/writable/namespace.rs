@@ -60,9 +60,9 @@ pub struct WInode {
     /// The generation `content` was stored from: a background store of an
     /// older close that finishes late must not replace a newer one.
     pub content_gen: u64,
-    /// The generation last journaled and queued for storing: the RELEASE
-    /// that follows a close's FLUSH must not journal and store the same
-    /// bytes again (it arrives before the background store is done).
+    /// The generation last journaled and queued for storing: another close
+    /// of the same bytes (every close sends a FLUSH, a reader's too) must
+    /// not journal and store them again while the background store runs.
     pub queued_gen: u64,
     /// The kernel's references (entries it was given, less those it forgot):
     /// a file that lost its last name lives on while a process may still
@@ -128,6 +128,12 @@ impl WInode {
             queued_gen: 0,
             lookups: 0,
         }
+    }
+
+    /// Written since the last close journaled and queued its bytes: what a
+    /// close (FLUSH) has to store.
+    pub fn unqueued_writes(&self) -> bool {
+        self.dirty && self.queued_gen != self.generation
     }
 
     pub fn is_dir(&self) -> bool {
