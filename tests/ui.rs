@@ -970,3 +970,123 @@ fn a_webdav_client_copies_a_snapshot_out_identical_to_restore() {
     // Without the token, nothing.
     assert_eq!(status_without_token(&ui, "PROPFIND", "/dav/", None), 401);
 }
+
+/// Issue 37: a backed-up page or SVG whose script would read `/api/` with
+/// the viewer's cookie must not run, whichever link opens it, and WebDAV
+/// clients still get its bytes unchanged; a request naming another host
+/// (DNS rebinding) is refused even with the token.
+#[test]
+fn a_stored_page_or_svg_never_runs_on_the_servers_origin() {
+    let env = Env::new();
+    env.create();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // Each sets the title as soon as it runs, then again with what it stole.
+    let steal = "document.title='RAN';fetch('/api/snapshots').then(r=>r.text())\
+                 .then(t=>{document.title='STOLE '+t.length;})";
+    let html = format!(
+        "<html><head><title>inert</title></head><body><script>{steal}</script></body></html>"
+    );
+    let svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"><title>inert</title><script>{steal}</script></svg>"
+    );
+    let xhtml = format!("<html xmlns=\"http://www.w3.org/1999/xhtml\"><head><title>inert</title></head><body><script>{steal}</script></body></html>");
+    std::fs::write(src.join("evil.html"), &html).unwrap();
+    std::fs::write(src.join("evil.svg"), &svg).unwrap();
+    std::fs::write(src.join("evil.xhtml"), &xhtml).unwrap();
+    std::fs::write(src.join("evil.png"), &html).unwrap(); // a page posing as an image
+    std::fs::write(src.join("<img src=x onerror=alert(1)>.txt"), "n").unwrap();
+    let id = env.backup(&src);
+    let ui = Ui::start(&env);
+    let rel = src.strip_prefix("/").unwrap().to_str().unwrap().to_string();
+    let mut urls = Vec::new();
+    for name in ["evil.html", "evil.svg", "evil.xhtml", "evil.png"] {
+        let dav = format!("/dav/latest/{rel}/{name}");
+        // WebDAV clients get the bytes as stored; every answer is sandboxed
+        // and not sniffable.
+        let (c, r) = ui.get(&dav, &[]);
+        assert_eq!(c, 200, "{dav}");
+        let csp = r
+            .header("content-security-policy")
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            csp.starts_with("sandbox") && csp.contains("default-src 'none'"),
+            "{dav}: {csp}"
+        );
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{dav}");
+        let active = !name.ends_with(".png");
+        assert_eq!(
+            r.header("content-disposition")
+                .is_some_and(|d| d.starts_with("attachment")),
+            active,
+            "{dav}"
+        );
+        let mut body = Vec::new();
+        r.into_reader().read_to_end(&mut body).unwrap();
+        assert_eq!(body, std::fs::read(src.join(name)).unwrap(), "{dav}");
+        urls.push(dav);
+        let p = enc(src.join(name).as_os_str().as_bytes());
+        for extra in ["", "&download=1", "&as=text"] {
+            let u = format!("/api/file?snap={id}&path={p}{extra}");
+            let (c, r) = ui.get(&u, &[]);
+            assert_eq!(c, 200, "{u}");
+            assert!(
+                r.header("content-security-policy")
+                    .unwrap_or("")
+                    .starts_with("sandbox"),
+                "{u}"
+            );
+            urls.push(u);
+        }
+    }
+    // The listing that links to them is sandboxed too (names are escaped,
+    // and even if one were not, nothing in it could run).
+    let (c, r) = ui.get(&format!("/dav/latest/{rel}/"), &[]);
+    assert_eq!(c, 200);
+    assert!(r
+        .header("content-security-policy")
+        .unwrap_or("")
+        .starts_with("sandbox"));
+    urls.push(format!("/dav/latest/{rel}/"));
+    urls.push(format!("/api/archive?snap={id}&format=zip"));
+
+    // In a real browser holding the cookie, none of them runs.
+    let b = Browser::start();
+    b.go(&format!("{}/?token={}", ui.base, ui.token));
+    b.wait_text("#snaps tbody", src.to_str().unwrap());
+    for u in &urls {
+        b.go(&format!("{}{u}", ui.base));
+        // Long enough for the script's fetch to come back had it run.
+        std::thread::sleep(Duration::from_millis(700));
+        let r = ureq::get(&format!("{}/session/{}/title", b.url, b.session))
+            .call()
+            .unwrap();
+        let v: serde_json::Value = r.into_json().unwrap();
+        let title = v["value"].as_str().unwrap_or("").to_string();
+        assert!(
+            !title.starts_with("RAN") && !title.starts_with("STOLE"),
+            "{u} ran: {title}"
+        );
+        // Back to the UI's own page between tries, so a download that left
+        // the old page in place is not mistaken for the next one's result.
+        b.go(&format!("{}/", ui.base));
+    }
+
+    // Another name for this machine, as a rebinding page would send, is
+    // refused with the right token; an IP address and localhost are not.
+    let port = ui.base.rsplit(':').next().unwrap();
+    let ask = |host: &str| {
+        let (c, _) = curl(&[
+            "-H",
+            &format!("Host: {host}"),
+            "-H",
+            &format!("Authorization: Bearer {}", ui.token),
+            &format!("{}/api/snapshots", ui.base),
+        ]);
+        c
+    };
+    assert_eq!(ask(&format!("attacker.example:{port}")), 421);
+    assert_eq!(ask(&format!("localhost:{port}")), 200);
+    assert_eq!(ask(&format!("127.0.0.1:{port}")), 200);
+}

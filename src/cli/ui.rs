@@ -53,6 +53,12 @@ pub struct UiArgs {
     /// directories take up to 64 MiB more, whatever this is.
     #[arg(long, default_value = "64M")]
     cache_size: String,
+    /// A host name clients may use to reach the server (repeatable). IP
+    /// addresses, `localhost` and this machine's name always work; any
+    /// other name in a request's `Host:` is refused, so a web page on a
+    /// name that resolves here (DNS rebinding) gets nothing.
+    #[arg(long, value_name = "NAME")]
+    allow_host: Vec<String>,
 }
 
 pub fn run(ctx: &Ctx, a: UiArgs) -> anyhow::Result<u8> {
@@ -73,6 +79,7 @@ pub fn run(ctx: &Ctx, a: UiArgs) -> anyhow::Result<u8> {
         token: token.clone(),
         cache_bytes: klosetfs::util::parse_size(&a.cache_size)? as usize,
         insecure: a.insecure,
+        allow_hosts: a.allow_host,
         tls: match (a.tls_cert, a.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             _ => None,

@@ -40,6 +40,9 @@ pub struct ServeOptions {
     pub insecure: bool,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<tls::TlsFiles>,
+    /// Host names (besides IP addresses, `localhost` and this machine's
+    /// name) that requests may carry in `Host:`.
+    pub allow_hosts: Vec<String>,
 }
 
 /// What every handler shares.
@@ -48,6 +51,8 @@ pub(crate) struct Shared {
     pub cache: Arc<ChunkCache>,
     dav: dav_server::DavHandler,
     token: String,
+    /// Names accepted in `Host:` (lower case), besides IP addresses.
+    hosts: Vec<String>,
     /// Served over TLS: the cookie is marked `Secure`.
     secure: bool,
     /// The snapshot ids whose index was loaded: a snapshot made since
@@ -102,6 +107,16 @@ pub fn serve(repo: Arc<Repo>, opts: ServeOptions, ready: impl FnOnce(String)) ->
         cache,
         dav,
         token: opts.token.clone(),
+        hosts: {
+            let mut h: Vec<String> = opts
+                .allow_hosts
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect();
+            h.push("localhost".into());
+            h.push(crate::util::hostname().to_ascii_lowercase());
+            h
+        },
         secure: tls.is_some(),
         known: parking_lot::Mutex::new(known),
     });
@@ -155,6 +170,10 @@ fn router(shared: AppState) -> Router {
 
 const PAGE: &str = include_str!("page.html");
 
+/// The policy of every answer that is not the page: no script, no plug-in,
+/// no origin, nothing loaded. Inline styles stay, for the folder listings.
+const SANDBOX: &str = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:";
+
 async fn page() -> Response {
     let mut r = PAGE.into_response();
     let h = r.headers_mut();
@@ -174,7 +193,49 @@ async fn page() -> Response {
 }
 
 async fn webdav(State(s): State<AppState>, req: Request) -> Response {
-    s.dav.handle(req).await.into_response()
+    let mut r = s.dav.handle(req).await.into_response();
+    inert_dav(r.headers_mut());
+    r
+}
+
+/// The one content type `dav-server` gives its folder listings.
+const LISTING_TYPE: &str = "text/html; charset=utf-8";
+
+/// Makes a WebDAV answer harmless in a browser without changing its bytes:
+/// a file whose type a browser would run (HTML, SVG, XML, scripts…) is sent
+/// as an attachment, so opening its link downloads it instead of running it
+/// on this origin (where the `kt` cookie would let it call `/api/`). The
+/// `sandbox` policy that [`auth`] adds to every answer is the second wall.
+/// WebDAV clients ignore both headers.
+fn inert_dav(h: &mut HeaderMap) {
+    let Some(t) = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    if t == LISTING_TYPE || !active_type(t) {
+        return;
+    }
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment"),
+    );
+}
+
+/// Whether a browser could run something in a response of this type: every
+/// type but a short list of passive ones (images other than SVG, audio,
+/// video, plain text, octet-stream) counts as active.
+fn active_type(t: &str) -> bool {
+    let t = t
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let passive = (t.starts_with("image/") && !t.contains("svg"))
+        || t.starts_with("audio/")
+        || t.starts_with("video/")
+        || t == "text/plain"
+        || t == "application/octet-stream";
+    !passive
 }
 
 async fn not_found() -> Response {
@@ -214,7 +275,39 @@ fn presented(headers: &HeaderMap) -> Vec<Vec<u8>> {
     out
 }
 
+/// Whether the `Host:` of a request names this server: an IP address, or a
+/// name in `hosts`. A page on some other name that resolves here (DNS
+/// rebinding) is refused before its token is even looked at. A request
+/// without `Host:` (HTTP/1.0) comes from no browser and passes.
+fn host_allowed(headers: &HeaderMap, hosts: &[String]) -> bool {
+    let Some(h) = headers.get(header::HOST) else {
+        return true;
+    };
+    let Ok(h) = h.to_str() else {
+        return false;
+    };
+    let name = if let Some(rest) = h.strip_prefix('[') {
+        // [v6]:port
+        match rest.split_once(']') {
+            Some((ip, _)) => return ip.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        }
+    } else {
+        h.rsplit_once(':').map(|(n, _)| n).unwrap_or(h)
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok() || hosts.iter().any(|n| *n == name)
+}
+
 async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if !host_allowed(req.headers(), &s.hosts) {
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this server answers only to its IP addresses, localhost, this machine's \
+             name and the names given with --allow-host\n",
+        )
+            .into_response();
+    }
     let token = s.token.as_bytes();
     // Opening the printed URL: trade the token in the query for a cookie and
     // drop it from the address bar (and from the history).
@@ -248,6 +341,16 @@ async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         );
+        // Everything but the page itself may carry snapshot bytes (files,
+        // archives, names in listings and JSON): none of it may run here.
+        // A sandboxed answer has no origin, so even a script that got past
+        // the type checks could not use the cookie.
+        if !r.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
+            r.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(SANDBOX),
+            );
+        }
         return r;
     }
     unauthorized()
@@ -266,6 +369,66 @@ fn unauthorized() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_only_to_its_own_names() {
+        let hosts = vec!["localhost".to_string(), "backup.example".to_string()];
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static(v));
+            host_allowed(&h, &hosts)
+        };
+        for ok in [
+            "127.0.0.1:8080",
+            "10.1.2.3",
+            "[::1]:443",
+            "localhost:1",
+            "LOCALHOST",
+            "backup.example:8443",
+            "backup.example.",
+        ] {
+            assert!(with(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+            "[zz]:1",
+            "localhost.evil",
+        ] {
+            assert!(!with(bad), "{bad}");
+        }
+        assert!(host_allowed(&HeaderMap::new(), &hosts));
+    }
+
+    #[test]
+    fn active_types_are_sent_as_attachments() {
+        for t in [
+            "text/html",
+            "image/svg+xml",
+            "application/xml",
+            "text/javascript",
+            "application/xhtml+xml",
+            "application/pdf",
+        ] {
+            assert!(active_type(t), "{t}");
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(t));
+            inert_dav(&mut h);
+            assert_eq!(h[header::CONTENT_DISPOSITION], "attachment", "{t}");
+        }
+        for t in [
+            "image/png",
+            "text/plain; charset=utf-8",
+            "video/mp4",
+            "application/octet-stream",
+            LISTING_TYPE,
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(t));
+            inert_dav(&mut h);
+            assert!(!h.contains_key(header::CONTENT_DISPOSITION), "{t}");
+        }
+    }
 
     #[test]
     fn compares_tokens_whole() {
