@@ -247,3 +247,145 @@ print(n)
     let n: usize = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
     assert!(n >= 15, "{n} entries checked");
 }
+
+/// Issue 37: `-o` never removes what this command did not make. A device,
+/// a fifo or a symlink given to `-o` is written through and stays, whatever
+/// happens; a regular file is replaced only by a complete archive (a
+/// failure leaves the old one and no temporary file); a reader that goes
+/// away is an error (exit 1, said on stderr), as in `tar`. `cat` and
+/// `restore` keep the same rules.
+#[test]
+fn output_paths_that_are_not_ours_survive_every_failure() {
+    use std::os::unix::fs::FileTypeExt;
+    let env = Env::new();
+    env.create();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), noise(3, 3 << 20)).unwrap();
+    std::fs::write(src.join("small"), b"small").unwrap();
+    env.backup(&src);
+    let spec = format!("latest:{}", src.display());
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // A full device (/dev/full's numbers): ENOSPC, and the node is still there.
+    let dev = env.path("full-dev");
+    sh(&format!("mknod {} c 1 7", dev.display()));
+    let o = env.run(&[&"archive", &"-o", &dev, &spec]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let m = std::fs::symlink_metadata(&dev).expect("the device node is kept");
+    assert!(m.file_type().is_char_device());
+
+    // A fifo whose reader stops after 1000 bytes: cut short, said, fifo kept.
+    let fifo = env.path("fifo");
+    sh(&format!("mkfifo {}", fifo.display()));
+    let reader = Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c 1000 < {} > /dev/null", fifo.display()))
+        .spawn()
+        .unwrap();
+    let o = env.run(&[&"archive", &"-o", &fifo, &spec]);
+    let mut reader = reader;
+    reader.wait().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cut short"), "{}", stderr(&o));
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+
+    // A symlink to our own stdout, read by `head`: the link stays, exit 1.
+    let link = env.path("stdout-link");
+    std::os::unix::fs::symlink("/proc/self/fd/1", &link).unwrap();
+    let mut child = env
+        .cmd(&[&"archive", &"--format", &"tar", &"-o", &link, &spec])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = vec![0u8; 1000];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cut short"), "{}", stderr(&o));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // `cat` into a closed pipe says so too.
+    let mut child = env
+        .cmd(&[&"cat", &format!("latest:{}/big", src.display())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cut short"), "{}", stderr(&o));
+
+    // A regular file: a failed archive (its data damaged) leaves the old
+    // file whole and no temporary beside it; a good one replaces it.
+    let out = env.path("outdir");
+    std::fs::create_dir_all(&out).unwrap();
+    let old = out.join("old.tar");
+    std::fs::write(&old, b"the previous archive").unwrap();
+    let packs: Vec<_> = walk(&env.store.join("packs"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    let saved: Vec<_> = packs.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    for p in &packs {
+        let mut b = std::fs::read(p).unwrap();
+        let n = b.len();
+        for x in &mut b[..n / 2] {
+            *x ^= 0x55;
+        }
+        std::fs::write(p, b).unwrap();
+    }
+    let o = env.run(&[&"--no-cache", &"archive", &"-o", &old, &spec]);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&old).unwrap(), b"the previous archive");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        1,
+        "no temporary left"
+    );
+    for (p, b) in packs.iter().zip(saved) {
+        std::fs::write(p, b).unwrap();
+    }
+    env.ok(&[&"archive", &"-o", &old, &spec]);
+    extract(&old, &[], &env.path("x"));
+    assert_eq!(std::fs::read(env.path("x/small")).unwrap(), b"small");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+
+    // `restore` onto a device node or a fifo in its target replaces the node
+    // with the file; it never writes into the device, never waits on the fifo.
+    let target = env.path("restore-into");
+    std::fs::create_dir_all(&target).unwrap();
+    sh(&format!("mknod {}/big c 1 7", target.display()));
+    sh(&format!("mkfifo {}/small", target.display()));
+    let mut child = env
+        .cmd(&[&"restore", &"-to", &target, &spec])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("restore waited on the fifo in its target");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(target.join("small")).unwrap(), b"small");
+    assert_eq!(
+        std::fs::read(target.join("big")).unwrap(),
+        noise(3, 3 << 20)
+    );
+}

@@ -2,14 +2,14 @@
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use klosetfs::ops::archive::{write_tar, write_zip, ZIP_LOSSES};
 use klosetfs::util::human_bytes;
 
+use super::output::{cut_short, is_broken_pipe, OutputFile};
 use super::spec::resolve;
 use super::{Ctx, EXIT_OK};
 
@@ -25,7 +25,10 @@ GNU tar --xattrs and bsdtar) and sparse files (GNU sparse 1.0). A directory's
 contents are under ./ (as `restore` puts them in its target). Sockets are left
 out (and listed). zip keeps names, contents, rwx permissions, mtimes (2 s)
 and symlinks, and says what it drops. A file written with -o is readable by
-its owner only: it holds the snapshot's data in clear.")]
+its owner only: it holds the snapshot's data in clear. It is written beside
+its name and renamed into place when complete, so a failure leaves whatever
+was there; a device, fifo or symlink given to -o is written through and never
+removed. An archive whose reader goes away (`| head`) exits 1 and says so.")]
 pub struct ArchiveArgs {
     /// SNAP[:PATH]: a snapshot, and a directory or file in it.
     target: OsString,
@@ -79,35 +82,27 @@ pub fn run(ctx: &Ctx, a: ArchiveArgs) -> anyhow::Result<u8> {
     }
     let repo = ctx.open_indexed()?;
     let t = resolve(&repo, &a.target)?;
-    let out: Box<dyn Write> = match &to_file {
-        Some(p) => Box::new(std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(p)
-                .with_context(|| format!("creating {}", p.display()))?,
-        )),
+    let mut file = match &to_file {
+        Some(p) => Some(OutputFile::create(p, 0o600)?),
+        None => None,
+    };
+    let out: Box<dyn Write + '_> = match &mut file {
+        Some(f) => Box::new(std::io::BufWriter::with_capacity(1 << 20, f)),
         None => Box::new(std::io::BufWriter::with_capacity(
             1 << 20,
             std::io::stdout().lock(),
         )),
     };
-    let r = write(&repo, &t.node, out, format);
-    let report = match r {
+    // On failure `file` is dropped unfinished: a temporary file goes, the
+    // old file at that path (or the device or fifo) stays.
+    let report = match write(&repo, &t.node, out, format) {
         Ok(r) => r,
-        Err(e) => {
-            if let Some(p) = &to_file {
-                let _ = std::fs::remove_file(p);
-            }
-            if is_broken_pipe(&e) {
-                return Ok(EXIT_OK);
-            }
-            return Err(e);
-        }
+        Err(e) if is_broken_pipe(&e) => return Err(cut_short("the archive")),
+        Err(e) => return Err(e),
     };
+    if let Some(f) = file {
+        f.finish()?;
+    }
     let what = if format == Format::Zip {
         "zip cannot hold devices, fifos or sockets"
     } else {
@@ -136,18 +131,10 @@ pub fn run(ctx: &Ctx, a: ArchiveArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            || c.to_string().contains("Broken pipe")
-    })
-}
-
 fn write(
     repo: &klosetfs::repo::Repo,
     node: &klosetfs::format::tree::Node,
-    out: Box<dyn Write>,
+    out: Box<dyn Write + '_>,
     format: Format,
 ) -> anyhow::Result<klosetfs::ops::archive::ArchiveReport> {
     let report = match format {

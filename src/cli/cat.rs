@@ -1,5 +1,7 @@
 //! `cat`: a file's content from a snapshot to stdout, with chunks fetched ahead
-//! in parallel so the pipe never waits on one decrypt.
+//! in parallel so the pipe never waits on one decrypt. A reader that goes
+//! away before the end (`| head`) makes it exit 1 and say so, as `tar` does:
+//! a script must not take a cut copy for the whole file.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -43,12 +45,16 @@ pub fn run(ctx: &Ctx, a: CatArgs) -> anyhow::Result<u8> {
         for b in blobs {
             if let Err(e) = out.write_all(&b) {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Ok(EXIT_OK);
+                    return Err(super::output::cut_short("the output"));
                 }
                 return Err(e.into());
             }
         }
     }
-    out.flush()?;
-    Ok(EXIT_OK)
+    match out.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Err(super::output::cut_short("the output"))
+        }
+        r => r.map(|_| EXIT_OK).map_err(Into::into),
+    }
 }

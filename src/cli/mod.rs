@@ -37,6 +37,7 @@ mod key;
 mod locate;
 mod ls;
 mod mount;
+mod output;
 mod progress;
 mod prune;
 mod recover;

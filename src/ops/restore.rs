@@ -340,13 +340,19 @@ fn restore_file(
             }
         }
     }
+    // Whatever is in the way and is not a regular file (a device, a fifo,
+    // a symlink) is replaced, never written through: opening a device node
+    // would write the file into the device, a fifo would block.
+    if fs::symlink_metadata(&it.path).is_ok_and(|m| !m.is_file()) {
+        clear(&it.path)?;
+    }
     let open = || {
         OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&it.path)
     };
     let f = match open() {
@@ -356,6 +362,13 @@ fn restore_file(
             open()?
         }
     };
+    // Something swapped in since the look above is refused, not written.
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            it.path.display()
+        )));
+    }
     let mut offset = 0u64;
     let mut damage = None;
     for c in &it.node.content {
