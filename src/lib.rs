@@ -6,7 +6,9 @@
 //!   small trait, with retry, limit, cache and fault wrappers, and
 //!   [`storage::resource`] to open a location;
 //! - [`format`]: the stored objects (ids, crypto, blobs, packs, index, trees,
-//!   snapshots, keys, locks, config), and [`repo`], an open store;
+//!   snapshots, keys, locks, config), [`unlock`], which reads the config
+//!   and keys (each kept twice) and proves a key is this store's, and
+//!   [`repo`], an open store;
 //! - [`pipeline`]: chunker and packer on the way in, coalesced reads and the
 //!   chunk cache on the way out;
 //! - [`ops`]: the one snapshot writer ([`ops::writer`]) and the walk every
@@ -31,6 +33,7 @@ pub mod repo;
 #[cfg(feature = "ui")]
 pub mod serve;
 pub mod storage;
+pub mod unlock;
 pub mod userconfig;
 pub mod util;
 

@@ -9,14 +9,16 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::format::blob::{self, BlobType};
 use crate::format::config::StoreConfig;
+use crate::format::config::{CONFIG, CONFIG_COPY};
 use crate::format::crypto::{Keys, MasterKey};
 use crate::format::id::{BlobId, IndexId, KeyId, PackId, SnapshotId};
 use crate::format::index::{BlobLocation, IndexFile, IndexPack, MasterIndex};
-use crate::format::keyfile::{KdfParams, KeyFile};
+use crate::format::keyfile::{key_check, KdfParams, KeyFile};
 use crate::format::pack::PackWriter;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::storage::{Kind, Storage, StorageError};
+use crate::unlock::{write_config, write_key};
 
 /// Default memory for decoded trees.
 pub const TREE_CACHE_BYTES: usize = 64 << 20;
@@ -32,10 +34,17 @@ pub struct Repo {
     config: StoreConfig,
     keys: Keys,
     master: Option<MasterKey>,
+    /// The key file the store was opened with (encrypted stores).
+    key_id: Option<KeyId>,
     index: RwLock<MasterIndex>,
     /// Decoded trees, bounded by bytes ([`Repo::set_tree_cache_bytes`]).
     trees: Mutex<crate::util::ByteLru<BlobId, Arc<Tree>>>,
     damaged: Mutex<Vec<(SnapshotId, String)>>,
+    /// Set when index objects were damaged at the last load: a blob the
+    /// index does not name may still be found in a pack's own header.
+    /// The mutex holds whether those headers were read already.
+    index_gaps: std::sync::atomic::AtomicBool,
+    gaps_filled: Mutex<bool>,
 }
 
 impl Repo {
@@ -56,50 +65,61 @@ impl Repo {
         kdf: KdfParams,
         config: StoreConfig,
     ) -> Result<Repo> {
-        match storage.get(Kind::Config, "config") {
-            Ok(_) => {
-                return Err(Error::InvalidInput(format!(
-                    "{} already holds a store; refusing to overwrite it",
-                    storage.location()
-                )))
+        for name in [CONFIG, CONFIG_COPY] {
+            match storage.get(Kind::Config, name) {
+                Ok(_) => {
+                    return Err(Error::InvalidInput(format!(
+                        "{} already holds a store; refusing to overwrite it",
+                        storage.location()
+                    )))
+                }
+                Err(StorageError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(StorageError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
         }
         if config.encrypted() != passphrase.is_some() {
             return Err(Error::InvalidInput(
                 "an encrypted store needs a passphrase, a plaintext one none".into(),
             ));
         }
-        let (keys, master) = match passphrase {
+        let mut config = config;
+        let (keys, master, key_id) = match passphrase {
             Some(pw) => {
                 let master = MasterKey::random()?;
-                let (id, body) = KeyFile::new(&master, pw, kdf)?.encode();
-                storage.put(Kind::Key, &id.to_hex(), &body)?;
-                (Keys::encrypted(&master), Some(master))
+                let store = (config.version >= 2).then_some(config.id.as_str());
+                if store.is_some() {
+                    config.key_check = Some(key_check(&master, &config.id));
+                }
+                let id = write_key(&*storage, &KeyFile::new(&master, pw, kdf, store)?)?;
+                (Keys::encrypted(&master), Some(master), Some(id))
             }
-            None => (plaintext_keys(&config)?, None),
+            None => (plaintext_keys(&config)?, None, None),
         };
         // The config goes last: a resource without it is not (yet) a store.
-        storage.put(Kind::Config, "config", &config.encode())?;
-        Ok(Self::assemble(storage, config, keys, master))
+        write_config(&*storage, &config)?;
+        Ok(Self::assemble(storage, config, keys, master, key_id))
     }
 
     /// Opens a store; asks for the passphrase only if the store is encrypted.
     pub fn open(storage: Arc<dyn Storage>, passphrase: PassphraseFn<'_>) -> Result<Repo> {
-        let config = match storage.get(Kind::Config, "config") {
-            Ok(b) => StoreConfig::decode(&b)?,
-            Err(StorageError::NotFound { .. }) => return Err(Error::NotAStore(storage.location())),
-            Err(e) => return Err(e.into()),
-        };
+        let (config, notes) = read_config(&*storage)?;
+        for n in notes {
+            tracing::warn!("{n}");
+        }
         if !config.encrypted() {
             let keys = plaintext_keys(&config)?;
-            return Ok(Self::assemble(storage, config, keys, None));
+            return Ok(Self::assemble(storage, config, keys, None, None));
         }
         let pw = zeroize::Zeroizing::new(passphrase()?);
-        let master = unlock(&*storage, &pw)?.1;
+        let (id, master) = unlock(&*storage, &config, &pw)?;
         let keys = Keys::encrypted(&master);
-        Ok(Self::assemble(storage, config, keys, Some(master)))
+        Ok(Self::assemble(
+            storage,
+            config,
+            keys,
+            Some(master),
+            Some(id),
+        ))
     }
 
     fn assemble(
@@ -107,20 +127,28 @@ impl Repo {
         config: StoreConfig,
         keys: Keys,
         master: Option<MasterKey>,
+        key_id: Option<KeyId>,
     ) -> Repo {
         Repo {
             storage,
             config,
             keys,
             master,
+            key_id,
             index: RwLock::new(MasterIndex::default()),
             trees: Mutex::new(crate::util::ByteLru::new(TREE_CACHE_BYTES)),
             damaged: Mutex::new(Vec::new()),
+            index_gaps: std::sync::atomic::AtomicBool::new(false),
+            gaps_filled: Mutex::new(false),
         }
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+    /// The key file this store was opened with (`None`: plaintext).
+    pub fn key_id(&self) -> Option<KeyId> {
+        self.key_id
     }
     pub fn config(&self) -> &StoreConfig {
         &self.config
@@ -138,8 +166,11 @@ impl Repo {
             .master
             .as_ref()
             .ok_or_else(|| Error::InvalidInput("a plaintext store has no keys".into()))?;
-        let (id, body) = KeyFile::new(master, passphrase, kdf)?.encode();
-        self.storage.put(Kind::Key, &id.to_hex(), &body)?;
+        let store = (self.config.version >= 2).then_some(self.config.id.as_str());
+        let id = write_key(
+            &*self.storage,
+            &KeyFile::new(master, passphrase, kdf, store)?,
+        )?;
         Ok(id)
     }
 
@@ -153,7 +184,73 @@ impl Repo {
         );
         drop(live);
         *self.index.write() = idx;
+        self.index_gaps
+            .store(!bad.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        *self.gaps_filled.lock() = false;
         Ok(bad)
+    }
+
+    /// With damaged index objects, the blobs they listed are found through
+    /// the headers of the packs no intact index names: read once, on the
+    /// first miss, so `restore` and the mounts work before `check --repair`.
+    /// A pack whose header is damaged too stays unreadable (as before).
+    fn fill_index_gaps(&self) -> Result<()> {
+        let mut filled = self.gaps_filled.lock();
+        if *filled {
+            return Ok(());
+        }
+        *filled = true;
+        let packs = self.storage.list(Kind::Pack)?;
+        let unindexed: Vec<(PackId, u64)> = {
+            let idx = self.index.read();
+            packs
+                .into_iter()
+                .filter_map(|(n, size)| PackId::from_hex(&n).ok().map(|id| (id, size)))
+                .filter(|(id, _)| !idx.has_pack(id))
+                .collect()
+        };
+        let found: Vec<(PackId, Vec<crate::format::pack::PackEntry>)> = unindexed
+            .par_iter()
+            .filter_map(|(id, size)| match self.read_pack_header(id, *size) {
+                Ok(h) => Some((*id, h)),
+                Err(e) => {
+                    tracing::warn!(
+                        "pack {} is in no intact index and its header does not read: {e}",
+                        id.short()
+                    );
+                    None
+                }
+            })
+            .collect();
+        let mut idx = self.index.write();
+        for (id, entries) in &found {
+            idx.add_pack(*id, entries);
+        }
+        tracing::warn!(
+            "the index is damaged: {} blobs found in the headers of {} packs no intact index names (`check --repair` makes this permanent)",
+            found.iter().map(|f| f.1.len()).sum::<usize>(),
+            found.len()
+        );
+        Ok(())
+    }
+
+    /// Reads a pack's header from its tail.
+    pub fn read_pack_header(
+        &self,
+        id: &PackId,
+        size: u64,
+    ) -> Result<Vec<crate::format::pack::PackEntry>> {
+        let name = id.to_hex();
+        if size < 4 {
+            return Err(Error::corrupt(format!("pack {}", id.short()), "too short"));
+        }
+        let len_bytes = self.storage.get_range(Kind::Pack, &name, size - 4, 4)?;
+        let hlen = crate::format::pack::header_len(&len_bytes, size)
+            .map_err(|d| Error::corrupt(format!("pack {}", id.short()), d))?;
+        let tail =
+            self.storage
+                .get_range(Kind::Pack, &name, size - 4 - hlen as u64, hlen as u64 + 4)?;
+        crate::format::pack::decode_header(&self.keys, id, &tail, size)
     }
 
     /// The index objects in force: every readable one that no other supersedes,
@@ -205,6 +302,13 @@ impl Repo {
     }
 
     pub fn locate(&self, id: &BlobId) -> Option<BlobLocation> {
+        let hit = self.index.read().get(id);
+        if hit.is_some() || !self.index_gaps.load(std::sync::atomic::Ordering::Relaxed) {
+            return hit;
+        }
+        if let Err(e) = self.fill_index_gaps() {
+            tracing::warn!("looking for blobs in pack headers: {e}");
+        }
         self.index.read().get(id)
     }
 
@@ -454,69 +558,7 @@ pub(crate) fn plaintext_keys(config: &StoreConfig) -> Result<Keys> {
     Ok(Keys::plaintext(k))
 }
 
-/// Reads one key file and checks it against its name (the hash of its bytes),
-/// so damage is told apart from a passphrase that does not fit.
-pub fn read_key_file(storage: &dyn Storage, id: &KeyId) -> Result<KeyFile> {
-    let bytes = storage.get(Kind::Key, &id.to_hex())?;
-    if crate::format::id::content_hash(&bytes) != id.0 {
-        return Err(Error::corrupt(
-            format!("key file {}", id.short()),
-            "damaged: its content does not match its name",
-        ));
-    }
-    KeyFile::decode(&bytes)
-        .map_err(|e| Error::corrupt(format!("key file {}", id.short()), format!("damaged: {e}")))
-}
-
-/// Finds the key file that `passphrase` opens.
-pub fn unlock(storage: &dyn Storage, passphrase: &[u8]) -> Result<(KeyId, MasterKey)> {
-    let keys = storage.list(Kind::Key)?;
-    if keys.is_empty() {
-        return Err(Error::corrupt("store", "encrypted store without key files"));
-    }
-    let mut damaged = Vec::new();
-    for (name, _) in keys {
-        let Ok(id) = KeyId::from_hex(&name) else {
-            continue;
-        };
-        let opened = read_key_file(storage, &id).and_then(|kf| kf.unwrap_master(passphrase));
-        match opened {
-            Ok(Some(m)) => return Ok((id, m)),
-            Ok(None) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                tracing::warn!("skipping key {}: {e}", id.short());
-                damaged.push(e.to_string());
-            }
-        }
-    }
-    if !damaged.is_empty() {
-        return Err(Error::corrupt(
-            "keys",
-            format!(
-                "no undamaged key file opens the store with this passphrase, and {} key file(s) are damaged ({}); \
-                 another passphrase of this store, or an intact copy of the key file, opens it",
-                damaged.len(),
-                damaged.join("; ")
-            ),
-        ));
-    }
-    Err(Error::WrongPassphrase)
-}
-
-/// Lists key files: id, and the file or why it cannot be read.
-pub fn list_keys(storage: &dyn Storage) -> Result<Vec<(KeyId, Result<KeyFile>)>> {
-    let mut out = Vec::new();
-    for (name, _) in storage.list(Kind::Key)? {
-        let Ok(id) = KeyId::from_hex(&name) else {
-            continue;
-        };
-        let kf = read_key_file(storage, &id);
-        out.push((id, kf));
-    }
-    out.sort_by_key(|(_, k)| k.as_ref().map(|k| k.created).unwrap_or(0));
-    Ok(out)
-}
+pub use crate::unlock::{list_keys, read_config, unlock};
 
 #[cfg(test)]
 mod tests {
@@ -534,22 +576,40 @@ mod tests {
             parallelism: 1,
         };
         Repo::create(s.clone(), Some(b"pw"), kdf).unwrap();
-        let (name, _) = s.list(Kind::Key).unwrap().pop().unwrap();
+        let mut names: Vec<String> = s
+            .list(Kind::Key)
+            .unwrap()
+            .into_iter()
+            .map(|x| x.0)
+            .collect();
+        names.sort();
+        let (name, twin) = (names[0].clone(), names[1].clone());
+        assert_eq!(twin, format!("{name}-copy"));
         let good = s.get(Kind::Key, &name).unwrap();
-        assert!(matches!(unlock(&*s, b"nope"), Err(Error::WrongPassphrase)));
+        let (config, _) = read_config(&*s).unwrap();
+        assert!(matches!(
+            unlock(&*s, &config, b"nope"),
+            Err(Error::WrongPassphrase)
+        ));
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 0x01;
-            s.delete(Kind::Key, &name).unwrap();
-            s.put(Kind::Key, &name, &bad).unwrap();
+            for n in [name.clone(), twin.clone()] {
+                s.delete(Kind::Key, &n).unwrap();
+                s.put(Kind::Key, &n, &bad).unwrap();
+            }
             for pw in [&b"pw"[..], b"nope"] {
-                let e = unlock(&*s, pw).unwrap_err();
+                let e = unlock(&*s, &config, pw).unwrap_err();
                 assert!(e.to_string().contains("damaged"), "byte {i} flipped: {e}");
             }
+            // One intact copy is enough.
+            s.delete(Kind::Key, &twin).unwrap();
+            s.put(Kind::Key, &twin, &good).unwrap();
+            assert!(unlock(&*s, &config, b"pw").is_ok(), "byte {i}");
         }
         s.delete(Kind::Key, &name).unwrap();
         s.put(Kind::Key, &name, &good).unwrap();
-        assert!(unlock(&*s, b"pw").is_ok());
+        assert!(unlock(&*s, &config, b"pw").is_ok());
         let listed = list_keys(&*s).unwrap();
         assert!(listed[0].1.is_ok());
     }

@@ -140,7 +140,13 @@ fn write_seeds(corpus: &Path) {
         iterations: 1,
         parallelism: 1,
     };
-    let k = klosetfs::format::keyfile::KeyFile::new(&master, b"passphrase", cheap).unwrap();
+    let k = klosetfs::format::keyfile::KeyFile::new(
+        &master,
+        b"passphrase",
+        cheap,
+        Some(&"ab".repeat(32)),
+    )
+    .unwrap();
     put("keyfile", &k.encode().1);
 
     // A journal as a writable mount writes it.

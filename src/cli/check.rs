@@ -20,9 +20,11 @@ pub struct CheckArgs {
     /// Read and verify every pack in full.
     #[arg(long)]
     read_data: bool,
-    /// Rebuild the index from the pack headers before checking. A pack whose
-    /// header is damaged is rewritten from the old index (each blob verified);
-    /// no entry that still finds a readable blob is dropped.
+    /// Rewrite a damaged or missing copy of the config or of a key file from
+    /// its intact twin, then rebuild the index from the pack headers before
+    /// checking. A pack whose header is damaged is rewritten from the old
+    /// index (each blob verified); no entry that still finds a readable blob
+    /// is dropped.
     #[arg(long)]
     repair: bool,
     /// Print the report as JSON (snapshots, trees, packs, blobs, errors,
@@ -34,6 +36,11 @@ pub struct CheckArgs {
 pub fn run(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     if a.repair {
+        // The config and keys first: a damaged or missing copy is rewritten
+        // from its intact twin (and said).
+        for line in klosetfs::unlock::repair_root(&**repo.storage())? {
+            outln!("repair: {line}");
+        }
         let r = repair_index(&repo)?;
         for line in r
             .missing

@@ -74,7 +74,8 @@ pub fn run(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<u8> {
     let (packs, pack_bytes) = size(Kind::Pack)?;
     let (indexes, index_bytes) = size(Kind::Index)?;
     let (snaps, _) = size(Kind::Snapshot)?;
-    let (keys, _) = size(Kind::Key)?;
+    // Each key is kept twice: count keys, not objects.
+    let keys = klosetfs::unlock::key_names(&**st)?.ids.len();
     let c = repo.config();
     let blobs = repo.index().read().len();
     let index_memory = repo.index().read().mem_bytes();

@@ -3,8 +3,8 @@
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use klosetfs::format::keyfile::KdfParams;
-use klosetfs::repo::{list_keys, unlock};
-use klosetfs::storage::Kind;
+use klosetfs::repo::list_keys;
+use klosetfs::unlock::remove_key;
 use klosetfs::util::format_time;
 
 use super::{Ctx, EXIT_OK};
@@ -71,7 +71,7 @@ pub fn run(ctx: &Ctx, a: KeyArgs) -> anyhow::Result<u8> {
             outln!("added key {}", id.short());
         }
         KeyCmd::List => {
-            let current = unlock(&**repo.storage(), &ctx.passphrase()?)?.0;
+            let current = repo.key_id().expect("an encrypted store");
             for (id, kf) in list_keys(&**repo.storage())? {
                 let mark = if id == current { "*" } else { " " };
                 match kf {
@@ -87,7 +87,7 @@ pub fn run(ctx: &Ctx, a: KeyArgs) -> anyhow::Result<u8> {
             }
         }
         KeyCmd::Rm { id } => {
-            let current = unlock(&**repo.storage(), &ctx.passphrase()?)?.0;
+            let current = repo.key_id().expect("an encrypted store");
             let matches: Vec<_> = list_keys(&**repo.storage())?
                 .into_iter()
                 .filter(|(k, _)| k.to_hex().starts_with(&id.to_ascii_lowercase()))
@@ -98,7 +98,7 @@ pub fn run(ctx: &Ctx, a: KeyArgs) -> anyhow::Result<u8> {
             if *kid == current {
                 bail!("refusing to remove the key you opened the store with");
             }
-            repo.storage().delete(Kind::Key, &kid.to_hex())?;
+            remove_key(&**repo.storage(), kid)?;
             outln!("removed key {}", kid.short());
         }
     }

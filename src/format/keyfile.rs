@@ -1,5 +1,7 @@
 //! Key files (`keys/<id>`): the master secret wrapped under a key derived from
-//! one passphrase with Argon2id. A store can have several.
+//! one passphrase with Argon2id. A store can have several. From format 2 on a
+//! key file names its store, and the store's id is bound into the wrapping,
+//! so a key file of another store is told apart before any secret is used.
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,19 @@ use crate::format::crypto::{fill_random, Keys, MasterKey};
 use crate::format::id::{content_hash, KeyId};
 
 const KEY_AAD: &[u8] = b"klosetfs key v1";
+/// Version 2 wraps under this followed by the store id (hex, as in `config`).
+const KEY_AAD_V2: &[u8] = b"klosetfs key v2 ";
+
+fn aad_v2(store: &str) -> Vec<u8> {
+    [KEY_AAD_V2, store.as_bytes()].concat()
+}
+
+/// The value `config.key_check` holds for `master` in store `store_id`:
+/// keyed BLAKE3 under the master secret, so it reveals nothing of it.
+pub fn key_check(master: &MasterKey, store_id: &str) -> String {
+    let msg = [b"klosetfs key check v2 ".as_slice(), store_id.as_bytes()].concat();
+    hex::encode(blake3::keyed_hash(&master.0, &msg).as_bytes())
+}
 
 /// Argon2id parameters, recorded in every key file.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -44,6 +59,9 @@ pub struct KeyFile {
     pub created: i64,
     pub host: String,
     pub user: String,
+    /// Version 2: the id of the store this key opens (its config's `id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 fn derive_kek(passphrase: &[u8], salt: &[u8], p: KdfParams) -> Result<MasterKey> {
@@ -63,14 +81,25 @@ fn derive_kek(passphrase: &[u8], salt: &[u8], p: KdfParams) -> Result<MasterKey>
 }
 
 impl KeyFile {
-    /// Wraps `master` under `passphrase`.
-    pub fn new(master: &MasterKey, passphrase: &[u8], params: KdfParams) -> Result<Self> {
+    /// Wraps `master` under `passphrase`: version 2, bound to the store
+    /// `store` when given; version 1 (for format-1 stores) without.
+    pub fn new(
+        master: &MasterKey,
+        passphrase: &[u8],
+        params: KdfParams,
+        store: Option<&str>,
+    ) -> Result<Self> {
         let mut salt = [0u8; 16];
         fill_random(&mut salt)?;
         let kek = derive_kek(passphrase, &salt, params)?;
-        let wrapped = Keys::encrypted(&kek).seal(KEY_AAD, &master.0)?;
+        let aad = match store {
+            Some(id) => aad_v2(id),
+            None => KEY_AAD.to_vec(),
+        };
+        let wrapped = Keys::encrypted(&kek).seal(&aad, &master.0)?;
         Ok(Self {
-            version: 1,
+            version: if store.is_some() { 2 } else { 1 },
+            store: store.map(str::to_string),
             kdf: "argon2id".into(),
             params,
             salt: hex::encode(salt),
@@ -83,16 +112,26 @@ impl KeyFile {
 
     /// The master secret, or `None` when the passphrase does not fit.
     pub fn unwrap_master(&self, passphrase: &[u8]) -> Result<Option<MasterKey>> {
-        if self.version != 1 || self.kdf != "argon2id" {
+        let aad = match (self.version, &self.store) {
+            (1, _) => KEY_AAD.to_vec(),
+            (2, Some(store)) => aad_v2(store),
+            _ => {
+                return Err(Error::corrupt(
+                    "key file",
+                    format!("unsupported version {}", self.version),
+                ))
+            }
+        };
+        if self.kdf != "argon2id" {
             return Err(Error::corrupt(
                 "key file",
-                format!("unsupported version {} / kdf {}", self.version, self.kdf),
+                format!("unsupported kdf {}", self.kdf),
             ));
         }
         let salt = hex::decode(&self.salt).map_err(|e| Error::corrupt("key file", e))?;
         let wrapped = hex::decode(&self.wrapped).map_err(|e| Error::corrupt("key file", e))?;
         let kek = derive_kek(passphrase, &salt, self.params)?;
-        match Keys::encrypted(&kek).open(KEY_AAD, &wrapped, "key") {
+        match Keys::encrypted(&kek).open(&aad, &wrapped, "key") {
             Ok(mut m) if m.len() == 32 => {
                 let mut k = [0u8; 32];
                 k.copy_from_slice(&m);
@@ -164,17 +203,33 @@ mod tests {
     #[test]
     fn wraps_and_unwraps() {
         let m = MasterKey::random().unwrap();
-        let kf = KeyFile::new(&m, b"pw", fast()).unwrap();
-        let (_, bytes) = kf.encode();
-        let back = KeyFile::decode(&bytes).unwrap();
-        assert_eq!(back.unwrap_master(b"pw").unwrap().unwrap().0, m.0);
-        assert!(back.unwrap_master(b"wrong").unwrap().is_none());
+        for store in [None, Some("ab".repeat(32))] {
+            let kf = KeyFile::new(&m, b"pw", fast(), store.as_deref()).unwrap();
+            let (_, bytes) = kf.encode();
+            let back = KeyFile::decode(&bytes).unwrap();
+            assert_eq!(back.unwrap_master(b"pw").unwrap().unwrap().0, m.0);
+            assert!(back.unwrap_master(b"wrong").unwrap().is_none());
+        }
+    }
+
+    /// A version-2 key file relabelled for another store does not open: the
+    /// store id is bound into the wrapping.
+    #[test]
+    fn the_store_id_is_bound_into_the_wrapping() {
+        let m = MasterKey::random().unwrap();
+        let mut kf = KeyFile::new(&m, b"pw", fast(), Some(&"ab".repeat(32))).unwrap();
+        kf.store = Some("cd".repeat(32));
+        assert!(kf.unwrap_master(b"pw").unwrap().is_none());
+        assert_ne!(
+            key_check(&m, &"ab".repeat(32)),
+            key_check(&m, &"cd".repeat(32))
+        );
     }
 
     #[test]
     fn hostile_params_are_refused() {
         let m = MasterKey::random().unwrap();
-        let mut kf = KeyFile::new(&m, b"pw", fast()).unwrap();
+        let mut kf = KeyFile::new(&m, b"pw", fast(), None).unwrap();
         kf.params.memory_kib = u32::MAX;
         assert!(kf.unwrap_master(b"pw").is_err());
     }

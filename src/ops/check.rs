@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::format::blob::BlobType;
 use crate::format::id::{content_hash, BlobId, PackId};
-use crate::format::pack::{self, PackEntry};
+use crate::format::pack::PackEntry;
 use crate::repo::Repo;
 use crate::storage::Kind;
 
@@ -38,17 +38,7 @@ pub struct CheckReport {
 
 /// Reads a pack's header from its tail.
 pub fn read_pack_header(repo: &Repo, id: &PackId, size: u64) -> Result<Vec<PackEntry>> {
-    let name = id.to_hex();
-    if size < 4 {
-        return Err(Error::corrupt(format!("pack {}", id.short()), "too short"));
-    }
-    let len_bytes = repo.storage().get_range(Kind::Pack, &name, size - 4, 4)?;
-    let hlen = pack::header_len(&len_bytes, size)
-        .map_err(|d| Error::corrupt(format!("pack {}", id.short()), d))?;
-    let tail =
-        repo.storage()
-            .get_range(Kind::Pack, &name, size - 4 - hlen as u64, hlen as u64 + 4)?;
-    pack::decode_header(repo.keys(), id, &tail, size)
+    repo.read_pack_header(id, size)
 }
 
 /// Verifies a whole pack: its name is its hash, and every blob decodes.
@@ -84,6 +74,10 @@ fn verify_pack_data(repo: &Repo, id: &PackId, entries: &[PackEntry]) -> Vec<Stri
 
 pub fn check(repo: &Repo, read_data: bool, progress: &CheckProgress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
+    // The config and the keys, each copy of each.
+    let root = crate::unlock::check_root(&**repo.storage(), repo.config())?;
+    report.errors.extend(root.errors);
+    report.warnings.extend(root.warnings);
     for (id, e) in repo.load_index()? {
         report.errors.push(format!(
             "index {}: {e} (`check --repair` rebuilds the index from the packs)",

@@ -296,7 +296,7 @@ fn host_allowed(headers: &HeaderMap, hosts: &[String]) -> bool {
         h.rsplit_once(':').map(|(n, _)| n).unwrap_or(h)
     };
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name.parse::<std::net::Ipv4Addr>().is_ok() || hosts.iter().any(|n| *n == name)
+    name.parse::<std::net::Ipv4Addr>().is_ok() || hosts.contains(&name)
 }
 
 async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {

@@ -74,7 +74,7 @@ impl Kind {
 pub fn object_path(kind: Kind, name: &str) -> StorageResult<String> {
     check_name(name)?;
     Ok(match kind {
-        Kind::Config if name == "config" => "config".to_string(),
+        Kind::Config if name == "config" || name == "config-copy" => name.to_string(),
         Kind::Config => return Err(StorageError::InvalidName(name.to_string())),
         Kind::Pack => {
             let shard = if name.len() >= 2 { &name[..2] } else { "00" };
