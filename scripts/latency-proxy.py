@@ -2,16 +2,45 @@
 """A TCP proxy that adds a fixed one-way delay to every byte in both directions,
 like `tc netem delay` on the path (used where the kernel has no netem).
 
-usage: latency-proxy.py LISTEN_PORT TARGET_PORT DELAY_MS
+usage: latency-proxy.py LISTEN_PORT TARGET_PORT DELAY_MS [COUNT_FILE]
 Bytes are forwarded as a delay line (each chunk leaves DELAY_MS after it
-arrived), so throughput is not capped by the delay, only round trips are."""
+arrived), so throughput is not capped by the delay, only round trips are.
+With COUNT_FILE, the HTTP requests seen from clients are counted by method
+(request lines: `GET /…`) and the counts rewritten there as JSON after each
+one, so a test or benchmark can count round trips instead of timing them."""
 import asyncio
+import json
+import os
+import re
 import sys
 import time
 
+COUNTS = {}
+REQUEST_LINE = re.compile(rb"(?:^|\r\n)(GET|PUT|HEAD|POST|DELETE) /")
 
-async def pipe(reader, writer, delay):
+
+def count(tail, data, count_file):
+    """Counts request lines in `data` (with the last bytes of the stream
+    before it, so a line split across reads is seen once); returns the new
+    tail."""
+    if not count_file:
+        return b""
+    buf = tail + data
+    found = [m for m in REQUEST_LINE.finditer(buf) if m.end() > len(tail)]
+    for m in found:
+        method = m.group(1).decode()
+        COUNTS[method] = COUNTS.get(method, 0) + 1
+    if found:
+        tmp = count_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(COUNTS, f)
+        os.replace(tmp, count_file)
+    return buf[-16:]
+
+
+async def pipe(reader, writer, delay, count_file=None):
     q = asyncio.Queue()
+    tail = b""
 
     async def drain():
         while True:
@@ -34,6 +63,7 @@ async def pipe(reader, writer, delay):
             data = await reader.read(256 * 1024)
             if not data:
                 break
+            tail = count(tail, data, count_file)
             q.put_nowait((time.monotonic() + delay, data))
     except OSError:
         pass
@@ -46,6 +76,10 @@ async def pipe(reader, writer, delay):
 
 async def main():
     listen, target, delay = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) / 1000
+    count_file = sys.argv[4] if len(sys.argv) > 4 else None
+    if count_file:
+        with open(count_file, "w") as f:
+            json.dump(COUNTS, f)
 
     async def handle(cr, cw):
         try:
@@ -53,7 +87,7 @@ async def main():
         except OSError:
             cw.close()
             return
-        await asyncio.gather(pipe(cr, sw, delay), pipe(sr, cw, delay))
+        await asyncio.gather(pipe(cr, sw, delay, count_file), pipe(sr, cw, delay))
         for w in (sw, cw):
             w.close()
 

@@ -33,6 +33,7 @@ pub mod repo;
 #[cfg(feature = "ui")]
 pub mod serve;
 pub mod storage;
+pub mod tree_packs;
 pub mod unlock;
 pub mod userconfig;
 pub mod util;

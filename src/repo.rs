@@ -45,6 +45,8 @@ pub struct Repo {
     /// The mutex holds whether those headers were read already.
     index_gaps: std::sync::atomic::AtomicBool,
     gaps_filled: Mutex<bool>,
+    /// Remote stores: trees come into the disk cache a pack at a time.
+    tree_packs: crate::tree_packs::TreePacks,
 }
 
 impl Repo {
@@ -140,12 +142,34 @@ impl Repo {
             damaged: Mutex::new(Vec::new()),
             index_gaps: std::sync::atomic::AtomicBool::new(false),
             gaps_filled: Mutex::new(false),
+            tree_packs: Default::default(),
         }
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
     }
+    /// Brings every tree pack of the store into the disk cache, 16 at a
+    /// time (remote stores; nothing to do otherwise): for the commands that
+    /// walk every snapshot (`locate`, `versions`), which would otherwise
+    /// meet the packs one at a time.
+    pub fn warm_all_trees(&self) {
+        if !self.storage.keeps_meta() {
+            return;
+        }
+        let packs = self.tree_packs.packs(&self.index);
+        crate::util::io_pool().install(|| {
+            packs
+                .par_iter()
+                .for_each(|p| self.tree_packs.warm(&*self.storage, &self.index, *p))
+        });
+    }
+
+    /// What fetching tree packs whole cost this process (remote stores).
+    pub fn tree_warm_stats(&self) -> crate::tree_packs::WarmStats {
+        self.tree_packs.stats()
+    }
+
     /// The key file this store was opened with (`None`: plaintext).
     pub fn key_id(&self) -> Option<KeyId> {
         self.key_id
@@ -184,6 +208,7 @@ impl Repo {
         );
         drop(live);
         *self.index.write() = idx;
+        self.tree_packs.reset();
         self.index_gaps
             .store(!bad.is_empty(), std::sync::atomic::Ordering::Relaxed);
         *self.gaps_filled.lock() = false;
@@ -257,18 +282,20 @@ impl Repo {
     /// plus the damaged ones (named, with what is wrong). A missing object (deleted
     /// by a concurrent prune between list and read) is neither.
     pub fn read_index_files(&self) -> Result<(Vec<IndexFile>, DamagedIndexes)> {
-        let loaded: Vec<(IndexId, Result<IndexFile>)> = self
-            .index_ids()?
-            .into_par_iter()
-            .map(|id| {
-                let r = self
-                    .storage
-                    .get(Kind::Index, &id.to_hex())
-                    .map_err(Error::from)
-                    .and_then(|b| IndexFile::decode(&self.keys, &id, &b));
-                (id, r)
-            })
-            .collect();
+        let ids = self.index_ids()?;
+        let loaded: Vec<(IndexId, Result<IndexFile>)> =
+            crate::util::on_io_pool(self.storage.keeps_meta(), || {
+                ids.into_par_iter()
+                    .map(|id| {
+                        let r = self
+                            .storage
+                            .get(Kind::Index, &id.to_hex())
+                            .map_err(Error::from)
+                            .and_then(|b| IndexFile::decode(&self.keys, &id, &b));
+                        (id, r)
+                    })
+                    .collect()
+            });
         let mut superseded = std::collections::HashSet::new();
         for (_, f) in &loaded {
             if let Ok(f) = f {
@@ -319,7 +346,10 @@ impl Repo {
         })?;
         let (pack, off, len) = (loc.pack.to_hex(), loc.offset as u64, loc.length as u64);
         let sealed = match t {
-            BlobType::Tree => self.storage.get_meta_range(Kind::Pack, &pack, off, len)?,
+            BlobType::Tree => {
+                self.tree_packs.warm(&*self.storage, &self.index, loc.pack);
+                self.storage.get_meta_range(Kind::Pack, &pack, off, len)?
+            }
             BlobType::Data => self.storage.get_range(Kind::Pack, &pack, off, len)?,
         };
         blob::decode(&self.keys, t, id, &sealed, loc.raw_length)
@@ -377,20 +407,23 @@ impl Repo {
     ) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let bad = Mutex::new(Vec::new());
         let names = self.storage.list(Kind::Snapshot)?;
-        let mut out: Vec<(SnapshotId, Snapshot)> = names
-            .par_iter()
-            .filter_map(|(n, _)| SnapshotId::from_hex(n).ok())
-            .filter_map(|id| match self.load_snapshot(&id) {
-                Ok(s) => Some((id, s)),
-                Err(e) => {
-                    if !e.is_not_found() {
-                        tracing::debug!("skipping snapshot {}: {e}", id.short());
-                        bad.lock().push((id, e.to_string()));
+        let remote = self.storage.keeps_meta();
+        let mut out: Vec<(SnapshotId, Snapshot)> = crate::util::on_io_pool(remote, || {
+            names
+                .par_iter()
+                .filter_map(|(n, _)| SnapshotId::from_hex(n).ok())
+                .filter_map(|id| match self.load_snapshot(&id) {
+                    Ok(s) => Some((id, s)),
+                    Err(e) => {
+                        if !e.is_not_found() {
+                            tracing::debug!("skipping snapshot {}: {e}", id.short());
+                            bad.lock().push((id, e.to_string()));
+                        }
+                        None
                     }
-                    None
-                }
-            })
-            .collect();
+                })
+                .collect()
+        });
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         *damaged = bad.into_inner();
         Ok(out)

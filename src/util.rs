@@ -210,3 +210,28 @@ mod byte_lru_tests {
         assert_eq!(c.bytes(), 50);
     }
 }
+
+/// Threads for fan-outs that wait on a remote store rather than a core: 16,
+/// the number of requests a remote store runs at once
+/// (`storage::resource`). With the default pool (one thread per core) a
+/// 2-core machine would wait for 2 round trips at a time.
+pub fn io_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(16)
+            .thread_name(|i| format!("klosetfs-io-{i}"))
+            .build()
+            .expect("an I/O thread pool")
+    })
+}
+
+/// Runs `f` on [`io_pool`] when `remote`, where waiting dominates; on the
+/// caller's pool otherwise.
+pub fn on_io_pool<T: Send>(remote: bool, f: impl FnOnce() -> T + Send) -> T {
+    if remote {
+        io_pool().install(f)
+    } else {
+        f()
+    }
+}

@@ -26,7 +26,11 @@ pub fn run(ctx: &Ctx, a: LocateArgs) -> anyhow::Result<u8> {
     let glob = globset::Glob::new(&a.pattern)?.compile_matcher();
     let snaps = match &a.snapshot {
         Some(s) => vec![repo.resolve_snapshot(s)?],
-        None => repo.snapshots()?,
+        None => {
+            // Every snapshot's trees: fetched in parallel, not met one by one.
+            repo.warm_all_trees();
+            repo.snapshots()?
+        }
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (id, s) in snaps {

@@ -169,6 +169,8 @@ pub fn run(ctx: &Ctx, a: MountArgs) -> anyhow::Result<u8> {
         readahead_chunks: a.read_ahead.unwrap_or(if remote { 32 } else { 8 }),
         fetch_threads: a.fetch_threads.unwrap_or(if remote { 8 } else { 0 }),
         max_inodes: a.max_inodes,
+        // Remote stores: the files after the one read, in its directory.
+        dir_ahead_files: None,
     };
     repo.set_tree_cache_bytes(klosetfs::util::parse_size(&a.tree_cache)? as usize);
     let vfs = match &target {

@@ -60,10 +60,14 @@ fn content_key(n: &Node) -> String {
 
 /// The versions of `path` in `snapshots` (as [`Repo::snapshots`] lists them).
 pub fn versions(repo: &Repo, snapshots: &[(SnapshotId, Snapshot)], path: &[u8]) -> Versions {
-    let found: Vec<(SnapshotId, i64, Result<Node>)> = snapshots
-        .par_iter()
-        .map(|(id, s)| (*id, s.time, repo.find_node(s, path)))
-        .collect();
+    // Remote stores: many snapshots' paths looked up at once, not a core's worth.
+    let found: Vec<(SnapshotId, i64, Result<Node>)> =
+        crate::util::on_io_pool(repo.storage().keeps_meta(), || {
+            snapshots
+                .par_iter()
+                .map(|(id, s)| (*id, s.time, repo.find_node(s, path)))
+                .collect()
+        });
     let mut out = Versions::default();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut found = found;

@@ -145,6 +145,23 @@ pub trait Storage: Send + Sync {
     /// object hold metadata (tree blobs) that will be read soon. A cache keeps
     /// them, so a restore or mount after a backup needs no round trip per tree.
     fn hint_meta_ranges(&self, _kind: Kind, _name: &str, _ranges: &[(u64, u64)], _data: &[u8]) {}
+    /// Whether this storage keeps metadata ranges locally (a disk cache in
+    /// front of a remote store), so that [`Storage::warm_meta`] pays off.
+    fn keeps_meta(&self) -> bool {
+        false
+    }
+    /// Brings the metadata ranges `ranges` of one object into the local
+    /// cache in as few requests as it can (neighbouring ranges in one ranged
+    /// read); those already there are not fetched. Returns the requests and
+    /// bytes it took. Without a cache: nothing to do.
+    fn warm_meta(
+        &self,
+        _kind: Kind,
+        _name: &str,
+        _ranges: &[(u64, u64)],
+    ) -> StorageResult<(u64, u64)> {
+        Ok((0, 0))
+    }
     /// Partial objects a writer left behind when it died mid-`put` (a local
     /// store's `tmp/` files) last changed before `older_than`, with their
     /// sizes; removed as well with `remove`. They are never read as objects.

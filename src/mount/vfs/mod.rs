@@ -27,6 +27,14 @@ use read::Handle;
 
 pub const ROOT_INO: u64 = 1;
 
+/// Files fetched ahead in a directory read in order, on a remote store.
+const DIR_AHEAD_FILES: usize = 512;
+/// Files fetched ahead that are remembered as such.
+const DIR_AHEAD_DIRS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(4096) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
 /// Files whose chunk offsets stay ready (a few KiB each at most).
 const OPEN_FILES: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(4096) {
     Some(n) => n,
@@ -85,6 +93,10 @@ pub struct VfsOptions {
     /// Snapshot entries kept in memory (about 0.4 KiB each) before the
     /// least recently used are handed back to the kernel ([`Vfs::over_cap`]).
     pub max_inodes: usize,
+    /// Files after the one being read that are fetched ahead in its
+    /// directory. `None`: 64 on a remote store (one with a local metadata
+    /// cache), 0 on a local one, where a read costs no round trip.
+    pub dir_ahead_files: Option<usize>,
 }
 
 impl Default for VfsOptions {
@@ -97,6 +109,7 @@ impl Default for VfsOptions {
             readahead_chunks: 8,
             fetch_threads: 0,
             max_inodes: 100_000,
+            dir_ahead_files: None,
         }
     }
 }
@@ -154,6 +167,9 @@ pub struct Vfs {
     tick: AtomicU64,
     /// Loads the trees of listed directories' subdirectories ahead.
     prefetch: prefetch::Prefetcher,
+    /// Files fetched ahead for a walk, by their first chunk: how many of
+    /// that window's files come after it.
+    dir_ahead: Mutex<lru::LruCache<crate::format::id::BlobId, usize>>,
 }
 
 fn hash_ino(parts: &[&[u8]]) -> u64 {
@@ -193,7 +209,13 @@ impl Vfs {
         v
     }
 
-    fn new(repo: Arc<Repo>, opts: VfsOptions, whole: bool) -> Self {
+    fn new(repo: Arc<Repo>, mut opts: VfsOptions, whole: bool) -> Self {
+        let remote = repo.storage().keeps_meta();
+        opts.dir_ahead_files =
+            Some(
+                opts.dir_ahead_files
+                    .unwrap_or(if remote { DIR_AHEAD_FILES } else { 0 }),
+            );
         let cache = Arc::new(ChunkCache::with_threads(
             repo.clone(),
             opts.cache_bytes,
@@ -209,6 +231,7 @@ impl Vfs {
             refreshed: whole.then(|| Mutex::new(Instant::now())),
             mounted_at: crate::util::now_ns(),
             tick: AtomicU64::new(0),
+            dir_ahead: Mutex::new(lru::LruCache::new(DIR_AHEAD_DIRS)),
         }
     }
 

@@ -1,12 +1,16 @@
 //! File reads of the Vfs: per-inode chunk offsets kept for the files read
-//! lately, ranges served by the shared chunk reader, and read-ahead for
-//! sequential readers.
+//! lately, ranges served by the shared chunk reader, read-ahead for
+//! sequential readers, and, for remote stores, read-ahead across the files
+//! of a directory read in order (`rsync`, `cp -r`): the next files' chunks
+//! come in one coalesced ranged read (files of one directory sit side by
+//! side in a pack), so a reader of small files waits one round trip per
+//! batch of files instead of one per file.
 
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{VResult, Vfs, VfsError};
+use super::{VResult, Vfs, VfsError, What};
 use crate::format::tree::{Node, NodeKind};
 use crate::pipeline::chunk_cache::{chunk_offsets, read_chunks};
 
@@ -51,6 +55,9 @@ impl Vfs {
         }
         let end = (offset + size as u64).min(file_end);
         let first = h.offsets.partition_point(|o| *o <= offset) - 1;
+        if offset == 0 && self.opts.dir_ahead_files.unwrap_or(0) > 0 {
+            self.dir_ahead(ino, &h.node);
+        }
         self.read_ahead(&h, offset, end, first);
         read_chunks(&self.cache, &h.node.content, &h.offsets, offset, end).map_err(|e| {
             tracing::error!(
@@ -59,6 +66,97 @@ impl Vfs {
             );
             VfsError::Io(e.to_string())
         })
+    }
+
+    /// A file's first read: fetch the files that come after it in a walk
+    /// (the rest of its directory in listing order, depth first, then on
+    /// past its directory's end into the next ones) in the background,
+    /// unless enough of them already are. At most `dir_ahead_files` files
+    /// and a quarter of the chunk cache are fetched ahead, so what is fetched
+    /// is still there when it is read.
+    fn dir_ahead(&self, ino: u64, node: &Node) {
+        let want = self.opts.dir_ahead_files.unwrap_or(0);
+        let Some(first) = node.content.first().map(|c| c.id) else {
+            return;
+        };
+        // Still a quarter of a window ahead of the reader: nothing to do.
+        if self
+            .dir_ahead
+            .lock()
+            .get(&first)
+            .is_some_and(|left| *left > want / 4)
+        {
+            return;
+        }
+        // A cursor at the file, then forward: (a tree, the next position).
+        let mut stack: Vec<(Arc<crate::format::tree::Tree>, usize)> = Vec::new();
+        let mut at = ino;
+        let mut name = node.name.clone();
+        let budget = self.opts.cache_bytes / 4;
+        let (mut bytes, mut files) = (0usize, Vec::new());
+        // Climbs at most this many directories past the file's own.
+        let mut climbs = 4;
+        'walk: while let Ok(e) = self.entry(at) {
+            let Ok(pe) = self.entry(e.parent) else { break };
+            let What::Node { node: dir, .. } = &pe.what else {
+                break;
+            };
+            let Some(tree) = dir.subtree.and_then(|t| self.repo.load_tree(&t).ok()) else {
+                break;
+            };
+            let Ok(pos) = tree
+                .nodes
+                .binary_search_by(|n| n.name.as_slice().cmp(&name))
+            else {
+                break;
+            };
+            stack.push((tree, pos + 1));
+            while let Some((t, i)) = stack.last_mut() {
+                let Some(n) = t.nodes.get(*i) else {
+                    stack.pop();
+                    continue;
+                };
+                *i += 1;
+                match n.kind {
+                    NodeKind::File if !n.content.is_empty() => {
+                        let size: usize = n.content.iter().map(|c| c.size as usize).sum();
+                        if bytes + size > budget {
+                            break 'walk;
+                        }
+                        bytes += size;
+                        files.push(n.content.iter().map(|c| c.id).collect::<Vec<_>>());
+                        if files.len() >= want {
+                            break 'walk;
+                        }
+                    }
+                    NodeKind::Dir => {
+                        if let Some(sub) = n.subtree.and_then(|t| self.repo.load_tree(&t).ok()) {
+                            stack.push((sub, 0));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // The directory is done: go on after it in its parent.
+            if climbs == 0 || e.parent == at {
+                break;
+            }
+            climbs -= 1;
+            name = dir.name.clone();
+            at = e.parent;
+        }
+        if files.is_empty() {
+            return;
+        }
+        {
+            let mut marks = self.dir_ahead.lock();
+            let n = files.len();
+            for (i, f) in files.iter().enumerate() {
+                marks.put(f[0], n - i);
+            }
+        }
+        self.cache
+            .spawn_prefetch(files.into_iter().flatten().collect());
     }
 
     /// On a sequential read, fetch the next chunks in the background.
