@@ -7,7 +7,8 @@ Bytes are forwarded as a delay line (each chunk leaves DELAY_MS after it
 arrived), so throughput is not capped by the delay, only round trips are.
 With COUNT_FILE, the HTTP requests seen from clients are counted by method
 (request lines: `GET /…`) and the counts rewritten there as JSON after each
-one, so a test or benchmark can count round trips instead of timing them."""
+one, so a test or benchmark can count round trips instead of timing them;
+`bytes_to_clients` counts what the server sent back (rewritten every MiB)."""
 import asyncio
 import json
 import os
@@ -31,14 +32,26 @@ def count(tail, data, count_file):
         method = m.group(1).decode()
         COUNTS[method] = COUNTS.get(method, 0) + 1
     if found:
-        tmp = count_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(COUNTS, f)
-        os.replace(tmp, count_file)
+        write_counts(count_file)
     return buf[-16:]
 
 
-async def pipe(reader, writer, delay, count_file=None):
+def count_down(n, count_file):
+    """Adds n bytes sent to clients; rewritten with the counts every MiB."""
+    before = COUNTS.get("bytes_to_clients", 0)
+    COUNTS["bytes_to_clients"] = before + n
+    if count_file and (before >> 20) != ((before + n) >> 20):
+        write_counts(count_file)
+
+
+def write_counts(count_file):
+    tmp = count_file + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(COUNTS, f)
+    os.replace(tmp, count_file)
+
+
+async def pipe(reader, writer, delay, count_file=None, down=None):
     q = asyncio.Queue()
     tail = b""
 
@@ -64,6 +77,8 @@ async def pipe(reader, writer, delay, count_file=None):
             if not data:
                 break
             tail = count(tail, data, count_file)
+            if down:
+                count_down(len(data), down)
             q.put_nowait((time.monotonic() + delay, data))
     except OSError:
         pass
@@ -87,7 +102,9 @@ async def main():
         except OSError:
             cw.close()
             return
-        await asyncio.gather(pipe(cr, sw, delay, count_file), pipe(sr, cw, delay))
+        await asyncio.gather(
+            pipe(cr, sw, delay, count_file), pipe(sr, cw, delay, down=count_file)
+        )
         for w in (sw, cw):
             w.close()
 

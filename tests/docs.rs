@@ -28,7 +28,23 @@ fn integration_page_examples_run_as_written() {
     }
     assert!(blocks >= 6, "the page has its runnable examples ({blocks})");
     assert!(s3_blocks >= 3, "the page has its S3 examples ({s3_blocks})");
-    let server = common::s3::Weed::start();
+    // A second identity that may use the export bucket only: the page's
+    // named source and destination must use its keys (the `AWS_*` ones are
+    // unset by then), and nothing else may.
+    let server = common::s3::Weed::start_with_identities(
+        r#"{"name":"export","credentials":[{"accessKey":"exportkey","secretKey":"exportsecret"}],"actions":["Read:klosetfs-export","Write:klosetfs-export","List:klosetfs-export","Tagging:klosetfs-export"]}"#,
+    );
+    {
+        let mut o = klosetfs::storage::S3Options::parse("s3://klosetfs-export").unwrap();
+        o.endpoint = Some(server.endpoint.clone());
+        o.access_key = Some(common::s3::ACCESS_KEY.into());
+        o.secret_access_key = Some(common::s3::SECRET_KEY.into());
+        o.region = Some("us-east-1".into());
+        klosetfs::storage::S3Bucket::connect(&o)
+            .unwrap()
+            .ensure_exists()
+            .unwrap();
+    }
     let home = tempfile::tempdir().unwrap();
     let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_klosetfs"))
         .parent()

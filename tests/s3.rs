@@ -544,3 +544,314 @@ fn a_cold_walk_of_a_remote_store_costs_round_trips_per_pack_not_per_directory() 
     assert_eq!(std::fs::read(tree.join("d01/e05/f0.txt")).unwrap(), want);
     drop(m);
 }
+
+/// Issue 40: named sources and destinations with credentials of their own.
+/// A bucket readable only by "alice" is backed up into a store only the test
+/// identity reaches, and restored into a bucket only "bob" may write, in
+/// one command each, with no AWS_* variable set; the wrong keys fail and
+/// write nothing. Bad settings are refused with one line.
+#[test]
+fn named_sources_and_destinations_use_their_own_credentials() {
+    let scoped = |name: &str, key: &str, bucket: &str| {
+        format!(
+            r#"{{"name":"{name}","credentials":[{{"accessKey":"{key}","secretKey":"{key}-secret"}}],"actions":["Read:{bucket}","Write:{bucket}","List:{bucket}","Tagging:{bucket}"]}}"#
+        )
+    };
+    let src_bucket = unique_bucket("alice");
+    let dst_bucket = unique_bucket("bob");
+    let server = Weed::start_with_identities(&format!(
+        "{},{}",
+        scoped("alice", "alicekey", &src_bucket),
+        scoped("bob", "bobkey", &dst_bucket)
+    ));
+    // The admin makes both buckets and puts the source's objects in place.
+    let admin = |b: &str| {
+        let bucket =
+            klosetfs::storage::S3Bucket::connect(&options(&server, &format!("s3://{b}"))).unwrap();
+        bucket.ensure_exists().unwrap();
+        bucket
+    };
+    let src = admin(&src_bucket);
+    admin(&dst_bucket);
+    let files: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| {
+            (
+                format!("photos/img{i:02}.jpg"),
+                noise(i, 1000 + i as usize * 977),
+            )
+        })
+        .collect();
+    for (k, b) in &files {
+        src.put(k, b, false, None, "seeding").unwrap();
+    }
+
+    let env = Env::new();
+    let cfg = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_klosetfs"))
+            .env("KLOSETFS_CONFIG", env.path("config.toml"))
+            .env("KLOSETFS_PASSPHRASE", PASS)
+            .env("KLOSETFS_CACHE_DIR", env.path("cache"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("KLOSETFS_STORE")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let o = cfg(args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    let fails = |args: &[&str], why: &str| {
+        let o = cfg(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(err.contains(why), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    };
+    let ep = format!("endpoint={}", server.endpoint);
+    let alice_secret = env.path("alice-secret");
+    std::fs::write(&alice_secret, "alicekey-secret\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&alice_secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let store_bucket = unique_bucket("store");
+    ok(&[
+        "config",
+        "store",
+        "create",
+        "home",
+        &format!("location=s3://{store_bucket}/kfs"),
+        &ep,
+        &format!("access_key={ACCESS_KEY}"),
+        &format!("secret_access_key={SECRET_KEY}"),
+        "region=us-east-1",
+    ]);
+    ok(&[
+        "config",
+        "source",
+        "create",
+        "photos",
+        &format!("location=s3://{src_bucket}/photos"),
+        &ep,
+        "access_key=alicekey",
+        &format!("secret_access_key_file={}", alice_secret.display()),
+        "region=us-east-1",
+    ]);
+    let o = ok(&[
+        "config",
+        "destination",
+        "create",
+        "restored",
+        &format!("location=s3://{dst_bucket}/back"),
+        &ep,
+        "access_key=bobkey",
+        "secret_access_key=bobkey-secret",
+        "region=us-east-1",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("kept in clear"));
+    // show never prints a secret.
+    let shown = String::from_utf8_lossy(&ok(&["config", "destination", "show", "restored"]).stdout)
+        .into_owned();
+    assert!(
+        shown.contains("secret_access_key=********") && !shown.contains("bobkey-secret"),
+        "{shown}"
+    );
+    // A local source with default excludes, beside it.
+    let local = env.path("local");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("keep.txt"), b"kept").unwrap();
+    std::fs::write(local.join("skip.tmp"), b"excluded").unwrap();
+    ok(&[
+        "config",
+        "source",
+        "create",
+        "notes",
+        &format!("location={}", local.display()),
+        "exclude=*.tmp",
+    ]);
+
+    ok(&["at", "@home", "create"]);
+    // Each with its own keys: alice's for the source, the store's own.
+    ok(&["at", "@home", "backup", "--tag", "photos", "@photos"]);
+    ok(&["at", "@home", "backup", "@notes"]);
+    let ls = String::from_utf8_lossy(
+        &ok(&[
+            "at",
+            "@home",
+            "ls",
+            "-l",
+            &format!("latest:{}", local.display()),
+        ])
+        .stdout,
+    )
+    .into_owned();
+    assert!(ls.contains("keep.txt") && !ls.contains("skip.tmp"), "{ls}");
+    // Bob's keys for the destination: the photos land in his bucket.
+    let snaps = String::from_utf8_lossy(&ok(&["at", "@home", "ls", "--json"]).stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&snaps).unwrap();
+    let photos = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["tags"][0] == "photos")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&["at", "@home", "restore", "-to", "@restored", &photos]);
+    let dst = admin(&dst_bucket);
+    for (k, b) in &files {
+        let (got, _) = dst
+            .get(
+                &format!("back/{}", k.strip_prefix("photos/").unwrap()),
+                None,
+                "checking",
+            )
+            .unwrap();
+        assert!(&got == b, "{k}");
+    }
+
+    // The wrong keys fail and nothing is written to the store.
+    let before = String::from_utf8_lossy(&ok(&["at", "@home", "ls"]).stdout).into_owned();
+    ok(&[
+        "config",
+        "source",
+        "set",
+        "photos",
+        "access_key=bobkey",
+        "secret_access_key_file=",
+        "secret_access_key=bobkey-secret",
+    ]);
+    let o = cfg(&["at", "@home", "backup", "@photos"]);
+    assert!(!o.status.success(), "bob's keys cannot read alice's bucket");
+    assert_eq!(
+        String::from_utf8_lossy(&ok(&["at", "@home", "ls"]).stdout),
+        before
+    );
+
+    // Bad input: one line each, non-zero, nothing saved.
+    fails(
+        &[
+            "config",
+            "source",
+            "create",
+            "x",
+            "location=/tmp",
+            "colour=blue",
+        ],
+        "unknown source setting",
+    );
+    fails(
+        &[
+            "config",
+            "destination",
+            "create",
+            "x",
+            "exclude=*.o",
+            "location=/tmp",
+        ],
+        "unknown destination setting",
+    );
+    ok(&["config", "source", "create", "x", &ep]);
+    fails(&["at", "@home", "backup", "@x"], "has no location");
+    fails(
+        &["config", "source", "set", "x", "type", "s3", "uri", "/tmp"],
+        "does not fit location",
+    );
+    // The template's way: create, then `set NAME key value`.
+    ok(&[
+        "config",
+        "source",
+        "set",
+        "x",
+        "type",
+        "fs",
+        "uri",
+        &local.display().to_string(),
+    ]);
+    ok(&["at", "@home", "backup", "@x"]);
+    fails(
+        &["config", "source", "create", "home", "location=/tmp"],
+        "already a store",
+    );
+    fails(
+        &["config", "store", "create", "photos", "location=/tmp"],
+        "already a source",
+    );
+    fails(
+        &[
+            "config",
+            "source",
+            "create",
+            "y",
+            "location=/tmp",
+            "access_key=a",
+            "access_key_command=echo b",
+        ],
+        "give one of",
+    );
+    fails(
+        &["at", "@home", "backup", "@nosuch"],
+        "no source named @nosuch",
+    );
+    fails(&["at", "@home", "backup", "@home"], "is a store");
+    fails(
+        &["at", "@home", "restore", "-to", "@photos", "latest"],
+        "is a source",
+    );
+    ok(&[
+        "config",
+        "source",
+        "create",
+        "unread",
+        &format!("location=s3://{src_bucket}/photos"),
+        &ep,
+        "access_key=alicekey",
+        &format!("secret_access_key_file={}", env.path("missing").display()),
+    ]);
+    fails(
+        &["at", "@home", "backup", "@unread"],
+        "cannot read secret_access_key_file",
+    );
+    std::fs::set_permissions(&alice_secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ok(&[
+        "config",
+        "source",
+        "set",
+        "photos",
+        "access_key=alicekey",
+        "secret_access_key=",
+        &format!("secret_access_key_file={}", alice_secret.display()),
+    ]);
+    let o = ok(&["at", "@home", "backup", "@photos"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("readable by others"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    ok(&[
+        "config",
+        "source",
+        "create",
+        "gone",
+        &format!("location=s3://{}/x", unique_bucket("none")),
+        &ep,
+        "access_key=alicekey",
+        "secret_access_key=alicekey-secret",
+    ]);
+    let before = String::from_utf8_lossy(&ok(&["at", "@home", "ls"]).stdout).into_owned();
+    let o = cfg(&["at", "@home", "backup", "@gone"]);
+    assert!(!o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&ok(&["at", "@home", "ls"]).stdout),
+        before,
+        "nothing written"
+    );
+}

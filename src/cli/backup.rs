@@ -16,11 +16,13 @@ use super::{Ctx, EXIT_OK, EXIT_PARTIAL};
 /// Back up files and directories into a new snapshot.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  klosetfs at /srv/backups backup ~/Documents ~/Pictures\n  klosetfs at @home backup --tag daily --exclude '*.tmp' --exclude-file ~/.kexclude /home\n  klosetfs at /srv/backups backup s3://photos/2024\n  pg_dump mydb | klosetfs at /srv/backups backup --stdin --stdin-name mydb.sql\n  klosetfs at /srv/backups backup --stdin-name mydb.sql --stdin-from-command -- pg_dump mydb\n\nExit status: 0 done, 3 done but some files could not be read (listed), 1 failed\n(also when --stdin-from-command's command fails: then no snapshot is written)."
+    after_help = "Examples:\n  klosetfs at /srv/backups backup ~/Documents ~/Pictures\n  klosetfs at @home backup --tag daily --exclude '*.tmp' --exclude-file ~/.kexclude /home\n  klosetfs at /srv/backups backup s3://photos/2024\n  klosetfs at @home backup @photos    (a source: `klosetfs config source --help`)\n  pg_dump mydb | klosetfs at /srv/backups backup --stdin --stdin-name mydb.sql\n  klosetfs at /srv/backups backup --stdin-name mydb.sql --stdin-from-command -- pg_dump mydb\n\nExit status: 0 done, 3 done but some files could not be read (listed), 1 failed\n(also when --stdin-from-command's command fails: then no snapshot is written)."
 )]
 pub struct BackupArgs {
-    /// Paths to back up, or one s3://bucket/prefix (its objects become files);
-    /// with --stdin-from-command, the command and its arguments (after `--`).
+    /// Paths to back up, or one s3://bucket/prefix (its objects become files),
+    /// or @NAME of a source (`config source create`; several may be mixed
+    /// with paths, an S3 one alone); with --stdin-from-command, the command
+    /// and its arguments (after `--`).
     #[arg(required_unless_present = "stdin")]
     paths: Vec<PathBuf>,
     /// Store standard input as one file (named by --stdin-name).
@@ -64,8 +66,35 @@ pub struct BackupArgs {
     json: bool,
 }
 
-pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
+pub fn run(ctx: &Ctx, mut a: BackupArgs) -> anyhow::Result<u8> {
     let streaming = a.stdin || a.stdin_from_command;
+    // `@NAME`: a named source, with its own credentials, excludes and
+    // one_file_system (which then holds for the whole backup).
+    let mut s3_settings = None;
+    if !streaming
+        && a.paths
+            .iter()
+            .any(|p| p.as_os_str().as_encoded_bytes().starts_with(b"@"))
+    {
+        let cfg = klosetfs::userconfig::UserConfig::load()?;
+        let mut paths = Vec::new();
+        for p in std::mem::take(&mut a.paths) {
+            let Some(name) = p.to_str().and_then(|s| s.strip_prefix('@')) else {
+                paths.push(p);
+                continue;
+            };
+            let c = cfg.connector(klosetfs::userconfig::ConnectorKind::Source, name)?;
+            if c.location.starts_with("s3://") {
+                s3_settings = Some(c.settings);
+                paths.push(PathBuf::from(c.location));
+            } else {
+                paths.push(klosetfs::util::expand_tilde(&c.location));
+                a.excludes.extend(c.excludes);
+                a.one_file_system |= c.one_file_system;
+            }
+        }
+        a.paths = paths;
+    }
     let s3_source = match a
         .paths
         .iter()
@@ -169,7 +198,10 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<u8> {
             ))),
             #[cfg(feature = "s3")]
             Some(loc) => {
-                let o = klosetfs::ops::connector::s3_options(&loc)?;
+                let mut o = klosetfs::ops::connector::s3_options(&loc)?;
+                if let Some(settings) = &s3_settings {
+                    o.apply_settings(settings);
+                }
                 let bucket = klosetfs::storage::S3Bucket::connect(&o)?;
                 let prefix = klosetfs::ops::connector::key_prefix(&o);
                 let so = klosetfs::ops::connector::s3_source::SourceOptions {

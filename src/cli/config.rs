@@ -1,9 +1,15 @@
-//! `config store create|set|show|rm`: named stores, so `@name` works;
+//! `config store create|set|show|rm`: named stores, so `at @name` works;
+//! `config source|destination create|set|show|rm`: named sources
+//! (`backup @name`) and destinations (`restore -to @name`), each with its own
+//! location and credentials;
 //! `config policy create|show|rm`: named retention policies for `rm --policy`.
 
 use anyhow::bail;
 use clap::Subcommand;
-use klosetfs::userconfig::{parse_policy, parse_settings, path, UserConfig};
+use klosetfs::userconfig::{
+    parse_connector_settings, parse_policy, parse_settings, path, ConnectorKind, UserConfig,
+    SECRET_KEYS,
+};
 
 use super::EXIT_OK;
 
@@ -14,12 +20,76 @@ pub enum ConfigCmd {
         #[command(subcommand)]
         cmd: StoreCfg,
     },
+    /// Named sources (`klosetfs at STORE backup @NAME`).
+    Source {
+        #[command(subcommand)]
+        cmd: ConnCfg,
+    },
+    /// Named destinations (`klosetfs at STORE restore -to @NAME SNAP`).
+    Destination {
+        #[command(subcommand)]
+        cmd: ConnCfg,
+    },
     /// Named retention policies (`klosetfs at STORE rm --policy NAME`).
     Policy {
         #[command(subcommand)]
         cmd: PolicyCfg,
     },
 }
+
+#[derive(Subcommand)]
+pub enum ConnCfg {
+    /// Add one: `create NAME [location=PATH|s3://bucket/prefix key=value ...]`.
+    #[command(after_help = CONNECTOR_HELP)]
+    Create {
+        /// The name, used as `@NAME`.
+        name: String,
+        /// `key=value` (or `key value`) settings, see below; `location` is
+        /// needed before it is used (here or with `set`).
+        settings: Vec<String>,
+    },
+    /// Change settings: `set NAME key=value ...` or `set NAME key value`
+    /// (an empty value removes one).
+    #[command(after_help = CONNECTOR_HELP)]
+    Set {
+        /// Its name.
+        name: String,
+        /// `key=value` or `key value` settings (see below).
+        #[arg(required = true, allow_hyphen_values = true)]
+        settings: Vec<String>,
+    },
+    /// Show one's settings (secrets masked), or list all.
+    Show {
+        /// Its name; all of them without it.
+        name: Option<String>,
+    },
+    /// Forget one (what it points at is untouched).
+    Rm {
+        /// Its name.
+        name: String,
+    },
+}
+
+const CONNECTOR_HELP: &str = "Settings (key=value, or key value):
+  location=PATH|s3://bucket/prefix   what to back up / where to restore (needed;
+                                     also uri=; type=fs|s3 checks it)
+  endpoint=URL region=NAME path_style=true|false
+  access_key=ID                      S3 credentials of this source/destination
+  secret_access_key_file=FILE        (first line; keep the file mode 600), or
+  secret_access_key_command=CMD      (first line it prints), or
+  secret_access_key=KEY              WARNING: kept in clear in the config file
+                                     (access_key_file/_command work the same)
+  Local sources only:
+  exclude=GLOB[,GLOB...]             never backed up (as backup --exclude)
+  one_file_system=true               stay on the file systems of location
+Without credentials of its own, a connector uses the AWS_* variables.
+
+Examples:
+  klosetfs config source create photos location=s3://photos/2024 \\
+      endpoint=https://s3.example.net access_key=AKIA... secret_access_key_file=~/.photos-key
+  klosetfs at @home backup @photos
+  klosetfs config destination create restored location=s3://restored/docs access_key=...
+  klosetfs at @home restore -to @restored latest:/home/me/Documents";
 
 #[derive(Subcommand)]
 pub enum PolicyCfg {
@@ -112,12 +182,12 @@ const SETTINGS_HELP: &str = "Settings:
 Example:
   klosetfs config store create home location=/srv/backups passphrase_file=~/.kpass";
 
-const SECRET: &[&str] = &["passphrase", "secret_access_key"];
-
 pub fn run(cmd: ConfigCmd) -> anyhow::Result<u8> {
     let cmd = match cmd {
         ConfigCmd::Store { cmd } => cmd,
         ConfigCmd::Policy { cmd } => return policy(cmd),
+        ConfigCmd::Source { cmd } => return connector(ConnectorKind::Source, cmd),
+        ConfigCmd::Destination { cmd } => return connector(ConnectorKind::Destination, cmd),
     };
     let mut cfg = UserConfig::load()?;
     match cmd {
@@ -127,6 +197,12 @@ pub fn run(cmd: ConfigCmd) -> anyhow::Result<u8> {
             }
             if name.is_empty() || name.contains(['/', '@', ' ']) {
                 bail!("invalid store name {name:?}");
+            }
+            if cfg.sources.contains_key(&name) || cfg.destinations.contains_key(&name) {
+                bail!(
+                    "@{name} is already a source or destination{}; give the store another name",
+                    cfg.elsewhere(&name)
+                );
             }
             let s = parse_settings(&settings)?;
             if !s.iter().any(|(k, _)| k == "location") {
@@ -152,7 +228,7 @@ pub fn run(cmd: ConfigCmd) -> anyhow::Result<u8> {
                 }
                 outln!("@{n}");
                 for (k, v) in s {
-                    let v = if SECRET.contains(&k.as_str()) {
+                    let v = if SECRET_KEYS.contains(&k.as_str()) {
                         "********"
                     } else {
                         v
@@ -211,4 +287,115 @@ fn policy(cmd: PolicyCfg) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// `config source|destination …`.
+fn connector(kind: ConnectorKind, cmd: ConnCfg) -> anyhow::Result<u8> {
+    let mut cfg = UserConfig::load()?;
+    let clear_text = |s: &[(String, String)]| {
+        if s.iter()
+            .any(|(k, v)| k == "secret_access_key" && !v.is_empty())
+        {
+            eprintln!(
+                "klosetfs: warning: secret_access_key is kept in clear in {}; \
+                 prefer secret_access_key_file or secret_access_key_command",
+                path().map(|p| p.display().to_string()).unwrap_or_default()
+            );
+        }
+    };
+    match cmd {
+        ConnCfg::Create { name, settings } => {
+            if name.is_empty() || name.contains(['/', '@', ' ', ':']) {
+                bail!("invalid {kind} name {name:?}");
+            }
+            if cfg.connectors(kind).contains_key(&name) {
+                bail!("{kind} @{name} already exists; use `config {kind} set`");
+            }
+            if cfg.stores.contains_key(&name) {
+                bail!("@{name} is already a store; give the {kind} another name");
+            }
+            let s = parse_connector_settings(kind, &settings)?;
+            clear_text(&s);
+            cfg.connectors_mut(kind)
+                .insert(name.clone(), s.into_iter().collect());
+            // Refuse what could not be used (two forms of one secret, a bad
+            // one_file_system) before it is saved.
+            check_usable(&cfg, kind, &name)?;
+            cfg.save()?;
+            outln!("{kind} @{name} added to {}", path()?.display());
+        }
+        ConnCfg::Set { name, settings } => {
+            let s = parse_connector_settings(kind, &settings)?;
+            clear_text(&s);
+            let entry = cfg
+                .connectors_mut(kind)
+                .get_mut(&name)
+                .ok_or_else(|| anyhow::anyhow!("no {kind} named @{name}"))?;
+            for (k, v) in s {
+                if v.is_empty() {
+                    entry.remove(&k);
+                } else {
+                    entry.insert(k, v);
+                }
+            }
+            check_usable(&cfg, kind, &name)?;
+            cfg.save()?;
+        }
+        ConnCfg::Show { name } => {
+            if let Some(n) = &name {
+                if !cfg.connectors(kind).contains_key(n) {
+                    bail!("no {kind} named @{n}{}", cfg.elsewhere(n));
+                }
+            }
+            for (n, s) in cfg.connectors(kind) {
+                if name.as_ref().is_some_and(|x| x != n) {
+                    continue;
+                }
+                outln!("@{n}");
+                for (k, v) in s {
+                    let v = if SECRET_KEYS.contains(&k.as_str()) {
+                        "********"
+                    } else {
+                        v
+                    };
+                    outln!("  {k}={v}");
+                }
+            }
+        }
+        ConnCfg::Rm { name } => {
+            if cfg.connectors_mut(kind).remove(&name).is_none() {
+                bail!("no {kind} named @{name}");
+            }
+            cfg.save()?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Settings that cannot work are refused when they are given, not at the
+/// next backup: two forms of one secret, a `one_file_system` that is not a
+/// boolean. (Files and commands are read only when used.)
+fn check_usable(cfg: &UserConfig, kind: ConnectorKind, name: &str) -> anyhow::Result<()> {
+    let s = &cfg.connectors(kind)[name];
+    for key in ["access_key", "secret_access_key"] {
+        let forms = [
+            key.to_string(),
+            format!("{key}_file"),
+            format!("{key}_command"),
+        ];
+        if forms.iter().filter(|f| s.contains_key(f.as_str())).count() > 1 {
+            bail!("{kind} @{name}: give one of {}", forms.join(", "));
+        }
+    }
+    if let Some(v) = s.get("one_file_system") {
+        if !matches!(v.as_str(), "true" | "false" | "1" | "0" | "yes" | "no") {
+            bail!("{kind} @{name}: one_file_system={v:?}: use true or false");
+        }
+    }
+    if let Some(loc) = s.get("location") {
+        if !loc.starts_with("s3://") && loc.contains("://") {
+            bail!("{kind} @{name}: unsupported location {loc}: use a path or s3://bucket/prefix");
+        }
+    }
+    Ok(())
 }

@@ -85,11 +85,20 @@ pub fn run(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<u8> {
         .blobs()
         .map(|(_, l)| l.raw_length as u64)
         .sum();
+    // What a walk of every snapshot needs from a remote store (tree blobs,
+    // as stored): the disk cache keeps these whole.
+    let tree_bytes: u64 = repo
+        .index()
+        .read()
+        .blobs()
+        .filter(|(_, l)| l.blob_type == klosetfs::format::blob::BlobType::Tree)
+        .map(|(_, l)| l.length as u64)
+        .sum();
     let v = serde_json::json!({
         "location": st.location(), "id": c.id, "version": c.version, "encryption": c.encryption,
         "compression": c.compression, "chunker": c.chunker, "pack_size": c.pack_size,
         "snapshots": snaps, "keys": keys, "packs": packs, "pack_bytes": pack_bytes,
-        "indexes": indexes, "index_bytes": index_bytes, "blobs": blobs, "blob_bytes": raw,
+        "indexes": indexes, "index_bytes": index_bytes, "blobs": blobs, "blob_bytes": raw, "tree_bytes": tree_bytes,
         "index_memory_bytes": index_memory,
     });
     if a.json {
@@ -113,6 +122,7 @@ pub fn run(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<u8> {
         outln!("snapshots   {snaps}");
         outln!("keys        {keys}");
         outln!("blobs       {blobs} ({} of unique data)", human_bytes(raw));
+        outln!("trees       {} stored", human_bytes(tree_bytes));
         outln!(
             "stored      {} in {packs} packs, {} in {indexes} indexes",
             human_bytes(pack_bytes),

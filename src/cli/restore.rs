@@ -16,10 +16,11 @@ use super::{Ctx, EXIT_OK, EXIT_PARTIAL};
 /// Restore SNAP[:PATH] into a directory.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  klosetfs at /srv/backups restore -to /tmp/out latest\n  klosetfs at /srv/backups restore -to ~/Documents 3fa2c1:/home/me/Documents\n  klosetfs at /srv/backups restore -to s3://bucket/restored latest:/srv/www\n\nA directory's contents land in the target; a file lands inside it.\nExit status: 0 done, 3 done but some files were damaged or could not be written (listed)."
+    after_help = "Examples:\n  klosetfs at /srv/backups restore -to /tmp/out latest\n  klosetfs at /srv/backups restore -to ~/Documents 3fa2c1:/home/me/Documents\n  klosetfs at /srv/backups restore -to s3://bucket/restored latest:/srv/www\n  klosetfs at @home restore -to @restored latest:/srv/www    (a destination: `klosetfs config destination --help`)\n\nA directory's contents land in the target; a file lands inside it.\nExit status: 0 done, 3 done but some files were damaged or could not be written (listed)."
 )]
 pub struct RestoreArgs {
-    /// Target directory, or s3://bucket/prefix (also `-to`).
+    /// Target directory, s3://bucket/prefix, or @NAME of a destination
+    /// (`config destination create`) (also `-to`).
     #[arg(long = "to", alias = "target", value_name = "DIR")]
     to: PathBuf,
     /// SNAP[:PATH]
@@ -38,7 +39,19 @@ pub struct RestoreArgs {
     json: bool,
 }
 
-pub fn run(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<u8> {
+pub fn run(ctx: &Ctx, mut a: RestoreArgs) -> anyhow::Result<u8> {
+    // `-to @NAME`: a named destination, with its own credentials.
+    let dest = match a.to.to_str().and_then(|s| s.strip_prefix('@')) {
+        Some(name) => {
+            let d = klosetfs::userconfig::UserConfig::load()?
+                .connector(klosetfs::userconfig::ConnectorKind::Destination, name)?;
+            if !d.location.starts_with("s3://") {
+                a.to = klosetfs::util::expand_tilde(&d.location);
+            }
+            Some(d)
+        }
+        None => None,
+    };
     let repo = ctx.open_indexed()?;
     let t = resolve(&repo, &a.source)?;
     let mut opts = RestoreOptions::default();
@@ -66,7 +79,13 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let to = a.to.to_string_lossy().into_owned();
     let r = if to.starts_with("s3://") {
-        s3_restore(&repo, &t.node, &to, &progress)
+        s3_restore(&repo, &t.node, &to, &Default::default(), &progress)
+    } else if let Some(d) = &dest {
+        if d.location.starts_with("s3://") {
+            s3_restore(&repo, &t.node, &d.location, &d.settings, &progress)
+        } else {
+            restore(&repo, &t.node, &a.to, &opts, &progress)
+        }
     } else {
         restore(&repo, &t.node, &a.to, &opts, &progress)
     };
@@ -114,9 +133,11 @@ fn s3_restore(
     repo: &klosetfs::repo::Repo,
     node: &klosetfs::format::tree::Node,
     to: &str,
+    settings: &std::collections::BTreeMap<String, String>,
     progress: &RestoreProgress,
 ) -> klosetfs::Result<klosetfs::ops::restore::RestoreReport> {
-    let o = klosetfs::ops::connector::s3_options(to)?;
+    let mut o = klosetfs::ops::connector::s3_options(to)?;
+    o.apply_settings(settings);
     let bucket = klosetfs::storage::S3Bucket::connect(&o)?;
     bucket.ensure_exists()?;
     let prefix = klosetfs::ops::connector::key_prefix(&o);
@@ -128,6 +149,7 @@ fn s3_restore(
     _repo: &klosetfs::repo::Repo,
     _node: &klosetfs::format::tree::Node,
     to: &str,
+    _settings: &std::collections::BTreeMap<String, String>,
     _progress: &RestoreProgress,
 ) -> klosetfs::Result<klosetfs::ops::restore::RestoreReport> {
     Err(klosetfs::Error::InvalidInput(format!(

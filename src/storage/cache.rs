@@ -575,7 +575,10 @@ mod tests {
         let c = CacheStorage::new(f.clone(), d.path(), 0);
         assert!(c.keeps_meta());
         let before = f.gets();
-        assert_eq!(c.warm_meta(Kind::Pack, "ab99", &ranges).unwrap(), (1, 39_950));
+        assert_eq!(
+            c.warm_meta(Kind::Pack, "ab99", &ranges).unwrap(),
+            (1, 39_950)
+        );
         assert_eq!(f.gets(), before + 1);
         // Warm again: nothing to fetch.
         assert_eq!(c.warm_meta(Kind::Pack, "ab99", &ranges).unwrap(), (0, 0));

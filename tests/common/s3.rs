@@ -53,6 +53,8 @@ fn free_base() -> u16 {
 pub struct Weed {
     pub endpoint: String,
     pub dir: tempfile::TempDir,
+    /// More identities for s3.json (JSON objects, comma-separated).
+    extra_identities: String,
     base: u16,
     guard: Option<Child>,
     pid: Option<u32>,
@@ -60,6 +62,12 @@ pub struct Weed {
 
 impl Weed {
     pub fn start() -> Weed {
+        Self::start_with_identities("")
+    }
+
+    /// A server that also knows `extra` identities (JSON objects of
+    /// SeaweedFS's s3.json, comma-separated), besides the test one.
+    pub fn start_with_identities(extra: &str) -> Weed {
         let dir = tempfile::Builder::new()
             .prefix("kfs-weed")
             .tempdir()
@@ -67,6 +75,7 @@ impl Weed {
         let mut w = Weed {
             endpoint: String::new(),
             dir,
+            extra_identities: extra.to_string(),
             base: free_base(),
             guard: None,
             pid: None,
@@ -97,7 +106,9 @@ impl Weed {
         std::fs::write(
             d.join("s3.json"),
             format!(
-                r#"{{"identities":[{{"name":"test","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
+                r#"{{"identities":[{{"name":"test","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}{}{}]}}"#,
+                if self.extra_identities.is_empty() { "" } else { "," },
+                self.extra_identities
             ),
         )
         .unwrap();
