@@ -14,6 +14,7 @@ set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
 need_tools
 T=$(kernel_tree "$V1")
+DOC=$(find "$T" -maxdepth 2 -type d -name Documentation | head -1)  # $T/linux-source-6.1/Documentation
 DELAY=${DELAY:-20}
 RESTIC_RSYNC_LIMIT=${RESTIC_RSYNC_LIMIT:-120}
 WEED=${WEED:-$(command -v weed || echo /opt/klosetfs-s3/bin/weed)}
@@ -63,10 +64,11 @@ export KLOSETFS_CACHE_DIR="$W/kcache-setup" RESTIC_CACHE_DIR="$W/rcache-setup"
 # The S3 port answers before the filer behind it is ready: retry the first write.
 for i in 1 2 3 4 5 6; do "$K" -q at $KS create && break; [ $i = 6 ] && exit 1; sleep 5; done
 "$K" -q at "$KL" create; restic -q -r $RS init >/dev/null
+# The folder first: `latest` is then the whole tree.
 for st in $KS "$KL"; do
+  "$K" -q at "$st" backup "$W/wide"
   "$K" -q at "$st" backup --exclude "$T/sound" "$T"
   "$K" -q at "$st" backup "$T"
-  "$K" -q at "$st" backup "$W/wide"
 done
 restic -q -r $RS backup --exclude "$T/sound" "$T" >/dev/null
 restic -q -r $RS backup "$T" >/dev/null
@@ -90,7 +92,7 @@ walks() { # walks TAG STORE CACHE
   timed "k_find_$tag" find "$W/kmnt/latest$T" -type f
   echo "k_findgets_$tag $(( $(gets) - g0 )) $(( $(down) - b0 ))" | tee -a "$RESULTS"
   rm -rf "$W/rs-out"
-  timed "k_rsync_$tag" rsync -a "$W/kmnt/latest$T/Documentation/" "$W/rs-out/"
+  timed "k_rsync_$tag" rsync -a "$W/kmnt/latest$DOC/" "$W/rs-out/"
   stop_mount
   echo "k_mountrss_$tag $(cat "$W/mount-rss") 0" | tee -a "$RESULTS"
 }
@@ -98,7 +100,7 @@ walks s3cold $KS "$(fresh kc1)"
 echo "k_cachebytes_s3cold $(du -sb "$W/kc1" | cut -f1) 0" | tee -a "$RESULTS"
 walks s3kept $KS "$W/kc1"
 walks local "$KL" "$(fresh kc2)"
-diff -r "$T/Documentation" "$W/rs-out" > /dev/null && echo "rsync out of the mount verified"
+diff -r "$DOC" "$W/rs-out" > /dev/null && echo "rsync out of the mount verified"
 
 # restic's mount, empty cache.
 export RESTIC_CACHE_DIR; RESTIC_CACHE_DIR=$(fresh rc1)
@@ -111,7 +113,7 @@ echo "r_list $(since "$t0") 0" | tee -a "$RESULTS"
 timed r_find find "$W/rmnt/snapshots/latest$T" -type f
 rm -rf "$W/rs-out"
 t0=$(date +%s.%N)
-if timeout "$RESTIC_RSYNC_LIMIT" rsync -a "$W/rmnt/snapshots/latest$T/Documentation/" "$W/rs-out/"; then
+if timeout "$RESTIC_RSYNC_LIMIT" rsync -a "$W/rmnt/snapshots/latest$DOC/" "$W/rs-out/"; then
   echo "r_rsync $(since "$t0") 0" | tee -a "$RESULTS"
 else
   echo "r_rsync >$RESTIC_RSYNC_LIMIT 0" | tee -a "$RESULTS"
@@ -120,7 +122,7 @@ umount "$W/rmnt"; wait $rp 2>/dev/null || true
 
 # The CLI on a new machine: each klosetfs command with a new cache folder,
 # each restic command with a new cache.
-F="$T/Documentation/process/changes.rst"
+F="$DOC/process/changes.rst"
 cli() { # cli NAME: runs "$@" against the S3 store (new cache), the local store, and restic
   local name=$1; shift
   drop_caches; KLOSETFS_CACHE_DIR=$(fresh kc3) timed "k_${name}_s3" "$K" -q at $KS "$@"
@@ -130,8 +132,8 @@ rcli() { local name=$1; shift; drop_caches; RESTIC_CACHE_DIR=$(fresh rc2) timed 
 rm -rf "$W/out"; cli restore restore -to "$W/out" "latest:$T"
 rm -rf "$W/out"; rcli restore restore latest --target "$W/out"
 rm -rf "$W/out"
-ids_s3=$("$K" -q at $KS ls --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v[0]["id"], v[1]["id"])')
-ids_l=$("$K" -q at "$KL" ls --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v[0]["id"], v[1]["id"])')
+ids_s3=$("$K" -q at $KS ls --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v[1]["id"], v[2]["id"])')
+ids_l=$("$K" -q at "$KL" ls --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v[1]["id"], v[2]["id"])')
 drop_caches; KLOSETFS_CACHE_DIR=$(fresh kc3) timed k_diff_s3 "$K" -q at $KS diff $ids_s3
 drop_caches; KLOSETFS_CACHE_DIR=$(fresh kc3) timed k_diff_local "$K" -q at "$KL" diff $ids_l
 rids=$(restic -q -r $RS snapshots --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v[0]["short_id"], v[1]["short_id"])')
@@ -148,9 +150,9 @@ rcli backup backup "$T"
 echo bench-token-0123456789 > "$W/ui-token"
 KLOSETFS_CACHE_DIR=$(fresh kc4) "$K" -q at $KS ui --no-open --listen 127.0.0.1:38999 --token-file "$W/ui-token" > "$W/ui.out" 2>&1 & up=$!; pids+=($up)
 for _ in $(seq 600); do curl -s -o /dev/null http://127.0.0.1:38999/ && break; sleep 0.1; done
-wid=$("$K" -q at $KS ls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+wid=$("$K" -q at $KS ls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 timed k_ui_list curl -s -f -H "Authorization: Bearer bench-token-0123456789" "http://127.0.0.1:38999/api/ls?snap=$wid&path=$W/wide"
-timed k_dav_propfind curl -s -f -X PROPFIND -H "Depth: 1" -u "me:bench-token-0123456789" "http://127.0.0.1:38999/dav/latest$W/wide/"
+timed k_dav_propfind curl -s -f -X PROPFIND -H "Depth: 1" -u "me:bench-token-0123456789" "http://127.0.0.1:38999/dav/ids/${wid:0:8}$W/wide/"
 kill $up; wait $up 2>/dev/null || true
 
 tree_bytes=$("$K" -q at "$KL" info --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["tree_bytes"])')

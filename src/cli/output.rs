@@ -68,12 +68,24 @@ impl OutputFile {
         tmp_name.push(name);
         tmp_name.push(format!(".klosetfs-{}.tmp", hex::encode(r)));
         let tmp = dir.join(tmp_name);
-        let file = OpenOptions::new()
+        let file = match OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .open(&tmp)
-            .with_context(|| format!("creating a temporary file beside {}", path.display()))?;
+        {
+            Ok(f) => f,
+            // A file we may write in a folder we may not: written in place
+            // (and, as for every file not made here, never removed).
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && path.is_file() => {
+                return through(false, true)
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("creating a temporary file beside {}", path.display())
+                })
+            }
+        };
         Ok(OutputFile {
             file,
             replace: Some((tmp, path.to_path_buf())),

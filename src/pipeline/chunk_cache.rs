@@ -16,7 +16,16 @@ use crate::format::id::BlobId;
 use crate::format::tree::ChunkRef;
 use crate::repo::Repo;
 
-type Loaded = std::result::Result<Arc<Vec<u8>>, String>;
+/// Why a chunk did not load, kept apart so an outage is not called damage.
+#[derive(Clone, Debug)]
+enum LoadError {
+    /// Its bytes did not decode or verify (or it is in no index).
+    Damaged(String),
+    /// The store did not answer or refused (network, permissions, outage).
+    Unavailable(String),
+}
+
+type Loaded = std::result::Result<Arc<Vec<u8>>, LoadError>;
 
 /// A chunk being loaded: waiters block until its loader fills it.
 #[derive(Default)]
@@ -154,14 +163,22 @@ impl ChunkCache {
         } else {
             slot.wait()
         };
-        r.map_err(|e| Error::corrupt(format!("chunk {}", id.short()), e))
+        r.map_err(|e| match e {
+            LoadError::Damaged(m) => Error::corrupt(format!("chunk {}", id.short()), m),
+            LoadError::Unavailable(m) => Error::Storage(crate::storage::StorageError::Backend(
+                format!("chunk {}: {m}", id.short()),
+            )),
+        })
     }
 
     fn load_one(&self, id: &BlobId) -> Loaded {
         self.repo
             .read_blob(BlobType::Data, id)
             .map(Arc::new)
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                Error::Storage(_) | Error::Io { .. } => LoadError::Unavailable(e.to_string()),
+                e => LoadError::Damaged(e.to_string()),
+            })
     }
 
     /// Loads the chunks not yet cached or loading, with the coalesced range

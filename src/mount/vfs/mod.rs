@@ -30,7 +30,7 @@ pub const ROOT_INO: u64 = 1;
 /// Files fetched ahead in a directory read in order, on a remote store.
 const DIR_AHEAD_FILES: usize = 512;
 /// Files fetched ahead that are remembered as such.
-const DIR_AHEAD_DIRS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(4096) {
+const DIR_AHEAD_MARKS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(4096) {
     Some(n) => n,
     None => unreachable!(),
 };
@@ -231,7 +231,7 @@ impl Vfs {
             refreshed: whole.then(|| Mutex::new(Instant::now())),
             mounted_at: crate::util::now_ns(),
             tick: AtomicU64::new(0),
-            dir_ahead: Mutex::new(lru::LruCache::new(DIR_AHEAD_DIRS)),
+            dir_ahead: Mutex::new(lru::LruCache::new(DIR_AHEAD_MARKS)),
         }
     }
 
