@@ -86,9 +86,10 @@ walks() { # walks TAG STORE CACHE
   drop_caches
   local t0; t0=$(date +%s.%N)
   run_mount "$st" "$c"
+  # The walk's requests: from the first listing of the snapshot on.
+  local g0 b0; g0=$(gets); b0=$(down)
   ls "$W/kmnt/latest/" > /dev/null
   echo "k_list_$tag $(since "$t0") 0" | tee -a "$RESULTS"
-  local g0 b0; g0=$(gets); b0=$(down)
   timed "k_find_$tag" find "$W/kmnt/latest$T" -type f
   echo "k_findgets_$tag $(( $(gets) - g0 )) $(( $(down) - b0 ))" | tee -a "$RESULTS"
   rm -rf "$W/rs-out"

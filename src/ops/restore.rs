@@ -340,35 +340,48 @@ fn restore_file(
             }
         }
     }
-    // Whatever is in the way and is not a regular file (a device, a fifo,
-    // a symlink) is replaced, never written through: opening a device node
-    // would write the file into the device, a fifo would block.
-    if fs::symlink_metadata(&it.path).is_ok_and(|m| !m.is_file()) {
-        clear(&it.path)?;
-    }
-    let open = || {
+    // A new file is created exclusively (the common case: one call, as
+    // before). Something in the way that is not a regular file — a device,
+    // a fifo, a symlink, a folder — is replaced, never opened: opening a
+    // device node would write the file into the device, a fifo would block.
+    let create = || {
         OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&it.path)
     };
-    let f = match open() {
+    let f = match create() {
         Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            match fs::symlink_metadata(&it.path) {
+                Ok(m) if m.is_file() => {
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .truncate(true)
+                        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                        .open(&it.path)?;
+                    // Swapped for something else since the look: refused.
+                    if !f.metadata()?.is_file() {
+                        return Err(std::io::Error::other(format!(
+                            "{} is not a regular file",
+                            it.path.display()
+                        )));
+                    }
+                    f
+                }
+                _ => {
+                    clear(&it.path)?;
+                    create()?
+                }
+            }
+        }
         Err(_) => {
             clear(&it.path)?;
-            open()?
+            create()?
         }
     };
-    // Something swapped in since the look above is refused, not written.
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::other(format!(
-            "{} is not a regular file",
-            it.path.display()
-        )));
-    }
     let mut offset = 0u64;
     let mut damage = None;
     for c in &it.node.content {
