@@ -130,7 +130,9 @@ cli() { # cli NAME: runs "$@" against the S3 store (new cache), the local store,
   drop_caches; KLOSETFS_CACHE_DIR=$(fresh kc3) timed "k_${name}_local" "$K" -q at "$KL" "$@"
 }
 rcli() { local name=$1; shift; drop_caches; RESTIC_CACHE_DIR=$(fresh rc2) timed "r_$name" restic -q -r $RS "$@"; }
-rm -rf "$W/out"; cli restore restore -to "$W/out" "latest:$T"
+# Each restore into an empty target (the S3 and the local one too).
+rm -rf "$W/out"; drop_caches; KLOSETFS_CACHE_DIR=$(fresh kc3) timed k_restore_s3 "$K" -q at $KS restore -to "$W/out" "latest:$T"
+rm -rf "$W/out"; drop_caches; KLOSETFS_CACHE_DIR=$(fresh kc3) timed k_restore_local "$K" -q at "$KL" restore -to "$W/out" "latest:$T"
 rm -rf "$W/out"; rcli restore restore latest --target "$W/out"
 rm -rf "$W/out"
 ids_s3=$("$K" -q at $KS ls --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v[1]["id"], v[2]["id"])')
