@@ -309,8 +309,17 @@ pub fn unlock(
             ));
             continue;
         }
-        let Some(m) = kf.unwrap_master(passphrase)? else {
-            continue;
+        // A key file that verifies by its name but does not unwrap (an
+        // unknown version, absurd KDF parameters) is damage: the next key
+        // is still tried.
+        let m = match kf.unwrap_master(passphrase) {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!("skipping key {}: {e}", id.short());
+                damaged.push(format!("key file {}: {e}", id.short()));
+                continue;
+            }
         };
         if !belongs(storage, config, &m)? {
             foreigners.push(format!(
@@ -489,4 +498,44 @@ fn rewrite(storage: &dyn Storage, kind: Kind, name: &str, bytes: &[u8]) -> Resul
     crate::repo::ignore_missing(storage.delete(kind, name))?;
     storage.put(kind, name, bytes)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::keyfile::KdfParams;
+    use crate::repo::Repo;
+    use crate::storage::MemoryStorage;
+    use std::sync::Arc;
+
+    /// A key file with absurd KDF parameters (named by its hash, as an
+    /// attacker can make one) beside the store's own key neither stops
+    /// the store from opening nor is taken for a wrong passphrase.
+    #[test]
+    fn a_hostile_key_beside_the_right_one_is_skipped() {
+        let s = Arc::new(MemoryStorage::new());
+        let kdf = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        Repo::create(s.clone(), Some(b"pw"), kdf).unwrap();
+        let (config, _) = read_config(&*s).unwrap();
+        let m = MasterKey::random().unwrap();
+        let mut hostile = KeyFile::new(&m, b"pw", kdf, Some(&config.id)).unwrap();
+        hostile.params.memory_kib = u32::MAX;
+        // Named so that it sorts first and is tried first.
+        let good = *key_names(&*s).unwrap().ids.keys().next().unwrap();
+        let (id, body) = loop {
+            let (id, body) = hostile.encode();
+            if id.to_hex() < good.to_hex() {
+                break (id, body);
+            }
+            hostile.created += 1;
+        };
+        s.put(Kind::Key, &id.to_hex(), &body).unwrap();
+        assert!(unlock(&*s, &config, b"pw").is_ok());
+        let e = unlock(&*s, &config, b"nope").unwrap_err();
+        assert!(e.to_string().contains("damaged"), "{e}");
+    }
 }
