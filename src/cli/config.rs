@@ -59,11 +59,17 @@ pub enum ConnCfg {
         settings: Vec<String>,
     },
     /// Show one's settings (secrets masked), or list all.
+    #[command(
+        after_help = "Examples:\n  klosetfs config source show\n  klosetfs config destination show restored"
+    )]
     Show {
         /// Its name; all of them without it.
         name: Option<String>,
     },
     /// Forget one (what it points at is untouched).
+    #[command(
+        after_help = "Examples:\n  klosetfs config source rm photos\n  klosetfs config destination rm restored"
+    )]
     Rm {
         /// Its name.
         name: String,
