@@ -228,20 +228,7 @@ pub fn run(cmd: ConfigCmd) -> anyhow::Result<u8> {
             cfg.save()?;
         }
         StoreCfg::Show { name } => {
-            for (n, s) in &cfg.stores {
-                if name.as_ref().is_some_and(|x| x != n) {
-                    continue;
-                }
-                outln!("@{n}");
-                for (k, v) in s {
-                    let v = if SECRET_KEYS.contains(&k.as_str()) {
-                        "********"
-                    } else {
-                        v
-                    };
-                    outln!("  {k}={v}");
-                }
-            }
+            show_named(&cfg.stores, name.as_deref())?;
             if let Some(n) = name {
                 cfg.store(&n)?;
             }
@@ -353,20 +340,7 @@ fn connector(kind: ConnectorKind, cmd: ConnCfg) -> anyhow::Result<u8> {
                     bail!("no {kind} named @{n}{}", cfg.elsewhere(n));
                 }
             }
-            for (n, s) in cfg.connectors(kind) {
-                if name.as_ref().is_some_and(|x| x != n) {
-                    continue;
-                }
-                outln!("@{n}");
-                for (k, v) in s {
-                    let v = if SECRET_KEYS.contains(&k.as_str()) {
-                        "********"
-                    } else {
-                        v
-                    };
-                    outln!("  {k}={v}");
-                }
-            }
+            show_named(cfg.connectors(kind), name.as_deref())?;
         }
         ConnCfg::Rm { name } => {
             if cfg.connectors_mut(kind).remove(&name).is_none() {
@@ -401,6 +375,29 @@ fn check_usable(cfg: &UserConfig, kind: ConnectorKind, name: &str) -> anyhow::Re
     if let Some(loc) = s.get("location") {
         if !loc.starts_with("s3://") && loc.contains("://") {
             bail!("{kind} @{name}: unsupported location {loc}: use a path or s3://bucket/prefix");
+        }
+    }
+    Ok(())
+}
+
+/// Prints named stores, sources or destinations (`only`: just that one),
+/// secrets masked.
+fn show_named(
+    entries: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    only: Option<&str>,
+) -> anyhow::Result<()> {
+    for (n, s) in entries {
+        if only.is_some_and(|x| x != n) {
+            continue;
+        }
+        outln!("@{n}");
+        for (k, v) in s {
+            let v = if SECRET_KEYS.contains(&k.as_str()) {
+                "********"
+            } else {
+                v
+            };
+            outln!("  {k}={v}");
         }
     }
     Ok(())
