@@ -235,15 +235,7 @@ impl UserConfig {
                     .collect()
             })
             .unwrap_or_default();
-        let one_file_system = match s.get("one_file_system").map(String::as_str) {
-            None | Some("false" | "0" | "no" | "") => false,
-            Some("true" | "1" | "yes") => true,
-            Some(v) => {
-                return Err(Error::InvalidInput(format!(
-                    "{kind} @{name}: one_file_system={v:?}: use true or false"
-                )))
-            }
-        };
+        let one_file_system = one_file_system(s, &format!("{kind} @{name}"))?;
         Ok(Connector {
             name: name.to_string(),
             location,
@@ -254,21 +246,65 @@ impl UserConfig {
     }
 }
 
-/// A secret setting: `KEY` itself, or the first line of `KEY_file` (which
-/// should be readable by its owner only: a warning otherwise) or of what
-/// `KEY_command` prints. At most one of the three may be given.
-fn secret(s: &BTreeMap<String, String>, key: &str, what: &str) -> Result<Option<String>> {
-    let file = s.get(&format!("{key}_file"));
-    let cmd = s.get(&format!("{key}_command"));
-    let given = [s.get(key).is_some(), file.is_some(), cmd.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+/// Refuses, when they are given rather than at the next backup, the
+/// settings of a source or destination that cannot work: two forms of one
+/// secret, a `one_file_system` that is not a boolean, a location that is
+/// neither a path nor `s3://`. (Files and commands are read only when used.)
+pub fn check_connector(
+    kind: ConnectorKind,
+    name: &str,
+    s: &BTreeMap<String, String>,
+) -> Result<()> {
+    let what = format!("{kind} @{name}");
+    for key in ["access_key", "secret_access_key"] {
+        one_secret_form(s, key, &what)?;
+    }
+    one_file_system(s, &what)?;
+    if let Some(loc) = s.get("location") {
+        if !loc.starts_with("s3://") && loc.contains("://") {
+            return Err(Error::InvalidInput(format!(
+                "{what}: unsupported location {loc}: use a path or s3://bucket/prefix"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn one_file_system(s: &BTreeMap<String, String>, what: &str) -> Result<bool> {
+    match s.get("one_file_system").map(String::as_str) {
+        None | Some("false" | "0" | "no" | "") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(v) => Err(Error::InvalidInput(format!(
+            "{what}: one_file_system={v:?}: use true or false"
+        ))),
+    }
+}
+
+/// At most one of `KEY`, `KEY_file` and `KEY_command`.
+fn one_secret_form(s: &BTreeMap<String, String>, key: &str, what: &str) -> Result<()> {
+    let given = [
+        key.to_string(),
+        format!("{key}_file"),
+        format!("{key}_command"),
+    ]
+    .iter()
+    .filter(|k| s.contains_key(k.as_str()))
+    .count();
     if given > 1 {
         return Err(Error::InvalidInput(format!(
             "{what}: give one of {key}, {key}_file and {key}_command"
         )));
     }
+    Ok(())
+}
+
+/// A secret setting: `KEY` itself, or the first line of `KEY_file` (which
+/// should be readable by its owner only: a warning otherwise) or of what
+/// `KEY_command` prints. At most one of the three may be given.
+fn secret(s: &BTreeMap<String, String>, key: &str, what: &str) -> Result<Option<String>> {
+    one_secret_form(s, key, what)?;
+    let file = s.get(&format!("{key}_file"));
+    let cmd = s.get(&format!("{key}_command"));
     if let Some(v) = s.get(key) {
         return Ok(Some(v.clone()));
     }

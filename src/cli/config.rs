@@ -7,8 +7,8 @@
 use anyhow::bail;
 use clap::Subcommand;
 use klosetfs::userconfig::{
-    parse_connector_settings, parse_policy, parse_settings, path, ConnectorKind, UserConfig,
-    SECRET_KEYS,
+    check_connector, parse_connector_settings, parse_policy, parse_settings, path, ConnectorKind,
+    UserConfig, SECRET_KEYS,
 };
 
 use super::EXIT_OK;
@@ -313,7 +313,7 @@ fn connector(kind: ConnectorKind, cmd: ConnCfg) -> anyhow::Result<u8> {
                 .insert(name.clone(), s.into_iter().collect());
             // Refuse what could not be used (two forms of one secret, a bad
             // one_file_system) before it is saved.
-            check_usable(&cfg, kind, &name)?;
+            check_connector(kind, &name, &cfg.connectors(kind)[&name])?;
             cfg.save()?;
             outln!("{kind} @{name} added to {}", path()?.display());
         }
@@ -331,7 +331,7 @@ fn connector(kind: ConnectorKind, cmd: ConnCfg) -> anyhow::Result<u8> {
                     entry.insert(k, v);
                 }
             }
-            check_usable(&cfg, kind, &name)?;
+            check_connector(kind, &name, &cfg.connectors(kind)[&name])?;
             cfg.save()?;
         }
         ConnCfg::Show { name } => {
@@ -350,34 +350,6 @@ fn connector(kind: ConnectorKind, cmd: ConnCfg) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
-}
-
-/// Settings that cannot work are refused when they are given, not at the
-/// next backup: two forms of one secret, a `one_file_system` that is not a
-/// boolean. (Files and commands are read only when used.)
-fn check_usable(cfg: &UserConfig, kind: ConnectorKind, name: &str) -> anyhow::Result<()> {
-    let s = &cfg.connectors(kind)[name];
-    for key in ["access_key", "secret_access_key"] {
-        let forms = [
-            key.to_string(),
-            format!("{key}_file"),
-            format!("{key}_command"),
-        ];
-        if forms.iter().filter(|f| s.contains_key(f.as_str())).count() > 1 {
-            bail!("{kind} @{name}: give one of {}", forms.join(", "));
-        }
-    }
-    if let Some(v) = s.get("one_file_system") {
-        if !matches!(v.as_str(), "true" | "false" | "1" | "0" | "yes" | "no") {
-            bail!("{kind} @{name}: one_file_system={v:?}: use true or false");
-        }
-    }
-    if let Some(loc) = s.get("location") {
-        if !loc.starts_with("s3://") && loc.contains("://") {
-            bail!("{kind} @{name}: unsupported location {loc}: use a path or s3://bucket/prefix");
-        }
-    }
-    Ok(())
 }
 
 /// Prints named stores, sources or destinations (`only`: just that one),
