@@ -590,23 +590,13 @@ fn a_key_file_opens_only_its_own_store() {
             std::fs::copy(&p, a.store.join("keys").join(p.file_name().unwrap())).unwrap();
         }
     };
-    let snapshot = |e: &Env| -> Vec<(std::path::PathBuf, Vec<u8>)> {
-        walk(&e.store)
-            .into_iter()
-            .filter(|p| p.is_file() && !p.starts_with(e.store.join("locks")))
-            .map(|p| {
-                let b = std::fs::read(&p).unwrap();
-                (p, b)
-            })
-            .collect()
-    };
 
     // In place of the store's own key: refused, named, nothing written.
     for p in &own {
         std::fs::remove_file(p).unwrap();
     }
     put_foreign();
-    let before = snapshot(&a);
+    let before = a.store_files();
     for args in [
         &[&"ls" as &dyn AsRef<std::ffi::OsStr>][..],
         &[&"backup", &src],
@@ -615,7 +605,11 @@ fn a_key_file_opens_only_its_own_store() {
         assert_fails(&o, 1, "belongs to another store");
         assert!(!stderr(&o).contains("wrong passphrase"), "{}", stderr(&o));
     }
-    assert_eq!(snapshot(&a), before, "nothing written with a foreign key");
+    assert_eq!(
+        a.store_files(),
+        before,
+        "nothing written with a foreign key"
+    );
 
     // Beside the right one: the right one opens, whichever is listed first
     // (the ids sort either way across runs of this test), and check names

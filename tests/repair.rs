@@ -381,18 +381,6 @@ fn one_damaged_byte_of_any_kind_never_becomes_loss() {
     }
 }
 
-/// Every file of the store with its bytes, for "nothing changed" checks.
-fn store_files(env: &Env) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-    walk(&env.store)
-        .into_iter()
-        .filter(|p| p.is_file() && !p.starts_with(env.store.join("locks")))
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap();
-            (p, b)
-        })
-        .collect()
-}
-
 /// The config's and the keys' copies (what `check --repair` may rewrite
 /// besides the index).
 fn root_files_of(
@@ -408,7 +396,7 @@ fn root_files_of(
 }
 
 fn root_files(env: &Env) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-    root_files_of(&store_files(env))
+    root_files_of(&env.store_files())
 }
 
 /// Issue 37: one damaged byte in `config` (first byte, middle) or in the
@@ -458,12 +446,12 @@ fn one_damaged_copy_of_config_or_key_is_never_fatal() {
         let f = fixture();
         let env = &f.env;
         let whole = restorable(&f);
-        let pristine = store_files(env);
+        let pristine = env.store_files();
         let name = damage(env);
         assert_eq!(restorable(&f), whole, "{what}: every file still restores");
         let ls = env.run(&[&"ls"]);
         assert_eq!(code(&ls), 0, "{what}: {}", text(&ls));
-        let damaged = store_files(env);
+        let damaged = env.store_files();
         let o = env.run(&[&"check"]);
         assert_eq!(code(&o), 3, "{what}: {}", text(&o));
         let lines: Vec<String> = text(&o)
@@ -476,7 +464,10 @@ fn one_damaged_copy_of_config_or_key_is_never_fatal() {
             "{what}: check names {name}: {}",
             text(&o)
         );
-        assert!(store_files(env) == damaged, "{what}: check changes nothing");
+        assert!(
+            env.store_files() == damaged,
+            "{what}: check changes nothing"
+        );
         let o = env.run(&[&"check", &"--repair"]);
         assert_eq!(code(&o), 0, "{what}: {}", text(&o));
         assert!(
@@ -509,7 +500,7 @@ fn one_damaged_copy_of_config_or_key_is_never_fatal() {
                 flip(&k, n / 2);
             }
         }
-        let before = store_files(env);
+        let before = env.store_files();
         for step in [
             &[&"ls" as &dyn AsRef<std::ffi::OsStr>][..],
             &[&"check", &"--repair"],
@@ -523,7 +514,7 @@ fn one_damaged_copy_of_config_or_key_is_never_fatal() {
                 "{both}: {t}"
             );
         }
-        assert!(store_files(env) == before, "{both}: nothing changed");
+        assert!(env.store_files() == before, "{both}: nothing changed");
     }
 }
 

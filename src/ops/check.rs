@@ -36,11 +36,6 @@ pub struct CheckReport {
     pub details: Vec<String>,
 }
 
-/// Reads a pack's header from its tail.
-pub fn read_pack_header(repo: &Repo, id: &PackId, size: u64) -> Result<Vec<PackEntry>> {
-    repo.read_pack_header(id, size)
-}
-
 /// Verifies a whole pack: its name is its hash, and every blob decodes.
 fn verify_pack_data(repo: &Repo, id: &PackId, entries: &[PackEntry]) -> Vec<String> {
     let bytes = match repo.storage().get(Kind::Pack, &id.to_hex()) {
@@ -103,7 +98,7 @@ pub fn check(repo: &Repo, read_data: bool, progress: &CheckProgress) -> Result<C
             ));
             return;
         };
-        let header = match read_pack_header(repo, id, size) {
+        let header = match repo.read_pack_header(id, size) {
             Ok(h) => h,
             Err(e) => {
                 errors.lock().push(format!(
@@ -161,7 +156,7 @@ pub fn check(repo: &Repo, read_data: bool, progress: &CheckProgress) -> Result<C
     // Packs no index lists: harmless leftovers of an interrupted backup, unless
     // they hold what a snapshot needs or cannot be read at all.
     for (name, size) in unindexed {
-        let header = PackId::from_hex(name).and_then(|id| read_pack_header(repo, &id, size));
+        let header = PackId::from_hex(name).and_then(|id| repo.read_pack_header(&id, size));
         match header {
             Ok(entries) => {
                 let needed = entries.iter().filter(|e| missing.contains(&e.id)).count();

@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::format::id::BlobId;
 use crate::format::index::IndexPack;
 use crate::format::pack::PackWriter;
-use crate::ops::check::read_pack_header;
 use crate::repo::{ignore_missing, Repo};
 use crate::storage::Kind;
 
@@ -110,7 +109,7 @@ fn refuse_on_damage(
         .par_iter()
         .filter_map(|(name, size)| {
             let r = crate::format::id::PackId::from_hex(name)
-                .and_then(|id| read_pack_header(repo, &id, *size));
+                .and_then(|id| repo.read_pack_header(&id, *size));
             r.err().map(|e| format!("pack {name}: {e}"))
         })
         .collect();

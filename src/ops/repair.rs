@@ -16,7 +16,6 @@ use crate::error::Result;
 use crate::format::id::{BlobId, PackId};
 use crate::format::index::IndexPack;
 use crate::format::pack::{self, PackEntry, PackWriter};
-use crate::ops::check::read_pack_header;
 use crate::repo::{ignore_missing, Repo};
 use crate::storage::Kind;
 
@@ -94,7 +93,7 @@ pub fn repair_index(repo: &Repo) -> Result<RepairReport> {
                 });
             };
             let listed = old.get(&id).map(Vec::as_slice).unwrap_or(&[]);
-            match read_pack_header(repo, &id, *size) {
+            match repo.read_pack_header(&id, *size) {
                 Ok(entries) => {
                     let kept = verified_extras(repo, &id, &entries, listed);
                     let mut r = report.lock();

@@ -115,6 +115,19 @@ impl Env {
         guard
     }
 
+    /// Every file of a local store with its bytes (locks left out), for
+    /// "nothing in the store changed" checks.
+    pub fn store_files(&self) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        walk(&self.store)
+            .into_iter()
+            .filter(|p| p.is_file() && !p.starts_with(self.store.join("locks")))
+            .map(|p| {
+                let b = std::fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect()
+    }
+
     /// Total bytes of the store's packs.
     pub fn store_bytes(&self) -> u64 {
         dir_bytes(&self.store.join("packs"))
