@@ -67,10 +67,10 @@ for i in 1 2 3 4 5 6; do "$K" -q at $KS create && break; [ $i = 6 ] && exit 1; s
 # The folder first: `latest` is then the whole tree.
 for st in $KS "$KL"; do
   "$K" -q at "$st" backup "$W/wide"
-  "$K" -q at "$st" backup --exclude "$T/sound" "$T"
+  "$K" -q at "$st" backup --exclude "$(dirname "$DOC")/sound" "$T"
   "$K" -q at "$st" backup "$T"
 done
-restic -q -r $RS backup --exclude "$T/sound" "$T" >/dev/null
+restic -q -r $RS backup --exclude "$(dirname "$DOC")/sound" "$T" >/dev/null
 restic -q -r $RS backup "$T" >/dev/null
 proxy "$DELAY"
 

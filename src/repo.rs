@@ -47,7 +47,13 @@ pub struct Repo {
     gaps_filled: Mutex<bool>,
     /// Remote stores: trees come into the disk cache a pack at a time.
     tree_packs: crate::tree_packs::TreePacks,
+    /// The last listing of snapshot names and when: resolving a second id
+    /// prefix right after a first (`diff A B`) needs no second listing.
+    snapshot_names: Mutex<Option<(std::time::Instant, Vec<String>)>>,
 }
+
+/// How long [`Repo::resolve_snapshot`] trusts the last listing.
+const NAMES_FRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Repo {
     /// Creates a new store on an empty resource. Refuses to touch an existing one.
@@ -104,6 +110,8 @@ impl Repo {
 
     /// Opens a store; asks for the passphrase only if the store is encrypted.
     pub fn open(storage: Arc<dyn Storage>, passphrase: PassphraseFn<'_>) -> Result<Repo> {
+        // Remote stores: keys, index and snapshot objects come meanwhile.
+        storage.clone().look_ahead();
         let (config, notes) = read_config(&*storage)?;
         for n in notes {
             tracing::warn!("{n}");
@@ -143,6 +151,7 @@ impl Repo {
             index_gaps: std::sync::atomic::AtomicBool::new(false),
             gaps_filled: Mutex::new(false),
             tree_packs: Default::default(),
+            snapshot_names: Mutex::new(None),
         }
     }
 
@@ -158,6 +167,27 @@ impl Repo {
             return;
         }
         let packs = self.tree_packs.packs(&self.index);
+        crate::util::io_pool().install(|| {
+            packs
+                .par_iter()
+                .for_each(|p| self.tree_packs.warm(&*self.storage, &self.index, *p))
+        });
+    }
+
+    /// Brings the packs holding these trees into the disk cache at once
+    /// (remote stores): a walk that starts from several roots (`diff`'s two
+    /// sides) then waits for one round trip, not one per root.
+    pub fn warm_trees(&self, ids: &[BlobId]) {
+        if !self.storage.keeps_meta() {
+            return;
+        }
+        let mut packs: Vec<PackId> = ids
+            .iter()
+            .filter_map(|id| self.locate(id))
+            .map(|l| l.pack)
+            .collect();
+        packs.sort_unstable();
+        packs.dedup();
         crate::util::io_pool().install(|| {
             packs
                 .par_iter()
@@ -406,12 +436,12 @@ impl Repo {
         damaged: &mut Vec<(SnapshotId, String)>,
     ) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let bad = Mutex::new(Vec::new());
-        let names = self.storage.list(Kind::Snapshot)?;
+        let names = self.list_snapshot_names()?;
         let remote = self.storage.keeps_meta();
         let mut out: Vec<(SnapshotId, Snapshot)> = crate::util::on_io_pool(remote, || {
             names
                 .par_iter()
-                .filter_map(|(n, _)| SnapshotId::from_hex(n).ok())
+                .filter_map(|n| SnapshotId::from_hex(n).ok())
                 .filter_map(|id| match self.load_snapshot(&id) {
                     Ok(s) => Some((id, s)),
                     Err(e) => {
@@ -427,6 +457,17 @@ impl Repo {
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         *damaged = bad.into_inner();
         Ok(out)
+    }
+
+    fn list_snapshot_names(&self) -> Result<Vec<String>> {
+        let names: Vec<String> = self
+            .storage
+            .list(Kind::Snapshot)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        *self.snapshot_names.lock() = Some((std::time::Instant::now(), names.clone()));
+        Ok(names)
     }
 
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
@@ -448,11 +489,16 @@ impl Repo {
                 "{spec:?} is not a snapshot id, id prefix or `latest`"
             )));
         }
-        let matches: Vec<String> = self
-            .storage
-            .list(Kind::Snapshot)?
+        let recent = match &*self.snapshot_names.lock() {
+            Some((at, names)) if at.elapsed() < NAMES_FRESH => Some(names.clone()),
+            _ => None,
+        };
+        let names = match recent {
+            Some(n) => n,
+            None => self.list_snapshot_names()?,
+        };
+        let matches: Vec<String> = names
             .into_iter()
-            .map(|(n, _)| n)
             .filter(|n| n.starts_with(&lower))
             .collect();
         match matches.len() {
@@ -474,6 +520,7 @@ impl Repo {
 
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
         let (id, bytes) = s.encode(&self.keys)?;
+        *self.snapshot_names.lock() = None;
         self.storage.put(Kind::Snapshot, &id.to_hex(), &bytes)?;
         Ok(id)
     }

@@ -38,6 +38,14 @@ pub type OnChange<'a> = dyn FnMut(Change, &[u8], Option<&Node>, Option<&Node>) -
 /// is `base` joined with the entry's names. `f` answers whether to go on;
 /// the answer is whether the walk went to the end.
 pub fn diff_nodes(repo: &Repo, a: &Node, b: &Node, base: &[u8], f: &mut OnChange) -> Result<bool> {
+    // The two sides' trees usually sit in different packs (the older and
+    // the newer backup's): on a remote store both come at once.
+    let roots: Vec<_> = [a.subtree, b.subtree].into_iter().flatten().collect();
+    repo.warm_trees(&roots);
+    walk(repo, a, b, base, f)
+}
+
+fn walk(repo: &Repo, a: &Node, b: &Node, base: &[u8], f: &mut OnChange) -> Result<bool> {
     if a.is_dir() && b.is_dir() {
         if a.subtree == b.subtree {
             return Ok(true);
@@ -70,7 +78,7 @@ pub fn diff_nodes(repo: &Repo, a: &Node, b: &Node, base: &[u8], f: &mut OnChange
                     let (x, y) = (&ta.nodes[i], &tb.nodes[j]);
                     i += 1;
                     j += 1;
-                    diff_nodes(repo, x, y, &join(base, &x.name), f)?
+                    walk(repo, x, y, &join(base, &x.name), f)?
                 }
             };
             if !go_on {

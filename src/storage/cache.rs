@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::ahead::{Ahead, Fetcher};
 use super::{Kind, Storage, StorageResult};
 
 const TRAILER: usize = 32;
@@ -40,6 +41,8 @@ pub struct CacheStorage {
     /// Tree ranges fetched whole ([`Storage::warm_meta`]), one entry per
     /// run of a pack instead of a file per tree.
     spans: Mutex<Spans>,
+    /// What opening a store fetches ahead ([`Storage::look_ahead`]).
+    ahead: Arc<Ahead>,
 }
 
 /// The spans of tree packs: which are on disk (per pack, read from its
@@ -82,6 +85,7 @@ impl CacheStorage {
             seq: AtomicU64::new(0),
             warned: std::sync::Once::new(),
             spans: Mutex::new(Spans::default()),
+            ahead: Arc::default(),
         };
         c.data_bytes
             .store(dir_size(&c.dir.join("data")), Ordering::Relaxed);
@@ -312,6 +316,7 @@ fn dir_size(d: &Path) -> u64 {
 
 impl Storage for CacheStorage {
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> StorageResult<()> {
+        self.ahead.invalidate(kind, name);
         self.inner.put(kind, name, data)?;
         // What we just wrote is what we will read next (index after a backup).
         if matches!(kind, Kind::Index | Kind::Snapshot) {
@@ -321,6 +326,11 @@ impl Storage for CacheStorage {
     }
 
     fn get(&self, kind: Kind, name: &str) -> StorageResult<Vec<u8>> {
+        // An object fetched ahead is on disk by now, or held here (keys, an
+        // error, a cache that could not be written).
+        if let Some(held) = self.ahead.wait_for(kind, name) {
+            return held;
+        }
         if !matches!(kind, Kind::Index | Kind::Snapshot) {
             return self.inner.get(kind, name);
         }
@@ -423,9 +433,13 @@ impl Storage for CacheStorage {
         Ok((requests, bytes))
     }
 
-    /// Listing always asks the remote; entries of objects gone from it are dropped.
+    /// Listing asks the remote (or takes the listing fetched ahead when the
+    /// store was opened); entries of objects gone from it are dropped.
     fn list(&self, kind: Kind) -> StorageResult<Vec<(String, u64)>> {
-        let l = self.inner.list(kind)?;
+        let l = match self.ahead.take_listing(kind) {
+            Some(l) => l?,
+            None => self.inner.list(kind)?,
+        };
         if matches!(kind, Kind::Index | Kind::Snapshot) {
             let live: HashSet<&str> = l.iter().map(|(n, _)| n.as_str()).collect();
             for e in fs::read_dir(self.dir.join(class_dir(kind, false)))
@@ -444,6 +458,7 @@ impl Storage for CacheStorage {
     }
 
     fn delete(&self, kind: Kind, name: &str) -> StorageResult<()> {
+        self.ahead.invalidate(kind, name);
         self.inner.delete(kind, name)?;
         match kind {
             Kind::Index | Kind::Snapshot => {
@@ -482,6 +497,32 @@ impl Storage for CacheStorage {
         self.inner.temporaries(older_than, remove)
     }
 
+    /// Keys are fetched and held in memory (they are not cached on disk);
+    /// index and snapshot objects the cache lacks are fetched into it.
+    fn look_ahead(self: Arc<Self>) {
+        for kind in [Kind::Key, Kind::Index, Kind::Snapshot] {
+            let (me, me2, me3) = (self.clone(), self.clone(), self.clone());
+            let f = Fetcher {
+                list: Box::new(move || me.inner.list(kind)),
+                wanted: Box::new(move |n| match kind {
+                    // The twins are read only when the first copy fails.
+                    Kind::Key => !n.ends_with("-copy"),
+                    _ => super::check_name(n).is_ok() && !me2.entry(kind, n, None).exists(),
+                }),
+                fetch: Box::new(move |n| {
+                    let r = me3.inner.get(kind, n);
+                    match r {
+                        Ok(b) if kind != Kind::Key && me3.save(&me3.entry(kind, n, None), &b) => {
+                            None
+                        }
+                        r => Some(r),
+                    }
+                }),
+            };
+            self.ahead.start(kind, f);
+        }
+    }
+
     fn location(&self) -> String {
         self.inner.location()
     }
@@ -501,6 +542,42 @@ mod tests {
             1 << 20,
         ));
         crate::storage::suite::run_all(s);
+    }
+
+    #[test]
+    fn opening_ahead_fetches_each_object_once_and_never_hides_a_write() {
+        let d = tempfile::tempdir().unwrap();
+        let mem: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        mem.put(Kind::Key, "k1", b"key").unwrap();
+        mem.put(Kind::Key, "k1-copy", b"key").unwrap();
+        mem.put(Kind::Index, "i1", b"index").unwrap();
+        mem.put(Kind::Snapshot, "s1", b"snap").unwrap();
+        let f = Arc::new(FaultStorage::new(mem, FaultPlan::default()));
+        let c = Arc::new(CacheStorage::new(f.clone(), d.path(), 0));
+        c.clone().look_ahead();
+        let names = |k| {
+            let mut l: Vec<String> = c.list(k).unwrap().into_iter().map(|(n, _)| n).collect();
+            l.sort();
+            l
+        };
+        assert_eq!(names(Kind::Key), ["k1", "k1-copy"]);
+        assert_eq!(c.get(Kind::Key, "k1").unwrap(), b"key");
+        assert_eq!(names(Kind::Index), ["i1"]);
+        assert_eq!(c.get(Kind::Index, "i1").unwrap(), b"index");
+        // A write after the look-ahead: the next listing shows it.
+        c.put(Kind::Snapshot, "s2", b"snap 2").unwrap();
+        assert_eq!(names(Kind::Snapshot), ["s1", "s2"]);
+        assert_eq!(c.get(Kind::Snapshot, "s1").unwrap(), b"snap");
+        // Key, index and snapshot: each fetched once, by the look-ahead (the
+        // key's twin is read only when the first copy fails).
+        assert_eq!(f.gets(), 3);
+        // A second process on the same cache: only the key is fetched again.
+        let c2 = Arc::new(CacheStorage::new(f.clone(), d.path(), 0));
+        c2.clone().look_ahead();
+        assert_eq!(c2.get(Kind::Key, "k1").unwrap(), b"key");
+        assert_eq!(c2.get(Kind::Index, "i1").unwrap(), b"index");
+        assert_eq!(c2.get(Kind::Snapshot, "s2").unwrap(), b"snap 2");
+        assert_eq!(f.gets(), 4);
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! Encryption and compression live above this layer; a backend only moves bytes.
 
 use std::fmt;
+use std::sync::Arc;
 
+mod ahead;
 pub mod cache;
 pub mod fault;
 pub mod limit;
@@ -172,6 +174,11 @@ pub trait Storage: Send + Sync {
     ) -> StorageResult<Vec<(String, u64)>> {
         Ok(Vec::new())
     }
+    /// A store is being opened: a storage that pays a round trip per
+    /// request may start listing and fetching what opening needs next
+    /// (keys, index and snapshot objects) in the background. Without a
+    /// cache: nothing to do.
+    fn look_ahead(self: Arc<Self>) {}
     /// A human-readable location, for messages.
     fn location(&self) -> String;
 }

@@ -202,14 +202,18 @@ impl S3Bucket {
         fut: impl Future<Output = StorageResult<T>>,
     ) -> StorageResult<T> {
         let deadline = self.timeout + extra;
-        self.rt
-            .block_on(async { tokio::time::timeout(deadline, fut).await })
-            .map_err(|_| {
-                StorageError::Unavailable(format!(
-                    "{what}: no answer from {} within {deadline:?}",
-                    self.endpoint
-                ))
-            })?
+        let started = std::time::Instant::now();
+        let r = self
+            .rt
+            .block_on(async { tokio::time::timeout(deadline, fut).await });
+        // -vv shows every request and its time: what a slow remote command waits on.
+        tracing::debug!(target: "klosetfs::s3", "{what}: {:.1?}", started.elapsed());
+        r.map_err(|_| {
+            StorageError::Unavailable(format!(
+                "{what}: no answer from {} within {deadline:?}",
+                self.endpoint
+            ))
+        })?
     }
 
     /// Runs one request (see `block`), mapping the SDK's errors.
