@@ -256,7 +256,7 @@ impl MemFs {
 
 impl Filesystem for MemFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        klosetfs::mount::writable::fuse::tune_writable_kernel(config);
+        klosetfs::mount::writable::tune_writable_kernel(config);
         Ok(())
     }
 

@@ -114,7 +114,7 @@ pub fn blob(data: &[u8]) -> bool {
 
 /// The writable mount's journal (a local file, but read back after crashes).
 pub fn journal(data: &[u8]) -> bool {
-    !crate::mount::writable::journal::read_from(data, Path::new("fuzz-journal")).is_empty()
+    !crate::writable::journal::read_from(data, Path::new("fuzz-journal")).is_empty()
 }
 
 #[cfg(test)]

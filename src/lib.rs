@@ -9,16 +9,20 @@
 //!   snapshots, keys, locks, config), [`unlock`], which reads the config
 //!   and keys (each kept twice) and proves a key is this store's, and
 //!   [`repo`], an open store;
-//! - [`pipeline`]: chunker and packer on the way in, coalesced reads and the
-//!   chunk cache on the way out;
+//! - [`pipeline`]: chunker and packer, the way in;
+//! - [`view`]: the way out, which every viewer and `restore` share: the
+//!   [`view::vfs`] view of snapshot trees, the chunk cache and coalesced
+//!   pack reads under it, and the sequential [`view::content`] reader;
 //! - [`ops`]: the one snapshot writer ([`ops::writer`]) and the walk every
 //!   source shares ([`ops::source`]: local paths, an S3 prefix, a stream);
 //!   then restore, archive, sync, check, repair, retention and prune;
-//! - [`mount`]: the [`mount::vfs`] view, the FUSE helpers both shells share
-//!   ([`mount::kernel`]), the read-only shell and the writable
-//!   backup-on-close mount;
-//! - [`serve`]: the web UI, JSON API and read-only WebDAV (`ui`), reading
-//!   through the same chunk cache as the mounts.
+//! - [`writable`]: the backup-on-close core (namespace, spool, journal,
+//!   storers, commit) and its [`writable::session`] lifecycle, with no front
+//!   end in it;
+//! - [`mount`]: the FUSE shells: the read-only mount over [`view::vfs`] and
+//!   the writable mount over [`writable`], and the kernel helpers both share;
+//! - [`serve`]: the web UI, JSON API and read-only WebDAV (`ui`), over the
+//!   same view.
 //!
 //! The `klosetfs` binary's CLI (`src/cli/`) sits on top.
 
@@ -37,5 +41,7 @@ pub mod tree_packs;
 pub mod unlock;
 pub mod userconfig;
 pub mod util;
+pub mod view;
+pub mod writable;
 
 pub use error::{Error, Result};

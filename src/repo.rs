@@ -16,7 +16,7 @@ use crate::format::index::{BlobLocation, IndexFile, IndexPack, MasterIndex};
 use crate::format::keyfile::{key_check, KdfParams, KeyFile};
 use crate::format::pack::PackWriter;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::tree::{Node, Tree};
 use crate::storage::{Kind, Storage, StorageError};
 use crate::unlock::{write_config, write_key};
 
@@ -600,15 +600,6 @@ impl Repo {
 
     pub fn pack_ids(&self) -> Vec<PackId> {
         self.index.read().packs().copied().collect()
-    }
-}
-
-/// The root directory of a snapshot, as a node (it has no stored metadata of its own).
-pub fn synthetic_dir(tree: BlobId) -> Node {
-    Node {
-        mode: 0o755,
-        subtree: Some(tree),
-        ..Node::bare(b"/".to_vec(), NodeKind::Dir)
     }
 }
 

@@ -150,7 +150,7 @@ fn write_seeds(corpus: &Path) {
     put("keyfile", &k.encode().1);
 
     // A journal as a writable mount writes it.
-    use klosetfs::mount::writable::journal::{Journal, NewMeta, Record};
+    use klosetfs::writable::journal::{Journal, NewMeta, Record};
     let jpath = env.path("journal");
     let mut j = Journal::create(
         &jpath,

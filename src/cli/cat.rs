@@ -1,5 +1,5 @@
-//! `cat`: a file's content from a snapshot to stdout, with chunks fetched ahead
-//! in parallel so the pipe never waits on one decrypt. A reader that goes
+//! `cat`: a file's content from a snapshot to stdout, through the shared
+//! [`ContentReader`] (chunks fetched a window ahead in parallel). A reader that goes
 //! away before the end (`| head`) makes it exit 1 and say so, as `tar` does:
 //! a script must not take a cut copy for the whole file.
 
@@ -8,9 +8,8 @@ use std::io::Write;
 
 use anyhow::bail;
 use clap::Args;
-use klosetfs::format::blob::BlobType;
 use klosetfs::format::tree::NodeKind;
-use rayon::prelude::*;
+use klosetfs::view::content::{ContentReader, WriteError};
 
 use super::spec::resolve;
 use super::{Ctx, EXIT_OK};
@@ -36,25 +35,15 @@ pub fn run(ctx: &Ctx, a: CatArgs) -> anyhow::Result<u8> {
         _ => bail!("{} is not a regular file", String::from_utf8_lossy(&t.path)),
     }
     let mut out = std::io::stdout().lock();
-    let window = rayon::current_num_threads() * 2;
-    for group in t.node.content.chunks(window) {
-        let blobs: Vec<_> = group
-            .par_iter()
-            .map(|c| repo.read_blob(BlobType::Data, &c.id))
-            .collect::<Result<_, _>>()?;
-        for b in blobs {
-            if let Err(e) = out.write_all(&b) {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Err(super::output::cut_short("the output"));
-                }
-                return Err(e.into());
-            }
-        }
-    }
-    match out.flush() {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+    let r = ContentReader::of_chunks(&repo, &t.node.content)
+        .write_to(&mut out)
+        .and_then(|_| out.flush().map_err(WriteError::Write));
+    match r {
+        Ok(()) => Ok(EXIT_OK),
+        Err(WriteError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             Err(super::output::cut_short("the output"))
         }
-        r => r.map(|_| EXIT_OK).map_err(Into::into),
+        Err(WriteError::Write(e)) => Err(e.into()),
+        Err(WriteError::Read(e)) => Err(e.into()),
     }
 }

@@ -542,9 +542,7 @@ fn run(ctx: Ctx, cmd: StoreCmd) -> anyhow::Result<u8> {
 
 /// Asks a writable mount to commit by reading its hidden control file.
 fn commit(mnt: &std::path::Path) -> anyhow::Result<u8> {
-    let f = mnt.join(std::ffi::OsStr::from_bytes(
-        klosetfs::mount::writable::COMMIT_FILE,
-    ));
+    let f = mnt.join(std::ffi::OsStr::from_bytes(klosetfs::writable::COMMIT_FILE));
     let out = std::fs::read_to_string(&f).with_context(|| {
         format!(
             "{} is not a writable klosetfs mount (or the commit failed)",

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use klosetfs::mount::readonly::ReadOnlyFs;
-use klosetfs::mount::vfs::{Vfs, VfsOptions};
 use klosetfs::mount::{check_mountpoint, serve, MountConfig};
+use klosetfs::view::vfs::{Vfs, VfsOptions};
 
 use super::spec::resolve;
 use super::{Ctx, EXIT_OK};
@@ -114,14 +114,9 @@ pub fn default_spool(ctx: &Ctx, store_id: &str, mnt: &std::path::Path) -> PathBu
     spools_of(ctx, store_id).join(&key[..16])
 }
 
-/// The file in a spool that names the mountpoint it served.
-pub const MOUNTPOINT_FILE: &str = "mountpoint";
-
 /// Where the mount that used `spool` was, if it said.
 pub fn spool_mountpoint(spool: &std::path::Path) -> Option<String> {
-    std::fs::read(spool.join(MOUNTPOINT_FILE))
-        .ok()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
+    klosetfs::writable::session::served_at(spool).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 /// The folder holding every default spool of one store.
@@ -281,24 +276,30 @@ fn run_writable(
     repo: Arc<klosetfs::repo::Repo>,
     mnt: &std::path::Path,
 ) -> anyhow::Result<u8> {
-    use klosetfs::mount::writable::fuse::WritableFuse;
-    use klosetfs::mount::writable::{WritableFs, WritableOptions};
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
+    use klosetfs::mount::writable::WritableFuse;
+    use klosetfs::writable::session::{Finished, Session};
+    use klosetfs::writable::WritableOptions;
     let spool = a
         .spool
         .clone()
         .unwrap_or_else(|| default_spool(ctx, &repo.config().id, mnt));
     let opts = WritableOptions {
-        spool_dir: spool.clone(),
+        spool_dir: spool,
         spool_cap: parse_size(&a.spool_size)? as u64,
         host: a.host.clone().unwrap_or_else(klosetfs::util::hostname),
         tags: a.tags.clone(),
         cache_bytes: cache_bytes(a, false)?,
-        sync: klosetfs::mount::writable::SyncMode::parse(&a.sync).expect("checked by clap"),
+        sync: klosetfs::writable::SyncMode::parse(&a.sync).expect("checked by clap"),
     };
-    let (fs, recovered) = WritableFs::new(repo.clone(), a.base.as_deref(), opts)?;
-    if let Some(id) = recovered {
+    // So `recover` can say where an interrupted mount was.
+    let started = Session::start(
+        repo.clone(),
+        a.base.as_deref(),
+        opts,
+        mnt.as_os_str().as_encoded_bytes(),
+    )?;
+    let mut session = started.session;
+    if let Some(id) = started.recovered {
         eprintln!(
             "klosetfs: recovered files closed before an interrupted mount: snapshot {}",
             id.short()
@@ -307,32 +308,14 @@ fn run_writable(
     if a.base.as_deref() == Some("latest") {
         super::warn_damaged_snapshots(&repo);
     }
-    let fs = Arc::new(fs);
-    // So `recover` can say where an interrupted mount was.
-    let noted = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(spool.join(MOUNTPOINT_FILE))
-        .and_then(|mut f| f.write_all(mnt.as_os_str().as_encoded_bytes()));
-    if let Err(e) = noted {
-        tracing::warn!("could not note the mountpoint in the spool: {e}");
-    }
     if let Some(secs) = a.commit_interval {
-        let fs = fs.clone();
-        std::thread::spawn(move || loop {
-            std::thread::sleep(Duration::from_secs(secs.max(1)));
-            if fs.has_changes() {
-                match fs.commit() {
-                    // Nobody may be reading stdout of a long-running mount.
-                    Ok(id) => {
-                        use std::io::Write as _;
-                        let _ = writeln!(std::io::stdout(), "snapshot {}", id.to_hex());
-                    }
-                    Err(e) => tracing::error!("periodic commit failed: {e:?}"),
-                }
+        session.commit_every(Duration::from_secs(secs), |r| match r {
+            // Nobody may be reading stdout of a long-running mount.
+            Ok(id) => {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stdout(), "snapshot {}", id.to_hex());
             }
+            Err(e) => tracing::error!("{e}"),
         });
     }
     let cfg = MountConfig {
@@ -347,7 +330,7 @@ fn run_writable(
     let quiet = ctx.global.quiet;
     let shown = mnt.to_path_buf();
     serve(
-        WritableFuse::new(fs.clone()),
+        WritableFuse::new(session.fs().clone()),
         mnt,
         &cfg,
         |_| {},
@@ -360,19 +343,13 @@ fn run_writable(
             }
         },
     )?;
-    // Every file is closed now; what an `mmap` changed after its close is
-    // stored too.
-    if let Err(e) = fs.store_unclosed() {
-        anyhow::bail!("storing files at unmount: {e:?} (files stay in the spool; run `klosetfs at STORE recover`)");
-    }
-    let id = if fs.has_changes() {
-        Some(fs.commit().map_err(|e| anyhow::anyhow!("committing at unmount: {e:?} (files stay in the spool; run `klosetfs at STORE recover`)"))?)
-    } else {
-        fs.last_commit()
-    };
-    match id {
-        Some(id) => outln!("snapshot {}", id.to_hex()),
-        None => eprintln!("klosetfs: nothing changed; no snapshot written"),
+    // Every file is closed now: the session stores what an `mmap` changed
+    // after its close and commits.
+    match session.finish()? {
+        Finished::Committed(id) | Finished::AlreadyCommitted(id) => {
+            outln!("snapshot {}", id.to_hex())
+        }
+        Finished::Unchanged => eprintln!("klosetfs: nothing changed; no snapshot written"),
     }
     Ok(EXIT_OK)
 }

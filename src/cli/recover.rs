@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use klosetfs::mount::writable::recover;
+use klosetfs::writable::recover;
 
 use super::{Ctx, EXIT_OK};
 

@@ -130,7 +130,7 @@ impl Snapshot {
                 ..r.clone()
             },
             None => {
-                let mut n = crate::repo::synthetic_dir(self.tree);
+                let mut n = super::tree::synthetic_dir(self.tree);
                 n.atime = self.time;
                 n.mtime = self.time;
                 n.ctime = self.time;

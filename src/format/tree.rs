@@ -198,6 +198,15 @@ impl Tree {
     }
 }
 
+/// The root directory of a snapshot, as a node (it has no stored metadata of its own).
+pub fn synthetic_dir(tree: BlobId) -> Node {
+    Node {
+        mode: 0o755,
+        subtree: Some(tree),
+        ..Node::bare(b"/".to_vec(), NodeKind::Dir)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use fuser::{
 };
 
 use crate::format::tree::NodeKind;
-use crate::mount::vfs::Attr;
+use crate::view::vfs::Attr;
 
 pub fn file_type(k: NodeKind) -> FileType {
     match k {

@@ -4,7 +4,6 @@
 pub mod deadman;
 pub mod kernel;
 pub mod readonly;
-pub mod vfs;
 pub mod writable;
 
 use std::path::{Path, PathBuf};

@@ -20,8 +20,8 @@ use crate::format::tree::NodeKind;
 use crate::mount::kernel::{
     file_attr, file_type, reply_dir, reply_xattr, reply_xattr_names, tune_kernel,
 };
-use crate::mount::vfs::{Attr, Vfs, VfsError};
 use crate::util::ByteLru;
+use crate::view::vfs::{Attr, Vfs, VfsError};
 
 /// Snapshot content never changes: let the kernel cache it for a day.
 const IMMUTABLE_TTL: Duration = Duration::from_secs(86_400);

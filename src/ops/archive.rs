@@ -9,14 +9,13 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 
-use rayon::prelude::*;
 use tar::{EntryType, Header};
 
 use crate::error::{Error, Result};
-use crate::format::blob::BlobType;
 use crate::format::id::BlobId;
-use crate::format::tree::{ChunkRef, Node, NodeKind};
+use crate::format::tree::{Node, NodeKind};
 use crate::repo::Repo;
+use crate::view::content::{ContentReader, Piece};
 
 /// What went into an archive, and what tar could not carry.
 #[derive(Debug, Default)]
@@ -78,7 +77,7 @@ pub fn write_zip<W: Write>(repo: &Repo, root: &Node, out: W) -> Result<(W, Archi
                 report.bytes += n.size;
                 z.start_file(name, opts).map_err(zerr)?;
                 let pieces = n.content.iter().map(|c| Piece::Chunk(*c)).collect();
-                std::io::copy(&mut ChunkReader::new(repo, pieces), &mut z).map_err(io)?;
+                std::io::copy(&mut ContentReader::new(repo, pieces), &mut z).map_err(io)?;
                 Ok(())
             }
             _ => {
@@ -286,7 +285,7 @@ impl<'a, W: Write> TarWriter<'a, W> {
             .map(|c| self.zero_id(c.size) == c.id)
             .collect();
         if !holes.iter().any(|h| *h) {
-            let r = ChunkReader::new(
+            let r = ContentReader::new(
                 self.repo,
                 n.content.iter().map(|c| Piece::Chunk(*c)).collect(),
             );
@@ -381,7 +380,7 @@ impl<'a, W: Write> TarWriter<'a, W> {
         let dir = &path[..path.len() - base.len()];
         *name = [dir, b"GNUSparseFile.0/", base].concat();
         let size = map.len() as u64 + data_len;
-        let r = std::io::Cursor::new(map).chain(ChunkReader::new(self.repo, data));
+        let r = std::io::Cursor::new(map).chain(ContentReader::new(self.repo, data));
         Ok((size, Box::new(r)))
     }
 
@@ -442,65 +441,4 @@ fn set_link(h: &mut Header, pax: &mut Vec<(String, Vec<u8>)>, target: &[u8]) {
     let field = &mut h.as_old_mut().linkname;
     let n = target.len().min(99);
     field[..n].copy_from_slice(&target[..n]);
-}
-
-/// A part of a file's bytes in the archive.
-#[derive(Clone, Copy)]
-enum Piece {
-    Chunk(ChunkRef),
-    Zeros(u64),
-}
-
-/// A file's pieces as a byte stream, chunks fetched a few at a time in
-/// parallel.
-struct ChunkReader<'a> {
-    repo: &'a Repo,
-    chunks: Vec<Piece>,
-    next: usize,
-    ready: std::collections::VecDeque<Vec<u8>>,
-    pos: usize,
-}
-
-impl<'a> ChunkReader<'a> {
-    fn new(repo: &'a Repo, chunks: Vec<Piece>) -> Self {
-        Self {
-            repo,
-            chunks,
-            next: 0,
-            ready: Default::default(),
-            pos: 0,
-        }
-    }
-}
-
-impl Read for ChunkReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.ready.front().is_some_and(|b| self.pos >= b.len()) {
-            self.ready.pop_front();
-            self.pos = 0;
-        }
-        if self.ready.is_empty() {
-            if self.next >= self.chunks.len() {
-                return Ok(0);
-            }
-            let window = (rayon::current_num_threads() * 2).max(2);
-            let end = (self.next + window).min(self.chunks.len());
-            let blobs: Vec<Vec<u8>> = self.chunks[self.next..end]
-                .par_iter()
-                .map(|p| match p {
-                    Piece::Chunk(c) => self.repo.read_blob(BlobType::Data, &c.id),
-                    Piece::Zeros(n) => Ok(vec![0; *n as usize]),
-                })
-                .collect::<Result<_>>()
-                .map_err(std::io::Error::other)?;
-            self.next = end;
-            self.ready.extend(blobs);
-            return self.read(buf);
-        }
-        let b = self.ready.front().expect("checked");
-        let n = buf.len().min(b.len() - self.pos);
-        buf[..n].copy_from_slice(&b[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
 }

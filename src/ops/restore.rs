@@ -223,7 +223,7 @@ pub fn restore(
             // its chunks are never all in memory at once.
             let small = batch.iter().map(|it| it.node.size).sum::<u64>() <= BATCH_BYTES;
             let fetched = if small && ids.len() > 1 {
-                crate::pipeline::coalesce::data_blobs(repo, &ids)
+                crate::view::coalesce::data_blobs(repo, &ids)
             } else {
                 HashMap::new()
             };

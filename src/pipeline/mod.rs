@@ -1,8 +1,6 @@
-//! The data pipeline between files and packs: content-defined chunking and
-//! the packer (dedup → compress → seal → pack) on the way in; coalesced pack
-//! reads and the byte-bounded chunk cache on the way out.
+//! The data pipeline from files to packs: content-defined chunking and the
+//! packer (dedup → compress → seal → pack). The way out (coalesced pack
+//! reads, the chunk cache) is [`crate::view`]'s.
 
-pub mod chunk_cache;
 pub mod chunker;
-pub mod coalesce;
 pub mod packer;

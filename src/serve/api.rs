@@ -2,7 +2,8 @@
 //! snapshots, list a directory (paged, sorted), fetch a file (HTTP ranges,
 //! streamed), a directory as an archive (streamed), search names across
 //! snapshots, a path's versions, and what changed between two snapshots
-//! (those three, questions across snapshots, in [`super::history`]).
+//! (those three, questions across snapshots, in `history`, which builds on
+//! this module's replies).
 //! Read-only: no route changes the store.
 //! Paths are `snap=ID` (an id, a unique prefix of one, or `latest`) plus
 //! `path=` percent-encoded bytes (see `paths`).
@@ -24,8 +25,8 @@ use super::{AppState, Shared};
 use crate::format::id::SnapshotId;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
-use crate::pipeline::chunk_cache::{chunk_offsets, read_chunks};
 use crate::util::format_time;
+use crate::view::chunk_cache::{chunk_offsets, read_chunks};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -33,7 +34,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/ls", get(ls))
         .route("/api/file", get(file))
         .route("/api/archive", get(archive))
-        .merge(super::history::routes())
 }
 
 /// A failed request: its status and a message, sent as `{"error": …}`.

@@ -19,7 +19,7 @@ use dav_server::fs::{
 use futures_util::FutureExt;
 
 use crate::format::tree::NodeKind;
-use crate::mount::vfs::{Attr, Vfs, VfsError, ROOT_INO};
+use crate::view::vfs::{Attr, Vfs, VfsError, ROOT_INO};
 
 /// The store as a WebDAV file system.
 #[derive(Clone)]

@@ -25,8 +25,8 @@ use axum::routing::{any, get};
 use axum::Router;
 
 use crate::error::{Error, Result};
-use crate::pipeline::chunk_cache::ChunkCache;
 use crate::repo::Repo;
+use crate::view::chunk_cache::ChunkCache;
 
 /// How the server runs.
 #[derive(Clone, Debug)]
@@ -87,9 +87,9 @@ pub fn serve(repo: Arc<Repo>, opts: ServeOptions, ready: impl FnOnce(String)) ->
     }
     // One view of the store for WebDAV (the whole-store mount's layout) and
     // one chunk cache for every read.
-    let vfs = Arc::new(crate::mount::vfs::Vfs::whole_store(
+    let vfs = Arc::new(crate::view::vfs::Vfs::whole_store(
         repo.clone(),
-        crate::mount::vfs::VfsOptions {
+        crate::view::vfs::VfsOptions {
             cache_bytes: opts.cache_bytes,
             ..Default::default()
         },
@@ -163,6 +163,7 @@ fn router(shared: AppState) -> Router {
         .route("/dav/", any(webdav))
         .route("/dav/{*path}", any(webdav))
         .merge(api::routes())
+        .merge(history::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), auth))
         .with_state(shared)

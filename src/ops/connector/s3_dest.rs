@@ -5,6 +5,7 @@
 //! damaged chunk is not uploaded at all: no object is better than a wrong one.
 
 use std::ffi::OsStr;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering;
 
@@ -13,11 +14,11 @@ use parking_lot::Mutex;
 
 use super::s3_source::XATTR_CONTENT_TYPE;
 use crate::error::Result;
-use crate::format::blob::BlobType;
 use crate::format::tree::{Node, NodeKind};
 use crate::ops::restore::{RestoreProgress, RestoreReport};
 use crate::repo::Repo;
 use crate::storage::{RetryPolicy, S3Bucket, StorageError, PART_SIZE};
+use crate::view::content::ContentReader;
 
 /// Objects uploaded at once.
 const WRITERS: usize = 8;
@@ -74,19 +75,14 @@ fn upload(repo: &Repo, b: &S3Bucket, key: &str, n: &Node) -> Result<Option<Strin
         .and_then(|x| String::from_utf8(x.value.clone()).ok());
     let retry = RetryPolicy::from_env();
     let what = format!("uploading {key}");
-    let mut chunks = n.content.iter();
+    let mut content = ContentReader::of_chunks(repo, &n.content);
     let mut damage = None;
     let mut next = |want: usize| -> std::io::Result<Vec<u8>> {
         let mut buf = Vec::new();
-        while buf.len() < want {
-            let Some(c) = chunks.next() else { break };
-            match repo.read_blob(BlobType::Data, &c.id) {
-                Ok(d) => buf.extend_from_slice(&d),
-                Err(e) => {
-                    damage = Some(format!("chunk {}: {e}", c.id.short()));
-                    return Err(std::io::Error::other("damaged chunk"));
-                }
-            }
+        let r = (&mut content).take(want as u64).read_to_end(&mut buf);
+        if let Err(e) = r {
+            damage = Some(e.to_string());
+            return Err(std::io::Error::other("damaged chunk"));
         }
         Ok(buf)
     };

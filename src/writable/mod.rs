@@ -7,10 +7,10 @@
 
 mod commit;
 mod data;
-pub mod fuse;
 pub mod journal;
 pub mod namespace;
 mod record;
+pub mod session;
 mod spool;
 mod storer;
 mod stream;
@@ -33,9 +33,9 @@ use crate::format::id::SnapshotId;
 use crate::format::lock::Lock;
 use crate::format::tree::{NodeKind, Xattr};
 use crate::ops::local_node::NameCache;
-use crate::pipeline::chunk_cache::ChunkCache;
 use crate::pipeline::packer::Packer;
 use crate::repo::Repo;
+use crate::view::chunk_cache::ChunkCache;
 
 use journal::{Journal, NewMeta, Record};
 use namespace::{Namespace, NsError, WInode, ROOT};
@@ -268,6 +268,11 @@ impl WritableFs {
 
     pub fn repo(&self) -> &Arc<Repo> {
         &self.repo
+    }
+
+    /// Where closed files wait to be stored (the spool folder).
+    pub fn spool_dir(&self) -> &std::path::Path {
+        &self.opts.spool_dir
     }
 
     /// Appends to the journal. With [`SyncMode::Close`] a `durable` record (a

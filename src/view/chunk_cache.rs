@@ -182,7 +182,7 @@ impl ChunkCache {
     }
 
     /// Loads the chunks not yet cached or loading, with the coalesced range
-    /// reads of [`crate::pipeline::coalesce`]; each chunk is published as its range arrives.
+    /// reads of [`crate::view::coalesce`]; each chunk is published as its range arrives.
     pub fn prefetch(&self, ids: &[BlobId]) {
         let mut want: HashMap<BlobId, Arc<Slot>> = HashMap::new();
         {
@@ -199,7 +199,7 @@ impl ChunkCache {
         }
         let ids: Vec<BlobId> = want.keys().copied().collect();
         let run = || {
-            crate::pipeline::coalesce::for_each_data_blob(&self.repo, &ids, |id, got| {
+            crate::view::coalesce::for_each_data_blob(&self.repo, &ids, |id, got| {
                 let r = match got {
                     Some(d) => Ok(Arc::new(d)),
                     None => self.load_one(&id),

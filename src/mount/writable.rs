@@ -15,14 +15,14 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 
-use super::journal::NewMeta;
-use super::namespace::{NsError, WInode};
-use super::{is_commit_ino, WError, WritableFs, COMMIT_TEXT_LEN};
 use crate::format::tree::NodeKind;
 use crate::mount::kernel::{
     file_attr, kind_of_mode, ns_time, reply_dir, reply_xattr, reply_xattr_names, tune_kernel,
 };
-use crate::mount::vfs::Attr;
+use crate::view::vfs::Attr;
+use crate::writable::journal::NewMeta;
+use crate::writable::namespace::{NsError, WInode};
+use crate::writable::{is_commit_ino, WError, WritableFs, COMMIT_TEXT_LEN};
 
 const TTL: Duration = Duration::from_secs(1);
 
@@ -529,7 +529,7 @@ impl Filesystem for WritableFuse {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let (blocks, free) = match nix::sys::statvfs::statvfs(&self.fs.opts.spool_dir) {
+        let (blocks, free) = match nix::sys::statvfs::statvfs(self.fs.spool_dir()) {
             Ok(s) => (
                 s.blocks() * s.fragment_size() / 4096,
                 s.blocks_available() * s.fragment_size() / 4096,

@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::pipeline::chunk_cache::{chunk_offsets, read_chunks};
+use crate::view::chunk_cache::{chunk_offsets, read_chunks};
 
 use super::journal::Record;
 use super::spool::{io_err, INLINE_LIMIT};

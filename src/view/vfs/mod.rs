@@ -14,8 +14,8 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
-use crate::pipeline::chunk_cache::ChunkCache;
 use crate::repo::Repo;
+use crate::view::chunk_cache::ChunkCache;
 
 mod layout;
 mod page;

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use super::{VResult, Vfs, VfsError, What};
 use crate::format::tree::{Node, NodeKind};
-use crate::pipeline::chunk_cache::{chunk_offsets, read_chunks};
+use crate::view::chunk_cache::{chunk_offsets, read_chunks};
 
 /// What reads of one file need, kept per inode (reads carry no open handle:
 /// the FUSE shell declines `open`, see `fuse.rs`).

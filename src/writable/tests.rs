@@ -150,3 +150,50 @@ fn a_drained_file_reads_from_the_store_and_takes_new_writes() {
         .unwrap();
     assert_eq!(root.nodes[0].size, want.len() as u64);
 }
+
+/// A front end without FUSE drives a whole session: files created and
+/// closed through the core's API land in the snapshot `finish` commits,
+/// interval commits stop at `finish`, and where it was served is noted.
+#[test]
+fn a_session_without_fuse_commits_what_was_closed() {
+    use super::session::{served_at, Finished, Session};
+    let d = tempfile::tempdir().unwrap();
+    let fs = mount(d.path());
+    let repo = fs.repo().clone();
+    let opts = WritableOptions {
+        spool_dir: d.path().join("session"),
+        spool_cap: 1 << 30,
+        host: "h".into(),
+        tags: vec![],
+        cache_bytes: 1 << 20,
+        sync: SyncMode::Lazy,
+    };
+    drop(fs);
+    let started = Session::start(repo.clone(), None, opts, b"http://127.0.0.1:1/").unwrap();
+    assert!(started.recovered.is_none());
+    let mut s = started.session;
+    s.commit_every(std::time::Duration::from_secs(3600), |_| {});
+    let ino = s.fs().create(ROOT, b"report.txt", file_meta()).unwrap();
+    s.fs().write(ino, 0, b"quarterly", false).unwrap();
+    s.fs().flush(ino, false).unwrap();
+
+    assert_eq!(
+        served_at(&d.path().join("session")).unwrap(),
+        b"http://127.0.0.1:1/"
+    );
+    let Finished::Committed(id) = s.finish().unwrap() else {
+        panic!("a changed session commits at its end");
+    };
+    let snap = repo.load_snapshot(&id).unwrap();
+    let node = repo.find_node(&snap, b"/report.txt").unwrap();
+    assert_eq!(node.size, 9);
+    let bytes: Vec<u8> = node
+        .content
+        .iter()
+        .flat_map(|c| {
+            repo.read_blob(crate::format::blob::BlobType::Data, &c.id)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(bytes, b"quarterly");
+}

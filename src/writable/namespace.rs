@@ -12,7 +12,7 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ChunkRef, Node, NodeKind, Xattr};
 use crate::repo::Repo;
 
-use super::journal::NewMeta;
+use super::record::NewMeta;
 
 pub const ROOT: u64 = 1;
 
