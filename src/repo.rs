@@ -603,6 +603,20 @@ impl Repo {
     }
 }
 
+/// The cheapest key derivation there is, for unit tests.
+#[cfg(test)]
+pub(crate) const TEST_KDF: KdfParams = KdfParams {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
+/// A new encrypted store (passphrase `pw`) on `storage`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_repo(storage: Arc<dyn Storage>) -> Arc<Repo> {
+    Arc::new(Repo::create(storage, Some(b"pw"), TEST_KDF).expect("a store in memory"))
+}
+
 /// `put` of a content-named object that is already there succeeded before.
 pub(crate) fn ignore_exists(r: std::result::Result<(), StorageError>) -> Result<()> {
     match r {
@@ -641,12 +655,7 @@ mod tests {
     #[test]
     fn every_flipped_key_byte_is_damage_not_a_wrong_passphrase() {
         let s = Arc::new(MemoryStorage::new());
-        let kdf = KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        };
-        Repo::create(s.clone(), Some(b"pw"), kdf).unwrap();
+        test_repo(s.clone());
         let mut names: Vec<String> = s
             .list(Kind::Key)
             .unwrap()

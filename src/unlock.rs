@@ -503,8 +503,6 @@ fn rewrite(storage: &dyn Storage, kind: Kind, name: &str, bytes: &[u8]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::keyfile::KdfParams;
-    use crate::repo::Repo;
     use crate::storage::MemoryStorage;
     use std::sync::Arc;
 
@@ -514,12 +512,8 @@ mod tests {
     #[test]
     fn a_hostile_key_beside_the_right_one_is_skipped() {
         let s = Arc::new(MemoryStorage::new());
-        let kdf = KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        };
-        Repo::create(s.clone(), Some(b"pw"), kdf).unwrap();
+        let kdf = crate::repo::TEST_KDF;
+        crate::repo::test_repo(s.clone());
         let (config, _) = read_config(&*s).unwrap();
         let m = MasterKey::random().unwrap();
         let mut hostile = KeyFile::new(&m, b"pw", kdf, Some(&config.id)).unwrap();

@@ -283,25 +283,13 @@ impl Packer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::keyfile::KdfParams;
     use crate::storage::Kind;
     use crate::storage::{MemoryStorage, Storage};
 
     #[test]
     fn dedups_and_flush_makes_blobs_readable() {
         let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-        let repo = Arc::new(
-            Repo::create(
-                s.clone(),
-                Some(b"pw"),
-                KdfParams {
-                    memory_kib: 64,
-                    iterations: 1,
-                    parallelism: 1,
-                },
-            )
-            .unwrap(),
-        );
+        let repo = crate::repo::test_repo(s.clone());
         let p = Packer::new(repo.clone());
         let a = p.save(BlobType::Data, b"hello").unwrap();
         let b = p.save(BlobType::Data, b"hello").unwrap();

@@ -99,7 +99,6 @@ fn read_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::keyfile::KdfParams;
     use crate::pipeline::packer::Packer;
     use crate::storage::{FaultPlan, FaultStorage, MemoryStorage, Storage};
     use std::sync::Arc;
@@ -108,18 +107,7 @@ mod tests {
     fn reads_neighbours_in_one_request_and_skips_what_fails() {
         let mem: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let f = Arc::new(FaultStorage::new(mem, FaultPlan::default()));
-        let repo = Arc::new(
-            Repo::create(
-                f.clone(),
-                Some(b"pw"),
-                KdfParams {
-                    memory_kib: 64,
-                    iterations: 1,
-                    parallelism: 1,
-                },
-            )
-            .unwrap(),
-        );
+        let repo = crate::repo::test_repo(f.clone());
         let p = Packer::new(repo.clone());
         let blobs: Vec<Vec<u8>> = (0..50u32)
             .map(|i| (0..1000 + i).map(|j| (j * 7 + i) as u8).collect())

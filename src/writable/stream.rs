@@ -155,23 +155,13 @@ impl std::io::Read for Follow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::keyfile::KdfParams;
-    use crate::repo::Repo;
     use crate::storage::MemoryStorage;
     use std::io::Write;
 
     fn packer() -> Arc<Packer> {
-        let repo = Repo::create(
-            Arc::new(MemoryStorage::new()),
-            Some(b"pw"),
-            KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-        )
-        .unwrap();
-        Arc::new(Packer::new(Arc::new(repo)))
+        Arc::new(Packer::new(crate::repo::test_repo(Arc::new(
+            MemoryStorage::new(),
+        ))))
     }
 
     fn noise(n: usize) -> Vec<u8> {

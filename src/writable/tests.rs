@@ -7,18 +7,11 @@ use std::sync::Arc;
 use super::journal::{self, NewMeta, Record};
 use super::namespace::ROOT;
 use super::{SyncMode, WritableFs, WritableOptions};
-use crate::format::keyfile::KdfParams;
 use crate::format::tree::NodeKind;
-use crate::repo::Repo;
 use crate::storage::MemoryStorage;
 
 fn mount(spool: &std::path::Path) -> WritableFs {
-    let kdf = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
-    let repo = Arc::new(Repo::create(Arc::new(MemoryStorage::new()), Some(b"pw"), kdf).unwrap());
+    let repo = crate::repo::test_repo(Arc::new(MemoryStorage::new()));
     let opts = WritableOptions {
         spool_dir: spool.to_path_buf(),
         spool_cap: 1 << 30,

@@ -1,7 +1,6 @@
 //! Vfs tests: eviction on FORGET, single-snapshot reads and links, stable
 //! inode numbers across whole-store mounts.
 use super::*;
-use crate::format::keyfile::KdfParams;
 use crate::ops::backup::{backup, BackupOptions, Progress};
 use crate::storage::{MemoryStorage, Storage};
 
@@ -16,12 +15,7 @@ fn fixture() -> (tempfile::TempDir, Arc<Repo>, std::path::PathBuf) {
     std::os::unix::fs::symlink("sub/small", src.join("ln")).unwrap();
     let _ = xattr::set(src.join("data"), "user.k", b"v");
     let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-    let kdf = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
-    let repo = Arc::new(Repo::create(s, Some(b"pw"), kdf).unwrap());
+    let repo = crate::repo::test_repo(s);
     let opts = BackupOptions {
         paths: vec![src.clone()],
         ..Default::default()
