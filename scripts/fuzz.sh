@@ -10,10 +10,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
-# --build-only: install cargo-fuzz if needed and build the targets, no run
-# (CI builds them on the core the tests leave idle).
-build_only=
-[ "$secs" = --build-only ] && build_only=1
 
 if ! rustup toolchain list | grep -q '^nightly'; then
   echo "fuzz: no nightly toolchain on this machine; skipping (the corpus replay in cargo test still runs)" >&2
@@ -23,7 +19,6 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --qui
 
 targets=$(ls fuzz/fuzz_targets | sed 's/\.rs$//')
 cargo +nightly fuzz build -O >/dev/null
-[ -n "$build_only" ] && exit 0
 
 scratch=$(mktemp -d /tmp/klosetfs-fuzz.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
