@@ -166,7 +166,11 @@ impl Repo {
         if !self.storage.keeps_meta() {
             return;
         }
-        let packs = self.tree_packs.packs(&self.index);
+        self.warm_packs(self.tree_packs.packs(&self.index));
+    }
+
+    /// Warms the trees of `packs`, 16 at a time.
+    fn warm_packs(&self, packs: Vec<PackId>) {
         crate::util::io_pool().install(|| {
             packs
                 .par_iter()
@@ -188,11 +192,7 @@ impl Repo {
             .collect();
         packs.sort_unstable();
         packs.dedup();
-        crate::util::io_pool().install(|| {
-            packs
-                .par_iter()
-                .for_each(|p| self.tree_packs.warm(&*self.storage, &self.index, *p))
-        });
+        self.warm_packs(packs);
     }
 
     /// What fetching tree packs whole cost this process (remote stores).
