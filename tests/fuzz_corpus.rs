@@ -160,6 +160,7 @@ fn write_seeds(corpus: &Path) {
             host: "host".into(),
             tags: vec!["t".into()],
         },
+        &[],
         true,
     )
     .unwrap();

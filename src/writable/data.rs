@@ -251,7 +251,7 @@ impl WritableFs {
     /// the background job records the chunks when they are stored.
     pub(super) fn store_content(&self, ino: u64) -> WResult<()> {
         let _gate = self.close_gate.read();
-        let (spool, generation, path, mtime) = {
+        let (spool, generation, mtime) = {
             let mut ns = self.ns.lock();
             let i = ns.get_mut(ino)?;
             // Clean, or these very bytes are already journaled and queued (a
@@ -265,10 +265,9 @@ impl WritableFs {
                 .clone()
                 .ok_or(WError::Io("dirty file without spool".into()))?;
             i.queued_gen = i.generation;
-            let (generation, mtime) = (i.generation, i.mtime);
-            (spool, generation, ns.path(ino), mtime)
+            (spool, i.generation, i.mtime)
         };
-        let r = self.journal_and_queue(ino, spool, generation, path, mtime);
+        let r = self.journal_and_queue(ino, spool, generation, mtime);
         if r.is_err() {
             // Not journaled: the next close or fsync tries again.
             if let Ok(i) = self.ns.lock().get_mut(ino) {
@@ -285,7 +284,6 @@ impl WritableFs {
         ino: u64,
         spool: String,
         generation: u64,
-        path: Option<Vec<u8>>,
         mtime: i64,
     ) -> WResult<()> {
         // Small files travel inside the journal record: one fsync per close
@@ -315,19 +313,30 @@ impl WritableFs {
         let size = bytes
             .as_ref()
             .map_or_else(|| file.as_ref().map_or(0, |f| f.1), |b| b.len() as u64);
-        if let Some(path) = path {
-            let r = Record::Content {
-                path,
-                size,
-                mtime,
-                chunks: Vec::new(),
-                spool: Some(spool.clone()),
-                inline: bytes.take(),
-            };
-            self.log_ref(&r, true)?;
-            if let Record::Content { inline, .. } = r {
-                bytes = inline;
+        // Named as it is now (a rename may have come since the close).
+        let appended = {
+            let ns = self.ns.lock();
+            match ns.path(ino) {
+                Some(path) => {
+                    let r = Record::Content {
+                        path,
+                        size,
+                        mtime,
+                        chunks: Vec::new(),
+                        spool: Some(spool.clone()),
+                        inline: bytes.take(),
+                    };
+                    let a = self.append(&ns, &r);
+                    if let Record::Content { inline, .. } = r {
+                        bytes = inline;
+                    }
+                    Some(a?)
+                }
+                None => None,
             }
+        };
+        if let Some(a) = appended {
+            self.settle(a, true)?;
         }
         let job = StoreJob {
             packer: self.packer.clone(),
@@ -467,25 +476,23 @@ impl StoreJob {
 
     /// Records the chunks the file's bytes were stored as.
     fn stored(self, chunks: Vec<crate::format::tree::ChunkRef>) -> Result<(), String> {
-        let path = {
-            let mut ns = self.ns.lock();
-            let Ok(i) = ns.get_mut(self.ino) else {
-                return Ok(()); // removed since
-            };
-            if i.content_gen > self.generation {
-                return Ok(()); // a later close was stored first
-            }
-            i.content = chunks.clone();
-            i.content_gen = self.generation;
-            if i.generation == self.generation {
-                i.dirty = false;
-            }
-            ns.path(self.ino)
+        let mut ns = self.ns.lock();
+        let Ok(i) = ns.get_mut(self.ino) else {
+            return Ok(()); // removed since
         };
+        if i.content_gen > self.generation {
+            return Ok(()); // a later close was stored first
+        }
+        i.content = chunks.clone();
+        i.content_gen = self.generation;
+        if i.generation == self.generation {
+            i.dirty = false;
+        }
         // Spooled files: the spool goes once the chunks are durable, so the
-        // journal must name them. (In-memory files have their bytes there.)
+        // journal must name them (in-memory files have their bytes there);
+        // appended under the namespace's lock, as every change is.
         if self.size > INLINE_LIMIT {
-            if let Some(path) = path {
+            if let Some(path) = ns.path(self.ino) {
                 let r = Record::Content {
                     path,
                     size: self.size,

@@ -196,11 +196,13 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts a new journal (replacing any old one) with its header.
+    /// Starts a new journal (replacing any old one) with its header and the
+    /// records `carried` over from the journal it replaces (framed, as
+    /// [`Journal::bytes_since`] gives them), durable before it is in place.
     /// `zero_fill` keeps zeroed, synced space ahead of the appender: worth it
     /// when every close syncs (`--sync close`); otherwise it only writes
     /// every byte twice.
-    pub fn create(path: &Path, header: &Record, zero_fill: bool) -> Result<Self> {
+    pub fn create(path: &Path, header: &Record, carried: &[u8], zero_fill: bool) -> Result<Self> {
         let tmp = path.with_extension("new");
         // The journal holds the content of small files: its owner's eyes only.
         let file = OpenOptions::new()
@@ -250,6 +252,9 @@ impl Journal {
         );
         j.write(MAGIC)?;
         j.append(header)?;
+        if !carried.is_empty() {
+            j.write(carried)?;
+        }
         j.sync()?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io("installing journal", e))?;
         if let Some(d) = path.parent() {
@@ -268,6 +273,17 @@ impl Journal {
     /// Where the last appended record ends: `sync_to` this makes it durable.
     pub fn end(&self) -> u64 {
         self.sync.appended.load(Ordering::Acquire)
+    }
+
+    /// The framed records appended since `mark` (an earlier [`Journal::end`]),
+    /// to carry into the journal that replaces this one.
+    pub fn bytes_since(&self, mark: u64) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.end().saturating_sub(mark) as usize];
+        self.sync
+            .file
+            .read_exact_at(&mut buf, mark)
+            .map_err(|e| Error::io("reading the journal", e))?;
+        Ok(buf)
     }
 
     /// The sync side, to sync without holding the journal.
@@ -462,7 +478,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("journal");
         let h = header();
-        let mut j = Journal::create(&p, &h, true).unwrap();
+        let mut j = Journal::create(&p, &h, &[], true).unwrap();
         let u = Record::Unlink {
             path: b"x".to_vec(),
         };
@@ -499,7 +515,7 @@ mod tests {
             spool: None,
             inline: Some(Arc::new(bytes)),
         };
-        let mut j = Journal::create(&p, &h, false).unwrap();
+        let mut j = Journal::create(&p, &h, &[], false).unwrap();
         j.append(&c).unwrap();
         j.sync().unwrap();
         drop(j);
@@ -510,7 +526,7 @@ mod tests {
     fn armed_records_become_durable_soon_and_syncs_coalesce() {
         let d = tempfile::tempdir().unwrap();
         let h = header();
-        let mut j = Journal::create(&d.path().join("journal"), &h, true).unwrap();
+        let mut j = Journal::create(&d.path().join("journal"), &h, &[], true).unwrap();
         let s = j.syncer();
         let synced_at_create = s.synced.lock().upto;
         assert_eq!(synced_at_create, j.end());

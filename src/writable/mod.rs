@@ -10,6 +10,7 @@ mod data;
 pub mod journal;
 pub mod namespace;
 mod record;
+mod recover;
 pub mod session;
 mod spool;
 mod storer;
@@ -18,7 +19,7 @@ mod stream;
 mod tests;
 mod xattrs;
 
-use commit::recover_dir;
+use recover::recover_dir;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -91,6 +92,13 @@ impl std::fmt::Display for WError {
 }
 
 pub type WResult<T> = std::result::Result<T, WError>;
+
+/// A record in the journal, not yet made durable ([`WritableFs::settle`]).
+#[must_use]
+struct Appended {
+    sync: Arc<journal::SyncState>,
+    end: u64,
+}
 pub type Listing = Vec<(u64, NodeKind, Vec<u8>)>;
 
 #[derive(Clone, Debug)]
@@ -132,10 +140,8 @@ impl SyncMode {
 
 pub struct WritableFs {
     repo: Arc<Repo>,
-    /// The store's shared lock, held for the mount's whole life (none for the
-    /// short-lived instance that commits a recovered journal under its
-    /// caller's lock).
-    _lock: Option<Lock>,
+    /// The store's shared lock, held for the session's whole life.
+    _lock: Lock,
     packer: Arc<Packer>,
     cache: ChunkCache,
     opts: WritableOptions,
@@ -224,26 +230,14 @@ impl WritableFs {
         let journal = Journal::create(
             &opts.spool_dir.join("journal"),
             &header,
+            &[],
             opts.sync == SyncMode::Close,
         )?;
-        let mut fs = Self::assemble(repo, opts, ns, journal, base, Packer::new)?;
-        fs._lock = Some(lock);
-        Ok((fs, recovered))
-    }
-
-    fn assemble(
-        repo: Arc<Repo>,
-        opts: WritableOptions,
-        ns: Namespace,
-        journal: Journal,
-        base: Option<SnapshotId>,
-        packer: impl FnOnce(Arc<Repo>) -> Packer,
-    ) -> Result<Self> {
         let storer = storer::Storer::new(storer::StoreCpus::detect())
             .map_err(|e| Error::io("starting the background storer", e))?;
-        Ok(WritableFs {
-            _lock: None,
-            packer: Arc::new(packer(repo.clone())),
+        let fs = WritableFs {
+            _lock: lock,
+            packer: Arc::new(Packer::new(repo.clone())),
             cache: ChunkCache::new(repo.clone(), opts.cache_bytes),
             repo,
             opts,
@@ -263,7 +257,8 @@ impl WritableFs {
             close_gate: parking_lot::RwLock::new(()),
             last_commit: Mutex::new(None),
             names: NameCache::default(),
-        })
+        };
+        Ok((fs, recovered))
     }
 
     pub fn repo(&self) -> &Arc<Repo> {
@@ -275,25 +270,30 @@ impl WritableFs {
         &self.opts.spool_dir
     }
 
-    /// Appends to the journal. With [`SyncMode::Close`] a `durable` record (a
-    /// close) is fsynced before this returns; otherwise (but for
-    /// [`SyncMode::Commit`]) it is within [`journal::LAZY_SYNC`], by the
-    /// journal's background syncer.
-    fn log(&self, r: Record, durable: bool) -> WResult<()> {
-        self.log_ref(&r, durable)
+    /// Appends a change's record while the caller still holds the namespace
+    /// (`_held`; the lock order is namespace, then journal): records are in
+    /// the order of the changes they replay, and a commit's tree and the
+    /// journal's end are taken at one instant. [`WritableFs::settle`] it
+    /// once the namespace is let go.
+    fn append(&self, _held: &Namespace, r: &Record) -> WResult<Appended> {
+        let mut j = self.journal.lock();
+        j.append(r)?;
+        Ok(Appended {
+            sync: j.syncer(),
+            end: j.end(),
+        })
     }
 
-    fn log_ref(&self, r: &Record, durable: bool) -> WResult<()> {
-        let (sync, end) = {
-            let mut j = self.journal.lock();
-            j.append(r)?;
-            (j.syncer(), j.end())
-        };
+    /// Makes an appended record durable as the sync mode says: with
+    /// [`SyncMode::Close`] a `durable` one (a close) before this returns;
+    /// otherwise (but for [`SyncMode::Commit`]) within
+    /// [`journal::LAZY_SYNC`], by the journal's background syncer.
+    fn settle(&self, a: Appended, durable: bool) -> WResult<()> {
         self.changed.store(true, Ordering::Relaxed);
         match self.opts.sync {
-            // Outside the journal's lock: other appenders go on meanwhile.
-            SyncMode::Close if durable => sync.sync_to(end)?,
-            SyncMode::Close | SyncMode::Lazy => sync.arm(),
+            // Outside every lock: other appenders go on meanwhile.
+            SyncMode::Close if durable => a.sync.sync_to(a.end)?,
+            SyncMode::Close | SyncMode::Lazy => a.sync.arm(),
             SyncMode::Commit => {}
         }
         Ok(())
@@ -352,27 +352,29 @@ impl WritableFs {
 
     /// Creates any kind of entry (the kernel opens a new regular file itself).
     pub fn create(&self, parent: u64, name: &[u8], meta: NewMeta) -> WResult<u64> {
-        let (ino, path) = {
+        let (ino, appended) = {
             let mut ns = self.ns.lock();
             let ino = ns.create(parent, name, &meta)?;
-            (ino, ns.child_path(parent, name).unwrap_or_default())
+            let path = ns.child_path(parent, name).unwrap_or_default();
+            (ino, self.append(&ns, &Record::Create { path, meta })?)
         };
-        self.log(Record::Create { path, meta }, false)?;
+        self.settle(appended, false)?;
         Ok(ino)
     }
 
     pub fn link(&self, ino: u64, parent: u64, name: &[u8]) -> WResult<()> {
-        let (target, path) = {
+        let appended = {
             let mut ns = self.ns.lock();
             let target = ns.path(ino).ok_or(NsError::NotFound)?;
             ns.link(ino, parent, name, now())?;
-            (target, ns.child_path(parent, name).unwrap_or_default())
+            let path = ns.child_path(parent, name).unwrap_or_default();
+            self.append(&ns, &Record::Link { target, path })?
         };
-        self.log(Record::Link { target, path }, false)
+        self.settle(appended, false)
     }
 
     pub fn unlink(&self, parent: u64, name: &[u8], dir: bool) -> WResult<()> {
-        let (path, dropped) = {
+        let (appended, dropped) = {
             let mut ns = self.ns.lock();
             let path = ns.child_path(parent, name).unwrap_or_default();
             let spool = ns
@@ -381,12 +383,13 @@ impl WritableFs {
                 .and_then(|i| ns.get(i).ok())
                 .and_then(|i| i.spool.clone());
             let (_, gone) = ns.unlink(parent, name, dir, now())?;
-            (path, if gone { spool } else { None })
+            let appended = self.append(&ns, &Record::Unlink { path })?;
+            (appended, if gone { spool } else { None })
         };
         if let Some(s) = dropped {
             self.drop_spool(&s);
         }
-        self.log(Record::Unlink { path }, false)
+        self.settle(appended, false)
     }
 
     pub fn rename(
@@ -397,7 +400,7 @@ impl WritableFs {
         newname: &[u8],
         noreplace: bool,
     ) -> WResult<()> {
-        let (from, to, dropped) = {
+        let (appended, dropped) = {
             let mut ns = self.ns.lock();
             let from = ns.child_path(parent, name).unwrap_or_default();
             let to = ns.child_path(newparent, newname).unwrap_or_default();
@@ -407,7 +410,8 @@ impl WritableFs {
                 .and_then(|i| ns.get(i).ok())
                 .and_then(|i| i.spool.clone());
             let dropped = ns.rename(parent, name, newparent, newname, noreplace, now())?;
-            (from, to, dropped.and(victim_spool))
+            let appended = self.append(&ns, &Record::Rename { from, to })?;
+            (appended, dropped.and(victim_spool))
         };
         if let Some(s) = dropped {
             self.drop_spool(&s);
@@ -415,7 +419,7 @@ impl WritableFs {
         // Like a rename on ext4, durable at the next fsync (of the file or the
         // directory) or close, or by the background sync soon after; the
         // closed file's bytes already are, under one name or the other.
-        self.log(Record::Rename { from, to }, false)
+        self.settle(appended, false)
     }
 
     /// Changes attributes; a new `size` is a truncation, `(size, open)`: through
@@ -435,25 +439,29 @@ impl WritableFs {
             self.truncate(ino, sz, open)?;
         }
         let t = now();
-        let path = {
+        let appended = {
             let mut ns = self.ns.lock();
-            let path = ns.path(ino);
             ns.get_mut(ino)?.set_attrs(mode, uid, gid, atime, mtime, t);
-            path
+            match ns.path(ino) {
+                Some(path) => {
+                    let r = Record::SetAttr {
+                        path,
+                        mode,
+                        uid,
+                        gid,
+                        atime,
+                        mtime,
+                        ctime: t,
+                    };
+                    Some(self.append(&ns, &r)?)
+                }
+                None => None,
+            }
         };
-        if let Some(path) = path {
-            let r = Record::SetAttr {
-                path,
-                mode,
-                uid,
-                gid,
-                atime,
-                mtime,
-                ctime: t,
-            };
-            self.log(r, false)?;
+        match appended {
+            Some(a) => self.settle(a, false),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     pub fn set_xattrs(
@@ -461,17 +469,20 @@ impl WritableFs {
         ino: u64,
         f: impl FnOnce(&mut Vec<Xattr>) -> WResult<()>,
     ) -> WResult<()> {
-        let (path, xattrs) = {
+        let appended = {
             let mut ns = self.ns.lock();
-            let path = ns.path(ino);
             let i = ns.get_mut(ino)?;
             f(&mut i.xattrs)?;
             i.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
             i.ctime = now();
-            (path, i.xattrs.clone())
+            let xattrs = i.xattrs.clone();
+            match ns.path(ino) {
+                Some(path) => Some(self.append(&ns, &Record::SetXattrs { path, xattrs })?),
+                None => None,
+            }
         };
-        match path {
-            Some(path) => self.log(Record::SetXattrs { path, xattrs }, false),
+        match appended {
+            Some(a) => self.settle(a, false),
             None => Ok(()),
         }
     }

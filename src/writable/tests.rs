@@ -190,3 +190,87 @@ fn a_session_without_fuse_commits_what_was_closed() {
         .collect();
     assert_eq!(bytes, b"quarterly");
 }
+
+/// The bytes of `path` in snapshot `id`.
+fn snapshot_file(
+    repo: &crate::repo::Repo,
+    id: &crate::format::id::SnapshotId,
+    path: &[u8],
+) -> Vec<u8> {
+    let snap = repo.load_snapshot(id).unwrap();
+    let node = repo.find_node(&snap, path).unwrap();
+    node.content
+        .iter()
+        .flat_map(|c| {
+            repo.read_blob(crate::format::blob::BlobType::Data, &c.id)
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Changes made while a commit saves its snapshot are not in it: they go
+/// on into the journal the commit starts, so a crash right after the commit
+/// loses none of them (nor a close that builds on them), and recovery needs
+/// no second session to commit them.
+#[test]
+fn changes_during_a_commit_survive_a_crash_after_it() {
+    let d = tempfile::tempdir().unwrap();
+    let fs = mount(d.path());
+    let repo = fs.repo().clone();
+    let a = fs.create(ROOT, b"a", file_meta()).unwrap();
+    fs.write(a, 0, b"first", false).unwrap();
+    fs.flush(a, false).unwrap();
+    let mut b = 0;
+    let first = fs
+        .commit_with(|| {
+            fs.rename(ROOT, b"a", ROOT, b"a2", false).unwrap();
+            b = fs.create(ROOT, b"b", file_meta()).unwrap();
+        })
+        .unwrap();
+    assert!(fs.has_changes(), "what came during the commit is not in it");
+    let tree = repo
+        .load_tree(&repo.load_snapshot(&first).unwrap().tree)
+        .unwrap();
+    let names: Vec<&[u8]> = tree.nodes.iter().map(|n| &n.name[..]).collect();
+    assert_eq!(
+        names,
+        vec![&b"a"[..]],
+        "the commit holds its instant's tree"
+    );
+    // A close that needs the created name, then a crash (no last commit).
+    fs.write(b, 0, b"second", false).unwrap();
+    fs.flush(b, false).unwrap();
+    fs.sync_journal().unwrap();
+    drop(fs);
+    let got = super::recover(&repo, &[d.path().to_path_buf()]).unwrap();
+    assert_eq!(got.len(), 1, "the journal had changes to commit");
+    let id = got[0].1;
+    assert_eq!(repo.load_snapshot(&id).unwrap().parent, Some(first));
+    assert_eq!(snapshot_file(&repo, &id, b"/a2"), b"first");
+    assert_eq!(snapshot_file(&repo, &id, b"/b"), b"second");
+    assert!(
+        !d.path().join("journal").exists(),
+        "a recovered spool is emptied"
+    );
+}
+
+/// A large file renamed after its close: its stored chunks are journaled
+/// under the name it has by then, so recovery finds them after the rename.
+#[test]
+fn a_large_file_renamed_after_its_close_recovers_under_its_new_name() {
+    let d = tempfile::tempdir().unwrap();
+    let fs = mount(d.path());
+    let repo = fs.repo().clone();
+    let big: Vec<u8> = (0..(3u32 << 20)).map(|i| (i * 31 % 251) as u8).collect();
+    let ino = fs.create(ROOT, b"large", file_meta()).unwrap();
+    for (k, piece) in big.chunks(1 << 20).enumerate() {
+        fs.write(ino, (k << 20) as u64, piece, false).unwrap();
+    }
+    fs.flush(ino, false).unwrap();
+    fs.rename(ROOT, b"large", ROOT, b"moved", false).unwrap();
+    fs.storer.wait_idle();
+    fs.sync_journal().unwrap();
+    drop(fs);
+    let got = super::recover(&repo, &[d.path().to_path_buf()]).unwrap();
+    assert_eq!(snapshot_file(&repo, &got[0].1, b"/moved"), big);
+}

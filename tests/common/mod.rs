@@ -416,7 +416,9 @@ impl Mounted {
             if let Some(st) = child.try_wait().unwrap() {
                 break Some(st);
             }
-            if start.elapsed().as_secs() > 15 {
+            // Generous: an unmount commits, and may first have to finish
+            // storing a large file on a machine busy with other builds.
+            if start.elapsed().as_secs() > 60 {
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
