@@ -1,6 +1,10 @@
 //! An on-disk cache in front of a remote store. Index and snapshot objects and
 //! tree ranges of packs are kept always (they are small and every command reads
 //! them); data ranges are kept within a size cap, oldest dropped first.
+//! A range is served from any cached run of its pack that holds it, not only
+//! from an entry of exactly its bounds: a mount's reads are batched into
+//! ranged GETs, and a second walk whose batches fall differently must still
+//! find its bytes on disk rather than at the remote.
 //!
 //! Every cached object is immutable on the remote (names are content ids), so
 //! an entry never goes stale; it is only dropped when the object is deleted or
@@ -38,21 +42,29 @@ pub struct CacheStorage {
     evicting: Mutex<()>,
     seq: AtomicU64,
     warned: std::sync::Once,
-    /// Tree ranges fetched whole ([`Storage::warm_meta`]), one entry per
-    /// run of a pack instead of a file per tree.
+    /// The runs of packs on disk: tree spans fetched whole
+    /// ([`Storage::warm_meta`]) and data ranges, found by containment.
     spans: Mutex<Spans>,
     /// What opening a store fetches ahead ([`Storage::look_ahead`]).
     ahead: Arc<Ahead>,
 }
 
-/// The spans of tree packs: which are on disk (per pack, read from its
+/// A class of runs: tree spans (`trees/…/<pack>.span.<start>.<len>`) or
+/// data ranges (`data/…/<pack>.<start>.<len>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Class {
+    Trees,
+    Data,
+}
+
+/// The runs of packs: which are on disk (per class and pack, read from its
 /// shard folder on first use) and the recently used ones in memory.
 #[derive(Default)]
 struct Spans {
-    on_disk: std::collections::HashMap<String, Vec<(u64, u64)>>,
-    mem: std::collections::HashMap<(String, u64), Arc<Vec<u8>>>,
+    on_disk: std::collections::HashMap<(Class, String), Vec<(u64, u64)>>,
+    mem: std::collections::HashMap<(Class, String, u64), Arc<Vec<u8>>>,
     /// Oldest first, for the memory bound.
-    order: std::collections::VecDeque<(String, u64)>,
+    order: std::collections::VecDeque<(Class, String, u64)>,
     mem_bytes: usize,
 }
 
@@ -167,42 +179,67 @@ impl CacheStorage {
         len: u64,
         meta: bool,
     ) -> StorageResult<Vec<u8>> {
-        if meta {
-            if let Some(b) = self.span_slice(name, offset, len) {
-                return Ok(b);
-            }
+        let class = if meta { Class::Trees } else { Class::Data };
+        if let Some(b) = self.span_slice(class, name, offset, len) {
+            return Ok(b);
         }
         let path = self.entry(kind, name, Some((offset, len, meta)));
-        if let Some(b) = self.load(&path) {
-            if b.len() as u64 == len {
-                return Ok(b);
+        if meta {
+            // Single trees hinted by a backup (`hint_meta_ranges`).
+            if let Some(b) = self.load(&path) {
+                if b.len() as u64 == len {
+                    return Ok(b);
+                }
             }
         }
         let b = self.inner.get_range(kind, name, offset, len)?;
         if self.save(&path, &b) && !meta {
+            let b = Arc::new(b);
+            {
+                let mut sp = self.spans.lock();
+                let mut on = self.spans_on_disk(&mut sp, Class::Data, name);
+                on.push((offset, b.len() as u64));
+                sp.on_disk.insert((Class::Data, name.to_string()), on);
+                Self::keep_span(&mut sp, (Class::Data, name.to_string(), offset), b.clone());
+            }
             let total = self.data_bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
             if total + b.len() as u64 > self.data_cap {
                 self.evict();
             }
+            return Ok(Arc::unwrap_or_clone(b));
         }
         Ok(b)
     }
 
-    fn span_path(&self, name: &str, start: u64, len: u64) -> PathBuf {
-        self.dir
-            .join("trees")
-            .join(&name[..2.min(name.len())])
-            .join(format!("{name}.span.{start}.{len}"))
+    fn span_path(&self, class: Class, name: &str, start: u64, len: u64) -> PathBuf {
+        let shard = &name[..2.min(name.len())];
+        match class {
+            Class::Trees => self
+                .dir
+                .join("trees")
+                .join(shard)
+                .join(format!("{name}.span.{start}.{len}")),
+            Class::Data => self
+                .dir
+                .join("data")
+                .join(shard)
+                .join(format!("{name}.{start}.{len}")),
+        }
     }
 
-    /// The spans of `name` on disk (listed once per pack and process).
-    fn spans_on_disk(&self, sp: &mut Spans, name: &str) -> Vec<(u64, u64)> {
-        if let Some(v) = sp.on_disk.get(name) {
+    /// The runs of `name` of a class on disk (listed once per pack and
+    /// process, then kept in step with this process's own writes).
+    fn spans_on_disk(&self, sp: &mut Spans, class: Class, name: &str) -> Vec<(u64, u64)> {
+        let key = (class, name.to_string());
+        if let Some(v) = sp.on_disk.get(&key) {
             return v.clone();
         }
-        let prefix = format!("{name}.span.");
+        let (folder, prefix) = match class {
+            Class::Trees => ("trees", format!("{name}.span.")),
+            Class::Data => ("data", format!("{name}.")),
+        };
         let mut v = Vec::new();
-        let shard = self.dir.join("trees").join(&name[..2.min(name.len())]);
+        let shard = self.dir.join(folder).join(&name[..2.min(name.len())]);
         for e in fs::read_dir(shard).into_iter().flatten().flatten() {
             let f = e.file_name();
             let Some(rest) = f.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
@@ -214,23 +251,26 @@ impl CacheStorage {
                 }
             }
         }
-        sp.on_disk.insert(name.to_string(), v.clone());
+        sp.on_disk.insert(key, v.clone());
         v
     }
 
-    /// `len` bytes at `offset` of pack `name` from a span, if one holds them.
-    fn span_slice(&self, name: &str, offset: u64, len: u64) -> Option<Vec<u8>> {
+    /// `len` bytes at `offset` of pack `name` from a run of `class` on disk
+    /// that holds them, if one does.
+    fn span_slice(&self, class: Class, name: &str, offset: u64, len: u64) -> Option<Vec<u8>> {
         let mut sp = self.spans.lock();
-        for (start, slen) in self.spans_on_disk(&mut sp, name) {
+        for (start, slen) in self.spans_on_disk(&mut sp, class, name) {
             if offset < start || offset + len > start + slen {
                 continue;
             }
             let at = (offset - start) as usize..(offset - start + len) as usize;
-            let key = (name.to_string(), start);
+            let key = (class, name.to_string(), start);
             if let Some(b) = sp.mem.get(&key) {
-                return b.get(at).map(<[u8]>::to_vec);
+                if b.len() as u64 == slen {
+                    return b.get(at).map(<[u8]>::to_vec);
+                }
             }
-            let path = self.span_path(name, start, slen);
+            let path = self.span_path(class, name, start, slen);
             match self.load(&path) {
                 Some(b) if b.len() as u64 == slen => {
                     let out = b.get(at).map(<[u8]>::to_vec);
@@ -240,7 +280,7 @@ impl CacheStorage {
                 // Damaged (and dropped by `load`) or gone: forget it.
                 _ => {
                     let _ = fs::remove_file(&path);
-                    if let Some(v) = sp.on_disk.get_mut(name) {
+                    if let Some(v) = sp.on_disk.get_mut(&(class, name.to_string())) {
                         v.retain(|s| *s != (start, slen));
                     }
                 }
@@ -249,7 +289,7 @@ impl CacheStorage {
         None
     }
 
-    fn keep_span(sp: &mut Spans, key: (String, u64), b: Arc<Vec<u8>>) {
+    fn keep_span(sp: &mut Spans, key: (Class, String, u64), b: Arc<Vec<u8>>) {
         sp.mem_bytes += b.len();
         if let Some(old) = sp.mem.insert(key.clone(), b) {
             sp.mem_bytes -= old.len();
@@ -294,6 +334,12 @@ impl CacheStorage {
             }
         }
         self.data_bytes.store(total, Ordering::Relaxed);
+        // Listed again on next use: what is left on disk is the truth.
+        let mut sp = self.spans.lock();
+        sp.on_disk.retain(|k, _| k.0 != Class::Data);
+        sp.mem.retain(|k, _| k.0 != Class::Data);
+        sp.order.retain(|k| k.0 != Class::Data);
+        sp.mem_bytes = sp.mem.values().map(|b| b.len()).sum();
     }
 }
 
@@ -386,7 +432,7 @@ impl Storage for CacheStorage {
         if kind != Kind::Pack {
             return Ok((0, 0));
         }
-        let spans = self.spans_on_disk(&mut self.spans.lock(), name);
+        let spans = self.spans_on_disk(&mut self.spans.lock(), Class::Trees, name);
         let covered =
             |off: u64, len: u64| spans.iter().any(|&(s, l)| off >= s && off + len <= s + l);
         let mut missing: Vec<(u64, u64)> = ranges
@@ -417,13 +463,17 @@ impl Storage for CacheStorage {
             requests += 1;
             bytes += b.len() as u64;
             let len = b.len() as u64;
-            let saved = self.save(&self.span_path(name, start, len), &b);
+            let saved = self.save(&self.span_path(Class::Trees, name, start, len), &b);
             let mut sp = self.spans.lock();
             if saved {
-                let mut on = self.spans_on_disk(&mut sp, name);
+                let mut on = self.spans_on_disk(&mut sp, Class::Trees, name);
                 on.push((start, len));
-                sp.on_disk.insert(name.to_string(), on);
-                Self::keep_span(&mut sp, (name.to_string(), start), Arc::new(b));
+                sp.on_disk.insert((Class::Trees, name.to_string()), on);
+                Self::keep_span(
+                    &mut sp,
+                    (Class::Trees, name.to_string(), start),
+                    Arc::new(b),
+                );
             } else {
                 // No room or no cache folder: warming is pointless.
                 return Ok((requests, bytes));
@@ -467,9 +517,9 @@ impl Storage for CacheStorage {
             Kind::Pack => {
                 {
                     let mut sp = self.spans.lock();
-                    sp.on_disk.remove(name);
-                    sp.mem.retain(|k, _| k.0 != name);
-                    sp.order.retain(|k| k.0 != name);
+                    sp.on_disk.retain(|k, _| k.1 != name);
+                    sp.mem.retain(|k, _| k.1 != name);
+                    sp.order.retain(|k| k.1 != name);
                     sp.mem_bytes = sp.mem.values().map(|b| b.len()).sum();
                 }
                 for class in ["trees", "data"] {

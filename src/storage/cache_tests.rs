@@ -196,3 +196,54 @@ fn a_cache_on_a_full_disk_is_a_no_op() {
     c.put(Kind::Index, "ee56", b"idx").unwrap();
     assert_eq!(c.get(Kind::Index, "ee56").unwrap(), b"idx");
 }
+
+/// A data range inside one cached earlier (a second walk whose reads are
+/// batched differently) is served from disk, in this process and the next;
+/// one that reaches past every cached run asks the remote; a damaged run
+/// is dropped and read again, never served.
+#[test]
+fn a_data_range_inside_a_cached_one_is_served_locally() {
+    let d = tempfile::tempdir().unwrap();
+    let mem: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let pack: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    mem.put(Kind::Pack, "cd55", &pack).unwrap();
+    let f = Arc::new(FaultStorage::new(mem, FaultPlan::default()));
+    let slice = |o: u64, l: u64| &pack[o as usize..(o + l) as usize];
+    let c = CacheStorage::new(f.clone(), d.path(), 1 << 20);
+    assert_eq!(
+        c.get_range(Kind::Pack, "cd55", 1000, 100_000).unwrap(),
+        slice(1000, 100_000)
+    );
+    let before = f.gets();
+    let inside = [(1000, 10), (5000, 4000), (100_990, 10), (1000, 100_000)];
+    for c in [&c, &CacheStorage::new(f.clone(), d.path(), 1 << 20)] {
+        for (o, l) in inside {
+            assert_eq!(c.get_range(Kind::Pack, "cd55", o, l).unwrap(), slice(o, l));
+        }
+    }
+    assert_eq!(
+        f.gets(),
+        before,
+        "every range inside the run served locally"
+    );
+    let c2 = CacheStorage::new(f.clone(), d.path(), 1 << 20);
+    assert_eq!(
+        c2.get_range(Kind::Pack, "cd55", 100_000, 2000).unwrap(),
+        slice(100_000, 2000)
+    );
+    assert_eq!(f.gets(), before + 1, "past the run's end: the remote");
+    let run = walk_files(d.path())
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with("cd55.1000.100000"))
+        .unwrap();
+    let mut raw = fs::read(&run).unwrap();
+    raw[500] ^= 1;
+    fs::write(&run, raw).unwrap();
+    let c3 = CacheStorage::new(f.clone(), d.path(), 1 << 20);
+    assert_eq!(
+        c3.get_range(Kind::Pack, "cd55", 1400, 300).unwrap(),
+        slice(1400, 300)
+    );
+    assert_eq!(f.gets(), before + 2, "the damaged run was not served");
+    assert!(!run.exists());
+}
