@@ -256,30 +256,39 @@ impl CacheStorage {
     }
 
     /// `len` bytes at `offset` of pack `name` from a run of `class` on disk
-    /// that holds them, if one does.
+    /// that holds them, if one does. A run not in memory is read and
+    /// verified outside the lock, so other readers go on meanwhile.
     fn span_slice(&self, class: Class, name: &str, offset: u64, len: u64) -> Option<Vec<u8>> {
-        let mut sp = self.spans.lock();
-        for (start, slen) in self.spans_on_disk(&mut sp, class, name) {
-            if offset < start || offset + len > start + slen {
-                continue;
-            }
-            let at = (offset - start) as usize..(offset - start + len) as usize;
-            let key = (class, name.to_string(), start);
-            if let Some(b) = sp.mem.get(&key) {
-                if b.len() as u64 == slen {
-                    return b.get(at).map(<[u8]>::to_vec);
+        let holds = |start: u64, slen: u64| offset >= start && offset + len <= start + slen;
+        let slice = |b: &[u8], start: u64| {
+            b.get((offset - start) as usize..(offset - start + len) as usize)
+                .map(<[u8]>::to_vec)
+        };
+        let on_disk: Vec<(u64, u64)> = {
+            let mut sp = self.spans.lock();
+            let runs = self.spans_on_disk(&mut sp, class, name);
+            for &(start, slen) in runs.iter().filter(|r| holds(r.0, r.1)) {
+                if let Some(b) = sp.mem.get(&(class, name.to_string(), start)) {
+                    if b.len() as u64 == slen {
+                        return slice(b, start);
+                    }
                 }
             }
+            runs.into_iter().filter(|r| holds(r.0, r.1)).collect()
+        };
+        for (start, slen) in on_disk {
             let path = self.span_path(class, name, start, slen);
             match self.load(&path) {
                 Some(b) if b.len() as u64 == slen => {
-                    let out = b.get(at).map(<[u8]>::to_vec);
-                    Self::keep_span(&mut sp, key, Arc::new(b));
+                    let out = slice(&b, start);
+                    let key = (class, name.to_string(), start);
+                    Self::keep_span(&mut self.spans.lock(), key, Arc::new(b));
                     return out;
                 }
                 // Damaged (and dropped by `load`) or gone: forget it.
                 _ => {
                     let _ = fs::remove_file(&path);
+                    let mut sp = self.spans.lock();
                     if let Some(v) = sp.on_disk.get_mut(&(class, name.to_string())) {
                         v.retain(|s| *s != (start, slen));
                     }
