@@ -284,6 +284,20 @@ impl WritableFs {
         })
     }
 
+    /// [`WritableFs::append`] of the record `make` builds from `ino`'s path,
+    /// if it has one (a file unlinked while still open has none: nothing
+    /// replays a change to it).
+    fn append_named(
+        &self,
+        held: &Namespace,
+        ino: u64,
+        make: impl FnOnce(Vec<u8>) -> Record,
+    ) -> WResult<Option<Appended>> {
+        held.path(ino)
+            .map(|path| self.append(held, &make(path)))
+            .transpose()
+    }
+
     /// Makes an appended record durable as the sync mode says: with
     /// [`SyncMode::Close`] a `durable` one (a close) before this returns;
     /// otherwise (but for [`SyncMode::Commit`]) within
@@ -442,26 +456,17 @@ impl WritableFs {
         let appended = {
             let mut ns = self.ns.lock();
             ns.get_mut(ino)?.set_attrs(mode, uid, gid, atime, mtime, t);
-            match ns.path(ino) {
-                Some(path) => {
-                    let r = Record::SetAttr {
-                        path,
-                        mode,
-                        uid,
-                        gid,
-                        atime,
-                        mtime,
-                        ctime: t,
-                    };
-                    Some(self.append(&ns, &r)?)
-                }
-                None => None,
-            }
+            self.append_named(&ns, ino, |path| Record::SetAttr {
+                path,
+                mode,
+                uid,
+                gid,
+                atime,
+                mtime,
+                ctime: t,
+            })?
         };
-        match appended {
-            Some(a) => self.settle(a, false),
-            None => Ok(()),
-        }
+        appended.map_or(Ok(()), |a| self.settle(a, false))
     }
 
     pub fn set_xattrs(
@@ -476,15 +481,9 @@ impl WritableFs {
             i.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
             i.ctime = now();
             let xattrs = i.xattrs.clone();
-            match ns.path(ino) {
-                Some(path) => Some(self.append(&ns, &Record::SetXattrs { path, xattrs })?),
-                None => None,
-            }
+            self.append_named(&ns, ino, |path| Record::SetXattrs { path, xattrs })?
         };
-        match appended {
-            Some(a) => self.settle(a, false),
-            None => Ok(()),
-        }
+        appended.map_or(Ok(()), |a| self.settle(a, false))
     }
 
     pub fn has_changes(&self) -> bool {

@@ -82,7 +82,7 @@ pub fn recover_dir(repo: &Arc<Repo>, spool: &Path) -> Result<Option<SnapshotId>>
         }
     }
     // The one commit, as a live session makes it; no session is needed.
-    packer.flush()?;
+    // (`write_snapshot` flushes the packer before it seals.)
     let origin = super::commit::Origin {
         host: &host,
         tags: &tags,
