@@ -43,6 +43,8 @@ mod prune;
 mod recover;
 mod restore;
 mod rm;
+#[cfg(feature = "ui")]
+mod serve;
 mod spec;
 mod sync;
 #[cfg(feature = "ui")]
@@ -157,6 +159,8 @@ pub enum StoreCmd {
     Versions(versions::VersionsArgs),
     #[cfg(feature = "ui")]
     Ui(ui::UiArgs),
+    #[cfg(feature = "ui")]
+    Serve(serve::ServeArgs),
     Info(info::InfoArgs),
     Restore(restore::RestoreArgs),
     Archive(archive::ArchiveArgs),
@@ -526,6 +530,8 @@ fn run(ctx: Ctx, cmd: StoreCmd) -> anyhow::Result<u8> {
         StoreCmd::Versions(a) => versions::run(&ctx, a),
         #[cfg(feature = "ui")]
         StoreCmd::Ui(a) => ui::run(&ctx, a),
+        #[cfg(feature = "ui")]
+        StoreCmd::Serve(a) => serve::run(&ctx, a),
         StoreCmd::Info(a) => info::run(&ctx, a),
         StoreCmd::Restore(a) => restore::run(&ctx, a),
         StoreCmd::Archive(a) => archive::run(&ctx, a),

@@ -78,10 +78,18 @@ pub struct MountArgs {
     /// Writable backup-on-close mount: files copied in become a snapshot.
     #[arg(long)]
     writable: bool,
+    #[command(flatten)]
+    session: WritableArgs,
+}
+
+/// How a writable session (this mount's, or `serve --writable`'s) commits
+/// and spools. Each needs `--writable`.
+#[derive(Args)]
+pub struct WritableArgs {
     /// Start the writable tree from this snapshot (id prefix or `latest`).
     #[arg(long, requires = "writable")]
     base: Option<String>,
-    /// Where written files are staged (default: <cache dir>/spool/<store>/<mountpoint hash>, see
+    /// Where written files are staged (default: <cache dir>/spool/<store>/<hash of the mountpoint or address>, see
     /// --cache-dir). It holds the plaintext of files not yet committed; it is
     /// made readable by its owner only.
     #[arg(long, requires = "writable")]
@@ -92,14 +100,14 @@ pub struct MountArgs {
     /// Commit a snapshot every this many seconds when something changed.
     #[arg(long, requires = "writable")]
     commit_interval: Option<u64>,
-    /// Tag for snapshots the writable mount commits (repeatable).
+    /// Tag for snapshots the writable session commits (repeatable).
     #[arg(long = "tag", requires = "writable")]
     tags: Vec<String>,
-    /// Host name for snapshots the writable mount commits.
+    /// Host name for snapshots the writable session commits.
     #[arg(long, requires = "writable")]
     host: Option<String>,
     /// When closed files become durable against a power cut (a crash of the
-    /// daemon loses nothing closed in any mode): `lazy` (within 0.1 s of the
+    /// server loses nothing closed in any mode): `lazy` (within 0.1 s of the
     /// close, one sync for all files closed meanwhile), `close` (fsync before
     /// every close returns: slower for many small files) or `commit` (at the
     /// next commit only).
@@ -270,47 +278,47 @@ pub fn is_mounted(mnt: &std::path::Path) -> bool {
         .any(|p| p.replace("\\040", " ") == want)
 }
 
-fn run_writable(
+/// Opens a writable session as `w` says, spooled under `key`'s hash (a
+/// mountpoint, a listening address) unless `--spool` names a folder: the
+/// next session on the same key finds and commits what a crash left.
+/// Starts its interval commits, printing each snapshot id.
+pub fn start_session(
     ctx: &Ctx,
-    a: &MountArgs,
+    w: &WritableArgs,
     repo: Arc<klosetfs::repo::Repo>,
-    mnt: &std::path::Path,
-) -> anyhow::Result<u8> {
-    use klosetfs::mount::writable::WritableFuse;
-    use klosetfs::writable::session::{Finished, Session};
+    cache_bytes: usize,
+    key: &std::path::Path,
+    served_at: &[u8],
+) -> anyhow::Result<klosetfs::writable::session::Session> {
+    use klosetfs::writable::session::Session;
     use klosetfs::writable::WritableOptions;
-    let spool = a
+    let spool = w
         .spool
         .clone()
-        .unwrap_or_else(|| default_spool(ctx, &repo.config().id, mnt));
+        .unwrap_or_else(|| default_spool(ctx, &repo.config().id, key));
     let opts = WritableOptions {
         spool_dir: spool,
-        spool_cap: parse_size(&a.spool_size)? as u64,
-        host: a.host.clone().unwrap_or_else(klosetfs::util::hostname),
-        tags: a.tags.clone(),
-        cache_bytes: cache_bytes(a, false)?,
-        sync: klosetfs::writable::SyncMode::parse(&a.sync).expect("checked by clap"),
+        spool_cap: parse_size(&w.spool_size)? as u64,
+        host: w.host.clone().unwrap_or_else(klosetfs::util::hostname),
+        tags: w.tags.clone(),
+        cache_bytes,
+        sync: klosetfs::writable::SyncMode::parse(&w.sync).expect("checked by clap"),
     };
-    // So `recover` can say where an interrupted mount was.
-    let started = Session::start(
-        repo.clone(),
-        a.base.as_deref(),
-        opts,
-        mnt.as_os_str().as_encoded_bytes(),
-    )?;
+    // So `recover` can say where an interrupted session was.
+    let started = Session::start(repo.clone(), w.base.as_deref(), opts, served_at)?;
     let mut session = started.session;
     if let Some(id) = started.recovered {
         eprintln!(
-            "klosetfs: recovered files closed before an interrupted mount: snapshot {}",
+            "klosetfs: recovered files closed before an interrupted session: snapshot {}",
             id.short()
         );
     }
-    if a.base.as_deref() == Some("latest") {
+    if w.base.as_deref() == Some("latest") {
         super::warn_damaged_snapshots(&repo);
     }
-    if let Some(secs) = a.commit_interval {
+    if let Some(secs) = w.commit_interval {
         session.commit_every(Duration::from_secs(secs), |r| match r {
-            // Nobody may be reading stdout of a long-running mount.
+            // Nobody may be reading stdout of a long-running session.
             Ok(id) => {
                 use std::io::Write as _;
                 let _ = writeln!(std::io::stdout(), "snapshot {}", id.to_hex());
@@ -318,6 +326,25 @@ fn run_writable(
             Err(e) => tracing::error!("{e}"),
         });
     }
+    Ok(session)
+}
+
+fn run_writable(
+    ctx: &Ctx,
+    a: &MountArgs,
+    repo: Arc<klosetfs::repo::Repo>,
+    mnt: &std::path::Path,
+) -> anyhow::Result<u8> {
+    use klosetfs::mount::writable::WritableFuse;
+    use klosetfs::writable::session::Finished;
+    let session = start_session(
+        ctx,
+        &a.session,
+        repo.clone(),
+        cache_bytes(a, false)?,
+        mnt,
+        mnt.as_os_str().as_encoded_bytes(),
+    )?;
     let cfg = MountConfig {
         allow_other: a.allow_other,
         read_only: false,

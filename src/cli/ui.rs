@@ -28,16 +28,28 @@ WebDAV clients (Finder, Explorer, davfs2, rclone, cadaver) browse and copy out
 read-only under /dav/ (the whole-store mount's layout), with the token as the
 password of any user name. Nothing it serves can change the store. Stop it with Ctrl-C.")]
 pub struct UiArgs {
-    /// Address and port to listen on (port 0: any free port).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    listen: SocketAddr,
+    #[command(flatten)]
+    server: ServerArgs,
     /// Do not open a browser.
     #[arg(long)]
     no_open: bool,
+    /// Memory for file chunks read through the server (e.g. 256M). Decoded
+    /// directories take up to 64 MiB more, whatever this is.
+    #[arg(long, default_value = "64M")]
+    cache_size: String,
+}
+
+/// Where and how a server listens, and the token it asks for (`ui` and
+/// `serve`).
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Address and port to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
     /// Read the token from this file instead of making a new one at each
     /// start (at least 16 characters; surrounding whitespace is ignored).
     #[arg(long, value_name = "FILE")]
-    token_file: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
     /// Serve HTTPS with this certificate (a PEM file: the server's
     /// certificate first, then any intermediates). Needs --tls-key.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -49,10 +61,6 @@ pub struct UiArgs {
     /// crosses the network in clear.
     #[arg(long)]
     insecure: bool,
-    /// Memory for file chunks read through the server (e.g. 256M). Decoded
-    /// directories take up to 64 MiB more, whatever this is.
-    #[arg(long, default_value = "64M")]
-    cache_size: String,
     /// A host name clients may use to reach the server (repeatable). IP
     /// addresses, `localhost` and this machine's name always work; any
     /// other name in a request's `Host:` is refused, so a web page on a
@@ -61,30 +69,43 @@ pub struct UiArgs {
     allow_host: Vec<String>,
 }
 
-pub fn run(ctx: &Ctx, a: UiArgs) -> anyhow::Result<u8> {
-    let token = match &a.token_file {
-        Some(f) => std::fs::read_to_string(f)
-            .with_context(|| format!("reading the token from {}", f.display()))?
-            .trim()
-            .to_string(),
-        None => new_token()?,
-    };
-    if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
-        bail!("the token must be at least 16 printable characters, without `;`");
+impl ServerArgs {
+    /// The server's options: the token read from --token-file or made anew.
+    pub fn options(&self, cache_bytes: usize) -> anyhow::Result<ServeOptions> {
+        let token = match &self.token_file {
+            Some(f) => std::fs::read_to_string(f)
+                .with_context(|| format!("reading the token from {}", f.display()))?
+                .trim()
+                .to_string(),
+            None => new_token()?,
+        };
+        if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
+            bail!("the token must be at least 16 printable characters, without `;`");
+        }
+        Ok(ServeOptions {
+            listen: self.listen,
+            token,
+            cache_bytes,
+            insecure: self.insecure,
+            allow_hosts: self.allow_host.clone(),
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+        })
     }
+}
+
+pub fn run(ctx: &Ctx, a: UiArgs) -> anyhow::Result<u8> {
+    let opts = a
+        .server
+        .options(klosetfs::util::parse_size(&a.cache_size)? as usize)?;
+    let token = opts.token.clone();
     let repo = ctx.open_indexed()?;
     super::warn_damaged_snapshots(&repo);
-    let opts = ServeOptions {
-        listen: a.listen,
-        token: token.clone(),
-        cache_bytes: klosetfs::util::parse_size(&a.cache_size)? as usize,
-        insecure: a.insecure,
-        allow_hosts: a.allow_host,
-        tls: match (a.tls_cert, a.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            _ => None,
-        },
-    };
     let open = !a.no_open;
     serve(repo, opts, move |base| {
         let url = format!("{base}/?token={token}");

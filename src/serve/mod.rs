@@ -10,6 +10,8 @@
 
 mod api;
 mod dav;
+mod dav_write;
+pub mod drive;
 mod history;
 mod paths;
 pub mod tls;
@@ -50,11 +52,6 @@ pub(crate) struct Shared {
     pub repo: Arc<Repo>,
     pub cache: Arc<ChunkCache>,
     dav: dav_server::DavHandler,
-    token: String,
-    /// Names accepted in `Host:` (lower case), besides IP addresses.
-    hosts: Vec<String>,
-    /// Served over TLS: the cookie is marked `Secure`.
-    secure: bool,
     /// The snapshot ids whose index was loaded: a snapshot made since
     /// start-up reloads the index before its blobs are read.
     pub known: parking_lot::Mutex<std::collections::HashSet<crate::format::id::SnapshotId>>,
@@ -72,19 +69,7 @@ pub fn new_token() -> Result<String> {
 /// Binds, calls `ready` with the base URL it serves (`http://` or
 /// `https://` and the address), then serves until the process ends.
 pub fn serve(repo: Arc<Repo>, opts: ServeOptions, ready: impl FnOnce(String)) -> Result<()> {
-    if !opts.listen.ip().is_loopback() && !opts.insecure && opts.tls.is_none() {
-        return Err(Error::InvalidInput(format!(
-            "{} is not a loopback address: the token would cross the network in clear; \
-             give --tls-cert and --tls-key, or pass --insecure to do it anyway",
-            opts.listen
-        )));
-    }
-    let tls = opts.tls.as_ref().map(tls::config).transpose()?;
-    if opts.token.len() < 16 {
-        return Err(Error::InvalidInput(
-            "the token must have at least 16 characters".into(),
-        ));
-    }
+    let gate = Gate::new(&opts)?;
     // One view of the store for WebDAV (the whole-store mount's layout) and
     // one chunk cache for every read.
     let vfs = Arc::new(crate::view::vfs::Vfs::whole_store(
@@ -106,20 +91,22 @@ pub fn serve(repo: Arc<Repo>, opts: ServeOptions, ready: impl FnOnce(String)) ->
         repo,
         cache,
         dav,
-        token: opts.token.clone(),
-        hosts: {
-            let mut h: Vec<String> = opts
-                .allow_hosts
-                .iter()
-                .map(|n| n.to_ascii_lowercase())
-                .collect();
-            h.push("localhost".into());
-            h.push(crate::util::hostname().to_ascii_lowercase());
-            h
-        },
-        secure: tls.is_some(),
         known: parking_lot::Mutex::new(known),
     });
+    let app = router(shared).layer(axum::middleware::from_fn_with_state(gate.clone(), auth));
+    run_http(&opts, &gate, app, ready, std::future::pending())
+}
+
+/// Binds `opts.listen`, calls `ready` with the base URL it serves
+/// (`http://` or `https://` and the address), then serves `app` (over TLS
+/// if `gate` says so) until `stop` completes and open requests are done.
+pub(crate) fn run_http(
+    opts: &ServeOptions,
+    gate: &Gate,
+    app: Router,
+    ready: impl FnOnce(String),
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -129,20 +116,64 @@ pub fn serve(repo: Arc<Repo>, opts: ServeOptions, ready: impl FnOnce(String)) ->
         let listener = tokio::net::TcpListener::bind(opts.listen).await?;
         let addr = listener.local_addr()?;
         let host = url_host(addr);
-        match tls {
+        match gate.tls.clone() {
             Some(cfg) => {
                 let listener = tls::TlsListener::new(listener, cfg)?;
                 ready(format!("https://{host}"));
-                axum::serve(listener, router(shared)).await
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
             }
             None => {
                 ready(format!("http://{host}"));
-                axum::serve(listener, router(shared)).await
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
             }
         }
     })
-    .map_err(|e| Error::io(format!("serving on {}", opts.listen), e))?;
-    Ok(())
+    .map_err(|e| Error::io(format!("serving on {}", opts.listen), e))
+}
+
+/// Who may come in: the token every request must carry, the host names it
+/// may use, and the TLS it is served with.
+pub(crate) struct Gate {
+    token: String,
+    /// Names accepted in `Host:` (lower case), besides IP addresses.
+    hosts: Vec<String>,
+    /// Served over TLS (the cookie is then marked `Secure`).
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Gate {
+    /// Checks `opts` (a token long enough; TLS off loopback unless
+    /// `insecure`) and loads its TLS files.
+    pub(crate) fn new(opts: &ServeOptions) -> Result<Arc<Self>> {
+        if !opts.listen.ip().is_loopback() && !opts.insecure && opts.tls.is_none() {
+            return Err(Error::InvalidInput(format!(
+                "{} is not a loopback address: the token would cross the network in clear; \
+                 give --tls-cert and --tls-key, or pass --insecure to do it anyway",
+                opts.listen
+            )));
+        }
+        if opts.token.len() < 16 {
+            return Err(Error::InvalidInput(
+                "the token must have at least 16 characters".into(),
+            ));
+        }
+        let mut hosts: Vec<String> = opts
+            .allow_hosts
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect();
+        hosts.push("localhost".into());
+        hosts.push(crate::util::hostname().to_ascii_lowercase());
+        Ok(Arc::new(Gate {
+            token: opts.token.clone(),
+            hosts,
+            tls: opts.tls.as_ref().map(tls::config).transpose()?,
+        }))
+    }
 }
 
 /// The host and port a browser elsewhere can use: listening on every
@@ -165,7 +196,6 @@ fn router(shared: AppState) -> Router {
         .merge(api::routes())
         .merge(history::routes())
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(shared.clone(), auth))
         .with_state(shared)
 }
 
@@ -208,7 +238,7 @@ const LISTING_TYPE: &str = "text/html; charset=utf-8";
 /// on this origin (where the `kt` cookie would let it call `/api/`). The
 /// `sandbox` policy that [`auth`] adds to every answer is the second wall.
 /// WebDAV clients ignore both headers.
-fn inert_dav(h: &mut HeaderMap) {
+pub(crate) fn inert_dav(h: &mut HeaderMap) {
     let Some(t) = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return;
     };
@@ -300,7 +330,7 @@ fn host_allowed(headers: &HeaderMap, hosts: &[String]) -> bool {
     name.parse::<std::net::Ipv4Addr>().is_ok() || hosts.contains(&name)
 }
 
-async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn auth(State(s): State<Arc<Gate>>, req: Request, next: Next) -> Response {
     if !host_allowed(req.headers(), &s.hosts) {
         return (
             StatusCode::MISDIRECTED_REQUEST,
@@ -319,7 +349,7 @@ async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
                 if !same(&given, token) {
                     return unauthorized();
                 }
-                let secure = if s.secure { "; Secure" } else { "" };
+                let secure = if s.tls.is_some() { "; Secure" } else { "" };
                 let cookie = format!("kt={}; HttpOnly; SameSite=Strict; Path=/{secure}", s.token);
                 return (
                     StatusCode::SEE_OTHER,

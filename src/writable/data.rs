@@ -11,7 +11,7 @@ use crate::view::chunk_cache::{chunk_offsets, read_chunks};
 
 use super::journal::Record;
 use super::spool::{io_err, INLINE_LIMIT};
-use super::{now, SyncMode, WError, WResult, WritableFs};
+use super::{now, ClosesHeld, SyncMode, WError, WResult, WritableFs};
 
 /// Spool bytes of closed files that trigger writing their packs out.
 const DRAIN_AT: u64 = 128 * 1024 * 1024;
@@ -250,7 +250,13 @@ impl WritableFs {
     /// Journals a dirty file's current bytes and queues them for storing;
     /// the background job records the chunks when they are stored.
     pub(super) fn store_content(&self, ino: u64) -> WResult<()> {
-        let _gate = self.close_gate.read();
+        let gate = self.close_gate.read();
+        self.store_content_gated(&gate, ino)
+    }
+
+    /// [`WritableFs::store_content`] for a caller already holding the close
+    /// gate (shared; taken twice, it could wait behind a commit's turn).
+    pub(super) fn store_content_gated(&self, _gate: &ClosesHeld, ino: u64) -> WResult<()> {
         let (spool, generation, mtime) = {
             let mut ns = self.ns.lock();
             let i = ns.get_mut(ino)?;

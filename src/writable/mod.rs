@@ -9,6 +9,7 @@ mod commit;
 mod data;
 pub mod journal;
 pub mod namespace;
+mod put;
 mod record;
 mod recover;
 pub mod session;
@@ -19,6 +20,7 @@ mod stream;
 mod tests;
 mod xattrs;
 
+pub use put::Upload;
 use recover::recover_dir;
 
 use std::collections::HashMap;
@@ -92,6 +94,11 @@ impl std::fmt::Display for WError {
 }
 
 pub type WResult<T> = std::result::Result<T, WError>;
+
+/// The close gate held shared: closes (and whole uploads, `put.rs`) go on
+/// side by side; a commit waits until none is between its first change and
+/// its close.
+type ClosesHeld<'a> = parking_lot::RwLockReadGuard<'a, ()>;
 
 /// A record in the journal, not yet made durable ([`WritableFs::settle`]).
 #[must_use]

@@ -1,0 +1,775 @@
+//! WebDAV over a writable session (`serve --writable`): the tree a client
+//! sees and changes is the writable namespace, driven through the same
+//! [`WritableFs`] API as the FUSE mount. A `PUT`'s body is staged (memory,
+//! then an owner-only unnamed file in the spool folder) and handed over
+//! whole once it has all arrived ([`WritableFs::put`]): an upload cut off or
+//! refused leaves the file as it was. Dead properties (`PROPPATCH`) are kept
+//! as `user.dav:` xattrs, so they are in the snapshot too.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use dav_server::davpath::DavPath;
+use dav_server::fs::{
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError, FsFuture, FsResult,
+    FsStream, OpenOptions, ReadDirMeta,
+};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use crate::format::tree::{NodeKind, Xattr};
+use crate::writable::journal::NewMeta;
+use crate::writable::namespace::NsError;
+use crate::writable::{Upload, WError, WritableFs};
+
+tokio::task_local! {
+    /// The modification time a request asked for (rclone's `X-OC-Mtime`),
+    /// set by the server around the request it came with.
+    pub static ASKED_MTIME: Option<i64>;
+}
+
+/// Body bytes kept in memory before an upload spills to a file.
+const IN_MEMORY: usize = 4 << 20;
+/// Dead properties per resource, together (names and values): they live in
+/// the namespace's memory and in every snapshot.
+const MAX_PROPS_BYTES: usize = 64 << 10;
+/// The xattr prefix of a dead property; its name is `{namespace}name`.
+const PROP_PREFIX: &[u8] = b"user.dav:";
+
+/// The writable namespace as a WebDAV file system.
+#[derive(Clone)]
+pub struct DavWritable {
+    fs: Arc<WritableFs>,
+    /// Owner of what clients create (WebDAV carries no owners).
+    uid: u32,
+    gid: u32,
+    /// Uploads are handed over one at a time per name (`put` of two bodies
+    /// to one file at once would interleave them).
+    names: Arc<[parking_lot::Mutex<()>; 64]>,
+}
+
+impl DavWritable {
+    pub fn new(fs: Arc<WritableFs>) -> Self {
+        Self {
+            fs,
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            names: Arc::new(std::array::from_fn(|_| parking_lot::Mutex::new(()))),
+        }
+    }
+
+    fn name_lock(&self, parent: u64, name: &[u8]) -> parking_lot::MutexGuard<'_, ()> {
+        let h = blake3::Hasher::new()
+            .update(&parent.to_le_bytes())
+            .update(name)
+            .finalize();
+        self.names[h.as_bytes()[0] as usize % 64].lock()
+    }
+
+    fn ino(&self, path: &[u8]) -> FsResult<u64> {
+        checked(path)?;
+        self.fs.resolve(path).map_err(fs_err)
+    }
+
+    fn parent(&self, path: &[u8]) -> FsResult<(u64, Vec<u8>)> {
+        checked(path)?;
+        self.fs.resolve_parent(path).map_err(fs_err)
+    }
+
+    fn meta(&self, ino: u64) -> FsResult<Meta> {
+        self.fs
+            .with_inode(ino, |i| Meta {
+                kind: i.kind,
+                len: i.size,
+                mtime: i.mtime,
+            })
+            .map_err(fs_err)
+            .and_then(|m| match m.kind {
+                NodeKind::File | NodeKind::Dir => Ok(m),
+                // Links, devices and fifos (from a base snapshot) have no
+                // WebDAV form: the FUSE mount or `restore` show them.
+                _ => Err(FsError::NotFound),
+            })
+    }
+}
+
+/// Refuses `.`, `..`, NUL and over-long names: a request only walks down.
+fn checked(path: &[u8]) -> FsResult<()> {
+    super::paths::components(path)
+        .map(|_| ())
+        .map_err(|_| FsError::Forbidden)
+}
+
+/// What each failure of the writable core is to a WebDAV client.
+fn fs_err(e: WError) -> FsError {
+    match e {
+        WError::Ns(NsError::NotFound) | WError::NoData => FsError::NotFound,
+        WError::Ns(NsError::Exists) | WError::Ns(NsError::NotEmpty) => FsError::Exists,
+        WError::Ns(NsError::NotDir | NsError::IsDir | NsError::Invalid) => FsError::Forbidden,
+        WError::NoSpace => FsError::InsufficientStorage,
+        WError::Io(m) => {
+            tracing::error!("webdav: {m}");
+            FsError::GeneralFailure
+        }
+    }
+}
+
+/// Runs work on the writable core (which may wait for the disk or the
+/// store) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> FsResult<T> + Send + 'static,
+) -> FsResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| FsError::GeneralFailure)?
+}
+
+#[derive(Clone, Debug)]
+struct Meta {
+    kind: NodeKind,
+    len: u64,
+    mtime: i64,
+}
+
+fn system_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+impl DavMetaData for Meta {
+    fn len(&self) -> u64 {
+        if self.kind == NodeKind::File {
+            self.len
+        } else {
+            0
+        }
+    }
+    fn modified(&self) -> FsResult<SystemTime> {
+        Ok(system_time(self.mtime))
+    }
+    fn is_dir(&self) -> bool {
+        self.kind == NodeKind::Dir
+    }
+}
+
+struct Entry {
+    name: Vec<u8>,
+    meta: Meta,
+}
+
+impl DavDirEntry for Entry {
+    fn name(&self) -> Vec<u8> {
+        self.name.clone()
+    }
+    fn metadata(&self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let m: Box<dyn DavMetaData> = Box::new(self.meta.clone());
+        futures_util::future::ready(Ok(m)).boxed()
+    }
+}
+
+impl DavFileSystem for DavWritable {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        let me = self.clone();
+        let p = path.as_bytes().to_vec();
+        let mtime = ASKED_MTIME.try_with(|t| *t).ok().flatten();
+        async move {
+            if !(options.write || options.append || options.truncate || options.create) {
+                let f = blocking(move || {
+                    let ino = me.ino(&p)?;
+                    let meta = me.meta(ino)?;
+                    if meta.kind != NodeKind::File {
+                        return Err(FsError::Forbidden);
+                    }
+                    Ok(Reader {
+                        fs: me.fs.clone(),
+                        ino,
+                        pos: 0,
+                        meta,
+                    })
+                })
+                .await?;
+                return Ok(Box::new(f) as Box<dyn DavFile>);
+            }
+            let f = blocking(move || me.start_upload(p, options, mtime)).await?;
+            Ok(Box::new(f) as Box<dyn DavFile>)
+        }
+        .boxed()
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        _meta: ReadDirMeta,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        let me = self.clone();
+        let p = path.as_bytes().to_vec();
+        async move {
+            let list = blocking(move || {
+                let ino = me.ino(&p)?;
+                let (_, children) = me.fs.readdir(ino).map_err(fs_err)?;
+                Ok(children
+                    .into_iter()
+                    .filter_map(|(ino, _, name)| me.meta(ino).ok().map(|meta| Entry { name, meta }))
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+            let items: Vec<FsResult<Box<dyn DavDirEntry>>> = list
+                .into_iter()
+                .map(|e| Ok(Box::new(e) as Box<dyn DavDirEntry>))
+                .collect();
+            Ok(Box::pin(futures_util::stream::iter(items)) as FsStream<Box<dyn DavDirEntry>>)
+        }
+        .boxed()
+    }
+
+    fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        let me = self.clone();
+        let p = path.as_bytes().to_vec();
+        async move {
+            let m = blocking(move || me.meta(me.ino(&p)?)).await?;
+            Ok(Box::new(m) as Box<dyn DavMetaData>)
+        }
+        .boxed()
+    }
+
+    fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        let me = self.clone();
+        let p = path.as_bytes().to_vec();
+        blocking(move || {
+            let (parent, name) = me.parent(&p)?;
+            let meta = NewMeta {
+                kind: NodeKind::Dir,
+                mode: 0o755,
+                uid: me.uid,
+                gid: me.gid,
+                time: crate::util::now_ns(),
+                rdev: 0,
+                target: Vec::new(),
+            };
+            me.fs
+                .create(parent, &name, meta)
+                .map(|_| ())
+                .map_err(fs_err)
+        })
+        .boxed()
+    }
+
+    fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        let me = self.clone();
+        let p = path.as_bytes().to_vec();
+        blocking(move || {
+            let (parent, name) = me.parent(&p)?;
+            me.fs.unlink(parent, &name, true).map_err(fs_err)
+        })
+        .boxed()
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        let me = self.clone();
+        let p = path.as_bytes().to_vec();
+        blocking(move || {
+            let (parent, name) = me.parent(&p)?;
+            me.fs.unlink(parent, &name, false).map_err(fs_err)
+        })
+        .boxed()
+    }
+
+    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        let me = self.clone();
+        let (f, t) = (from.as_bytes().to_vec(), to.as_bytes().to_vec());
+        blocking(move || {
+            let (fp, fname) = me.parent(&f)?;
+            let (tp, tname) = me.parent(&t)?;
+            me.fs.rename(fp, &fname, tp, &tname, false).map_err(fs_err)
+        })
+        .boxed()
+    }
+
+    /// A file's copy (folders are copied by the server, one `create_dir`
+    /// and one `copy` per entry): its bytes, mtime and dead properties.
+    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        let me = self.clone();
+        let (f, t) = (from.as_bytes().to_vec(), to.as_bytes().to_vec());
+        blocking(move || me.copy_file(&f, &t)).boxed()
+    }
+
+    fn have_props<'a>(&'a self, _path: &'a DavPath) -> BoxFuture<'a, bool> {
+        futures_util::future::ready(true).boxed()
+    }
+
+    fn patch_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        patch: Vec<(bool, DavProp)>,
+    ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
+        let me = self.clone();
+        let p = path.as_bytes().to_vec();
+        blocking(move || me.patch(&p, patch)).boxed()
+    }
+
+    fn get_props<'a>(&'a self, path: &'a DavPath, do_content: bool) -> FsFuture<'a, Vec<DavProp>> {
+        let me = self.clone();
+        let p = path.as_bytes().to_vec();
+        blocking(move || {
+            let ino = me.ino(&p)?;
+            let xs = me
+                .fs
+                .with_inode(ino, |i| i.xattrs.clone())
+                .map_err(fs_err)?;
+            Ok(xs
+                .into_iter()
+                .filter_map(|x| {
+                    let mut prop = prop_of(&x.name)?;
+                    prop.xml = do_content.then_some(x.value);
+                    Some(prop)
+                })
+                .collect())
+        })
+        .boxed()
+    }
+
+    fn get_prop<'a>(&'a self, path: &'a DavPath, prop: DavProp) -> FsFuture<'a, Vec<u8>> {
+        let me = self.clone();
+        let p = path.as_bytes().to_vec();
+        blocking(move || {
+            let ino = me.ino(&p)?;
+            let key = prop_key(&prop);
+            me.fs
+                .with_inode(ino, |i| {
+                    i.xattrs
+                        .iter()
+                        .find(|x| x.name == key)
+                        .map(|x| x.value.clone())
+                })
+                .map_err(fs_err)?
+                .ok_or(FsError::NotFound)
+        })
+        .boxed()
+    }
+}
+
+/// The xattr name of a dead property: `user.dav:{namespace}name`.
+fn prop_key(p: &DavProp) -> Vec<u8> {
+    let mut k = PROP_PREFIX.to_vec();
+    k.push(b'{');
+    k.extend_from_slice(p.namespace.as_deref().unwrap_or("").as_bytes());
+    k.push(b'}');
+    k.extend_from_slice(p.name.as_bytes());
+    k
+}
+
+/// The property an xattr holds, if it holds one.
+fn prop_of(xattr_name: &[u8]) -> Option<DavProp> {
+    let rest = std::str::from_utf8(xattr_name.strip_prefix(PROP_PREFIX)?).ok()?;
+    let (ns, name) = rest.strip_prefix('{')?.split_once('}')?;
+    Some(DavProp {
+        name: name.to_string(),
+        prefix: None,
+        namespace: (!ns.is_empty()).then(|| ns.to_string()),
+        xml: None,
+    })
+}
+
+impl DavWritable {
+    fn patch(
+        &self,
+        path: &[u8],
+        patch: Vec<(bool, DavProp)>,
+    ) -> FsResult<Vec<(StatusCode, DavProp)>> {
+        let ino = self.ino(path)?;
+        let mut out = Vec::with_capacity(patch.len());
+        let strip = |p: &DavProp| DavProp {
+            xml: None,
+            ..p.clone()
+        };
+        self.fs
+            .set_xattrs(ino, |xs| {
+                let mut next: Vec<Xattr> = xs.clone();
+                for (set, p) in &patch {
+                    let key = prop_key(p);
+                    next.retain(|x| x.name != key);
+                    if *set {
+                        next.push(Xattr {
+                            name: key,
+                            value: p.xml.clone().unwrap_or_default(),
+                        });
+                    }
+                }
+                let used: usize = next
+                    .iter()
+                    .filter(|x| x.name.starts_with(PROP_PREFIX))
+                    .map(|x| x.name.len() + x.value.len())
+                    .sum();
+                let too_long = patch.iter().any(|(_, p)| prop_key(p).len() > 255);
+                // All or nothing, as PROPPATCH is.
+                let status = if used > MAX_PROPS_BYTES {
+                    StatusCode::INSUFFICIENT_STORAGE
+                } else if too_long {
+                    StatusCode::FORBIDDEN
+                } else {
+                    *xs = next;
+                    StatusCode::OK
+                };
+                out = patch.iter().map(|(_, p)| (status, strip(p))).collect();
+                Ok(())
+            })
+            .map_err(fs_err)?;
+        Ok(out)
+    }
+
+    /// Stages what `from` holds and puts it at `to`, with its mtime and
+    /// dead properties.
+    fn copy_file(&self, from: &[u8], to: &[u8]) -> FsResult<()> {
+        let src = self.ino(from)?;
+        let meta = self.meta(src)?;
+        if meta.kind != NodeKind::File {
+            return Err(FsError::Forbidden);
+        }
+        let props: Vec<Xattr> = self
+            .fs
+            .with_inode(src, |i| {
+                i.xattrs
+                    .iter()
+                    .filter(|x| x.name.starts_with(PROP_PREFIX))
+                    .cloned()
+                    .collect()
+            })
+            .map_err(fs_err)?;
+        let mut staged = Staged::default();
+        let mut at = 0u64;
+        while at < meta.len {
+            let n = (meta.len - at).min(1 << 20) as u32;
+            let b = self.fs.read(src, at, n).map_err(fs_err)?;
+            if b.is_empty() {
+                break;
+            }
+            at += b.len() as u64;
+            staged.push(&self.fs, &b)?;
+        }
+        let (parent, name) = self.parent(to)?;
+        let how = Upload {
+            create: true,
+            create_new: false,
+            truncate: true,
+            offset: 0,
+            mtime: Some(meta.mtime),
+            mode: 0o644,
+            uid: self.uid,
+            gid: self.gid,
+        };
+        let ino = {
+            let _one = self.name_lock(parent, &name);
+            self.fs
+                .put(parent, &name, &how, &mut staged.reader()?)
+                .map_err(fs_err)?
+        };
+        if !props.is_empty() {
+            self.fs
+                .set_xattrs(ino, |xs| {
+                    xs.retain(|x| !x.name.starts_with(PROP_PREFIX));
+                    xs.extend(props);
+                    Ok(())
+                })
+                .map_err(fs_err)?;
+        }
+        Ok(())
+    }
+
+    /// Checks what an open for writing may do, before any byte comes.
+    fn start_upload(&self, p: Vec<u8>, o: OpenOptions, mtime: Option<i64>) -> FsResult<Upload_> {
+        let (parent, name) = self.parent(&p)?;
+        let exists = match self.fs.lookup(parent, &name) {
+            Ok(ino) => {
+                if self.meta(ino)?.kind != NodeKind::File {
+                    return Err(FsError::Forbidden);
+                }
+                true
+            }
+            Err(WError::Ns(NsError::NotFound)) => false,
+            Err(e) => return Err(fs_err(e)),
+        };
+        if exists && o.create_new {
+            return Err(FsError::Exists);
+        }
+        if !exists && !o.create && !o.create_new {
+            return Err(FsError::NotFound);
+        }
+        let how = Upload {
+            create: o.create || o.create_new,
+            create_new: o.create_new,
+            truncate: o.truncate,
+            offset: 0,
+            mtime,
+            mode: 0o644,
+            uid: self.uid,
+            gid: self.gid,
+        };
+        // LOCK of an unmapped name opens it to create it and writes
+        // nothing (a "lock-null" resource, RFC 4918 §7.3): it becomes an
+        // empty file now. A PUT always says how long its body is or truncates.
+        if !exists && !o.truncate && o.size.is_none() && !o.append {
+            let _one = self.name_lock(parent, &name);
+            self.fs
+                .put(parent, &name, &how, &mut std::io::empty())
+                .map_err(fs_err)?;
+        }
+        Ok(Upload_ {
+            dav: self.clone(),
+            parent,
+            name,
+            how,
+            expected: o.size,
+            append: o.append,
+            staged: Staged::default(),
+            written: 0,
+        })
+    }
+}
+
+/// An upload's body so far: in memory, then (past [`IN_MEMORY`]) in an
+/// unnamed owner-only file in the spool folder, gone with its descriptor.
+#[derive(Default)]
+struct Staged {
+    mem: Vec<u8>,
+    file: Option<std::fs::File>,
+}
+
+impl Staged {
+    fn push(&mut self, fs: &WritableFs, b: &[u8]) -> FsResult<()> {
+        if self.file.is_none() && self.mem.len() + b.len() <= IN_MEMORY {
+            self.mem.extend_from_slice(b);
+            return Ok(());
+        }
+        let f = match &mut self.file {
+            Some(f) => f,
+            None => {
+                let dir: PathBuf = fs.spool_dir().to_path_buf();
+                let mut f = tempfile::tempfile_in(&dir).map_err(|e| {
+                    tracing::error!("webdav: staging an upload in {}: {e}", dir.display());
+                    FsError::InsufficientStorage
+                })?;
+                f.write_all(&self.mem).map_err(stage_err)?;
+                self.mem = Vec::new();
+                self.file.insert(f)
+            }
+        };
+        f.write_all(b).map_err(stage_err)
+    }
+
+    fn reader(&mut self) -> FsResult<Box<dyn Read + '_>> {
+        Ok(match &mut self.file {
+            Some(f) => {
+                f.seek(SeekFrom::Start(0)).map_err(stage_err)?;
+                Box::new(std::io::BufReader::with_capacity(1 << 20, f))
+            }
+            None => Box::new(&self.mem[..]),
+        })
+    }
+}
+
+fn stage_err(e: std::io::Error) -> FsError {
+    tracing::error!("webdav: staging an upload: {e}");
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        FsError::InsufficientStorage
+    } else {
+        FsError::GeneralFailure
+    }
+}
+
+/// A file opened for writing: the body is staged, and handed over at
+/// `flush` if it all came (the server flushes once, after the body).
+struct Upload_ {
+    dav: DavWritable,
+    parent: u64,
+    name: Vec<u8>,
+    how: Upload,
+    /// The body's length, when the request said.
+    expected: Option<u64>,
+    append: bool,
+    staged: Staged,
+    written: u64,
+}
+
+impl std::fmt::Debug for Upload_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Upload({})", String::from_utf8_lossy(&self.name))
+    }
+}
+
+impl Upload_ {
+    fn push(&mut self, b: &[u8]) -> FsResult<()> {
+        let fs = self.dav.fs.clone();
+        tokio::task::block_in_place(|| self.staged.push(&fs, b))?;
+        self.written += b.len() as u64;
+        Ok(())
+    }
+
+    /// Puts the staged body in place: the file's one close.
+    fn hand_over(&mut self) -> FsResult<()> {
+        let dav = self.dav.clone();
+        let mut how = self.how.clone();
+        if self.append {
+            how.offset = dav
+                .fs
+                .lookup(self.parent, &self.name)
+                .and_then(|i| dav.fs.with_inode(i, |i| i.size))
+                .unwrap_or(0);
+        }
+        let _one = dav.name_lock(self.parent, &self.name);
+        let mut r = self.staged.reader()?;
+        dav.fs
+            .put(self.parent, &self.name, &how, &mut r)
+            .map(|_| ())
+            .map_err(fs_err)
+    }
+}
+
+impl DavFile for Upload_ {
+    fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let m: Box<dyn DavMetaData> = Box::new(Meta {
+            kind: NodeKind::File,
+            len: self.written,
+            mtime: crate::util::now_ns(),
+        });
+        futures_util::future::ready(Ok(m)).boxed()
+    }
+    fn write_buf(&mut self, mut buf: Box<dyn bytes::Buf + Send>) -> FsFuture<'_, ()> {
+        async move {
+            while buf.has_remaining() {
+                let n = buf.chunk().len();
+                let chunk = buf.chunk().to_vec();
+                self.push(&chunk)?;
+                buf.advance(n);
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+    fn write_bytes(&mut self, buf: Bytes) -> FsFuture<'_, ()> {
+        async move { self.push(&buf) }.boxed()
+    }
+    fn read_bytes(&mut self, _count: usize) -> FsFuture<'_, Bytes> {
+        futures_util::future::ready(Err(FsError::Forbidden)).boxed()
+    }
+    /// Where a ranged `PUT` (`Content-Range`) goes; asked before any byte.
+    fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
+        let r = match pos {
+            SeekFrom::Start(n) if self.written == 0 => {
+                self.how.offset = n;
+                Ok(n)
+            }
+            _ => Err(FsError::NotImplemented),
+        };
+        futures_util::future::ready(r).boxed()
+    }
+    fn flush(&mut self) -> FsFuture<'_, ()> {
+        async move {
+            // Fewer bytes than announced: the server answers 400 and drops
+            // the upload; nothing is handed over.
+            if self.expected.is_some_and(|n| n != self.written) {
+                return Ok(());
+            }
+            tokio::task::block_in_place(|| self.hand_over())
+        }
+        .boxed()
+    }
+}
+
+/// A file opened for reading: what its last close (or the base) holds.
+struct Reader {
+    fs: Arc<WritableFs>,
+    ino: u64,
+    pos: u64,
+    meta: Meta,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reader({})", self.ino)
+    }
+}
+
+impl DavFile for Reader {
+    fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let m: Box<dyn DavMetaData> = Box::new(self.meta.clone());
+        futures_util::future::ready(Ok(m)).boxed()
+    }
+    fn write_buf(&mut self, _: Box<dyn bytes::Buf + Send>) -> FsFuture<'_, ()> {
+        futures_util::future::ready(Err(FsError::Forbidden)).boxed()
+    }
+    fn write_bytes(&mut self, _: Bytes) -> FsFuture<'_, ()> {
+        futures_util::future::ready(Err(FsError::Forbidden)).boxed()
+    }
+    fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
+        let fs = self.fs.clone();
+        let (ino, pos) = (self.ino, self.pos);
+        let count = count.min(u32::MAX as usize) as u32;
+        async move {
+            let b = blocking(move || fs.read(ino, pos, count).map_err(fs_err)).await?;
+            self.pos += b.len() as u64;
+            Ok(Bytes::from(b))
+        }
+        .boxed()
+    }
+    fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
+        let at = match pos {
+            SeekFrom::Start(n) => n as i64,
+            SeekFrom::End(n) => self.meta.len as i64 + n,
+            SeekFrom::Current(n) => self.pos as i64 + n,
+        };
+        let r = if at < 0 {
+            Err(FsError::GeneralFailure)
+        } else {
+            self.pos = at as u64;
+            Ok(self.pos)
+        };
+        futures_util::future::ready(r).boxed()
+    }
+    fn flush(&mut self) -> FsFuture<'_, ()> {
+        futures_util::future::ready(Ok(())).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_property_names_round_trip_through_xattrs() {
+        let p = DavProp {
+            name: "prop0".into(),
+            prefix: Some("x".into()),
+            namespace: Some("http://example.com/neon/litmus/".into()),
+            xml: None,
+        };
+        let k = prop_key(&p);
+        assert_eq!(
+            k,
+            b"user.dav:{http://example.com/neon/litmus/}prop0".to_vec()
+        );
+        let back = prop_of(&k).unwrap();
+        assert_eq!(back.name, "prop0");
+        assert_eq!(
+            back.namespace.as_deref(),
+            Some("http://example.com/neon/litmus/")
+        );
+        let bare = DavProp {
+            namespace: None,
+            ..p
+        };
+        assert_eq!(prop_of(&prop_key(&bare)).unwrap().namespace, None);
+        assert!(prop_of(b"user.other").is_none());
+        assert!(prop_of(b"user.dav:noclose").is_none());
+    }
+}

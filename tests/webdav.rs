@@ -1,0 +1,358 @@
+//! `serve --writable`: WebDAV clients back up by copying in. litmus (the
+//! WebDAV compliance suite) passes every class 1 and 2 group; rclone copies
+//! a tree in and the committed snapshot restores to it (bytes and mtimes);
+//! an upload cut off leaves nothing, and every completed one survives a
+//! `kill -9` of the server.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "dav-token-0123456789abcdef";
+
+/// A running `klosetfs serve --writable`, killed on drop.
+struct Server {
+    child: Child,
+    out: BufReader<ChildStdout>,
+    base: String,
+    addr: String,
+}
+
+impl Server {
+    fn start(env: &Env, extra: &[&str]) -> Server {
+        let tf = env.path("dav-token");
+        std::fs::write(&tf, format!("{TOKEN}\n")).unwrap();
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"serve",
+            &"--writable",
+            &"--listen",
+            &"127.0.0.1:0",
+            &"--token-file",
+            &tf,
+        ];
+        for e in extra {
+            args.push(e);
+        }
+        let mut child = env
+            .cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = out.read_line(&mut line);
+            let _ = tx.send((line, out));
+        });
+        let (line, out) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("serve printed no URL within 60 s");
+            }
+        };
+        let base = line.trim().trim_end_matches('/').to_string();
+        let addr = base
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("a URL: {line:?}"))
+            .to_string();
+        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+        Server {
+            child,
+            out,
+            base,
+            addr,
+        }
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(60))
+            .build()
+    }
+
+    fn auth() -> String {
+        use base64::Engine;
+        let b = base64::engine::general_purpose::STANDARD.encode(format!("me:{TOKEN}"));
+        format!("Basic {b}")
+    }
+
+    fn put(&self, path: &str, body: &[u8]) -> u16 {
+        match Self::agent()
+            .put(&format!("{}{path}", self.base))
+            .set("Authorization", &Self::auth())
+            .send_bytes(body)
+        {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(s, _)) => s,
+            Err(e) => panic!("PUT {path}: {e}"),
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        match Self::agent()
+            .get(&format!("{}{path}", self.base))
+            .set("Authorization", &Self::auth())
+            .call()
+        {
+            Ok(r) => {
+                let mut b = Vec::new();
+                r.into_reader().read_to_end(&mut b).unwrap();
+                (200, b)
+            }
+            Err(ureq::Error::Status(s, _)) => (s, Vec::new()),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    /// Commits through the commit URL; the new snapshot's id.
+    fn commit(&self) -> String {
+        let r = Self::agent()
+            .post(&format!("{}/.klosetfs-commit", self.base))
+            .set("Authorization", &Self::auth())
+            .call()
+            .expect("commit");
+        let id = r.into_string().unwrap().trim().to_string();
+        assert_eq!(id.len(), 64, "{id}");
+        id
+    }
+
+    /// A PUT whose body stops after `sent` of the `announced` bytes: the
+    /// connection is closed as a client killed mid-upload closes it.
+    fn put_cut_off(&self, path: &str, announced: usize, sent: usize) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        write!(
+            s,
+            "PUT {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Length: {announced}\r\n\r\n",
+            self.addr,
+            Self::auth()
+        )
+        .unwrap();
+        s.write_all(&noise(7, sent)).unwrap();
+        s.flush().unwrap();
+        // Let the server take the bytes before the cut.
+        std::thread::sleep(Duration::from_millis(300));
+        drop(s);
+    }
+
+    /// SIGTERM, then the snapshot id the server printed as it stopped.
+    fn stop(mut self) -> Option<String> {
+        sh(&format!("kill -TERM {}", self.child.id()));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "serve exited with {st}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut rest = String::new();
+        self.out.read_to_string(&mut rest).unwrap();
+        rest.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("snapshot "))
+            .map(str::to_string)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `cmd` under `timeout`, insisting on success; its stdout.
+fn run(secs: u32, cmd: &str, args: &[&str]) -> String {
+    let o = Command::new("timeout")
+        .arg(secs.to_string())
+        .arg(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} (scripts/test.sh installs it): {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn litmus_passes_every_class_2_group() {
+    let env = Env::new();
+    env.create();
+    let server = Server::start(&env, &[]);
+    let o = Command::new("timeout")
+        .args(["300", "litmus", &format!("{}/", server.base), "me", TOKEN])
+        .env("TESTS", "basic copymove props locks http")
+        .env("HOME", env.path("."))
+        .current_dir(env.path("."))
+        .output()
+        .expect("litmus (Debian package; scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let summaries: Vec<&str> = text.lines().filter(|l| l.contains("summary for")).collect();
+    assert_eq!(summaries.len(), 5, "five groups ran:\n{text}");
+    for s in &summaries {
+        assert!(s.contains(", 0 failed."), "{s}\n{text}");
+    }
+    assert!(o.status.success(), "litmus:\n{text}");
+    // What litmus made and removed leaves a snapshot that `check` accepts.
+    assert!(server.stop().is_some());
+    env.ok(&[&"check"]);
+}
+
+/// Files only (WebDAV has no links, devices or modes), with names that need
+/// escaping, sizes from empty to staged on disk (> 4 MiB), and old mtimes.
+fn dav_tree(root: &Path) {
+    let files: &[(&str, usize)] = &[
+        ("empty", 0),
+        ("small.txt", 100),
+        ("a b/with space & amp.bin", 70_000),
+        ("a b/ünï cödé/% percent #hash?.dat", 3_000),
+        ("deep/1/2/3/4/leaf", 1),
+        ("big/five-mib", 5 << 20),
+        ("big/chunky", 1_300_000),
+    ];
+    for (i, (p, len)) in files.iter().enumerate() {
+        let f = root.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, noise(i as u64, *len)).unwrap();
+    }
+    for n in 0..200 {
+        std::fs::write(
+            root.join(format!("deep/many-{n:03}")),
+            noise(n, n as usize * 37),
+        )
+        .unwrap();
+    }
+    sh(&format!(
+        "find '{}' -type f -exec touch -d '2011-11-11 11:11:11' {{}} +",
+        root.display()
+    ));
+    sh(&format!(
+        "touch -d '1999-01-02 03:04:05' '{}/small.txt'",
+        root.display()
+    ));
+}
+
+/// Files' content and mtimes equal (modes and owners are the server's
+/// defaults; rclone sets no folder times).
+fn assert_same_files(a: &Path, b: &Path) {
+    let o = Command::new("rsync")
+        .args(["-rtOn", "--checksum", "--itemize-changes", "--delete"])
+        .arg(format!("{}/", a.display()))
+        .arg(format!("{}/", b.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let diff = String::from_utf8_lossy(&o.stdout);
+    assert!(diff.trim().is_empty(), "trees differ:\n{diff}");
+}
+
+#[test]
+fn rclone_copies_a_tree_in_and_the_snapshot_restores_it() {
+    let env = Env::new();
+    env.create();
+    let src = env.path("src");
+    dav_tree(&src);
+    let server = Server::start(&env, &[]);
+    let pass = run(30, "rclone", &["obscure", TOKEN]).trim().to_string();
+    let url = server.base.clone();
+    let rclone = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "--webdav-url",
+            &url,
+            "--webdav-vendor",
+            "owncloud",
+            "--webdav-user",
+            "me",
+            "--webdav-pass",
+            &pass,
+        ]);
+        run(300, "rclone", &all)
+    };
+    let s = src.to_str().unwrap();
+    rclone(&["copy", s, ":webdav:in"]);
+    let first = server.commit();
+    let out = env.path("out1");
+    env.ok(&[&"restore", &format!("{first}:/in"), &"--to", &out]);
+    assert_same_files(&src, &out);
+
+    // A sync after changes: one file rewritten, one gone, one new.
+    std::fs::write(src.join("small.txt"), b"rewritten").unwrap();
+    std::fs::remove_file(src.join("big/chunky")).unwrap();
+    std::fs::write(src.join("deep/new"), noise(99, 12_345)).unwrap();
+    rclone(&["sync", s, ":webdav:in"]);
+    let last = server.stop().expect("the stop commits");
+    assert_ne!(last, first);
+    let out2 = env.path("out2");
+    env.ok(&[&"restore", &format!("{last}:/in"), &"--to", &out2]);
+    assert_same_files(&src, &out2);
+    // With --base, the next session starts from that tree and stores
+    // unchanged files as references to it.
+    let server = Server::start(&env, &["--base", "latest"]);
+    assert_eq!(server.get("/in/deep/new"), (200, noise(99, 12_345)));
+    assert_eq!(server.stop(), None, "nothing changed, nothing committed");
+}
+
+#[test]
+fn a_cut_off_upload_leaves_nothing_and_completed_ones_survive_kill_9() {
+    let env = Env::new();
+    env.create();
+    let server = Server::start(&env, &[]);
+    assert_eq!(server.put("/kept.txt", b"first version"), 201);
+    assert_eq!(server.put("/big-kept", &noise(3, 6 << 20)), 201);
+    // Cut off: a new file (in memory, then past the 4 MiB staged in memory)
+    // and a rewrite of a kept one.
+    server.put_cut_off("/cut-small", 100_000, 50_000);
+    server.put_cut_off("/cut-big", 9 << 20, 6 << 20);
+    server.put_cut_off("/kept.txt", 1_000, 10);
+    assert_eq!(server.get("/cut-small").0, 404);
+    assert_eq!(server.get("/cut-big").0, 404);
+    assert_eq!(server.get("/kept.txt"), (200, b"first version".to_vec()));
+    // No token, no answer; a page's bytes are a download, not a page.
+    let anon = Server::agent()
+        .get(&format!("{}/kept.txt", server.base))
+        .call();
+    assert!(matches!(anon, Err(ureq::Error::Status(401, _))), "{anon:?}");
+    assert_eq!(server.put("/page.html", b"<script>alert(1)</script>"), 201);
+    let r = Server::agent()
+        .get(&format!("{}/page.html", server.base))
+        .set("Authorization", &Server::auth())
+        .call()
+        .unwrap();
+    assert_eq!(r.header("content-disposition"), Some("attachment"));
+    assert!(r
+        .header("content-security-policy")
+        .unwrap()
+        .contains("sandbox"));
+
+    // kill -9: nothing committed yet; the journal has every completed PUT.
+    let pid = server.child.id();
+    sh(&format!("kill -KILL {pid}"));
+    drop(server);
+    let o = env.ok(&[&"recover"]);
+    assert!(o.contains("snapshot"), "{o}");
+    let ls = env.ok(&[&"ls", &"latest"]);
+    for f in ["kept.txt", "big-kept", "page.html"] {
+        assert!(ls.contains(f), "{f} in {ls}");
+    }
+    for f in ["cut-small", "cut-big"] {
+        assert!(!ls.contains(f), "{f} in {ls}");
+    }
+    assert_eq!(env.ok(&[&"cat", &"latest:/kept.txt"]), "first version");
+    let big = env.run(&[&"cat", &"latest:/big-kept"]);
+    assert!(big.status.success());
+    assert!(big.stdout == noise(3, 6 << 20), "big-kept comes back whole");
+}
