@@ -310,7 +310,7 @@ fn rclone_copies_a_tree_in_and_the_snapshot_restores_it() {
 fn a_cut_off_upload_leaves_nothing_and_completed_ones_survive_kill_9() {
     let env = Env::new();
     env.create();
-    let server = Server::start(&env, &[]);
+    let server = Server::start(&env, &["--spool-size", "8M"]);
     assert_eq!(server.put("/kept.txt", b"first version"), 201);
     assert_eq!(server.put("/big-kept", &noise(3, 6 << 20)), 201);
     // Cut off: a new file (in memory, then past the 4 MiB staged in memory)
@@ -321,6 +321,27 @@ fn a_cut_off_upload_leaves_nothing_and_completed_ones_survive_kill_9() {
     assert_eq!(server.get("/cut-small").0, 404);
     assert_eq!(server.get("/cut-big").0, 404);
     assert_eq!(server.get("/kept.txt"), (200, b"first version".to_vec()));
+    // Larger than the spool may hold: refused (507) before it fills the disk.
+    let huge = env.path("huge");
+    std::fs::write(&huge, noise(5, 9 << 20)).unwrap();
+    let code = run(
+        60,
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-u",
+            &format!("me:{TOKEN}"),
+            "-T",
+            huge.to_str().unwrap(),
+            &format!("{}/huge", server.base),
+        ],
+    );
+    assert_eq!(code, "507");
+    assert_eq!(server.get("/huge").0, 404);
     // No token, no answer; a page's bytes are a download, not a page.
     let anon = Server::agent()
         .get(&format!("{}/kept.txt", server.base))
@@ -338,6 +359,34 @@ fn a_cut_off_upload_leaves_nothing_and_completed_ones_survive_kill_9() {
         .unwrap()
         .contains("sandbox"));
 
+    // The live session's spool is its own: `recover` leaves it alone and a
+    // second session on it is refused, so neither can commit or delete
+    // what this one is still writing.
+    let o = env.run(&[&"recover"]);
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("running writable session"),
+        "{o:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("snapshot"),
+        "{o:?}"
+    );
+    let second = env.run(&[
+        &"serve",
+        &"--writable",
+        &"--listen",
+        &"127.0.0.1:0",
+        &"--token-file",
+        &env.path("dav-token"),
+    ]);
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("in use by another writable session"),
+        "{second:?}"
+    );
+    assert_eq!(server.get("/kept.txt"), (200, b"first version".to_vec()));
+
     // kill -9: nothing committed yet; the journal has every completed PUT.
     let pid = server.child.id();
     sh(&format!("kill -KILL {pid}"));
@@ -348,7 +397,7 @@ fn a_cut_off_upload_leaves_nothing_and_completed_ones_survive_kill_9() {
     for f in ["kept.txt", "big-kept", "page.html"] {
         assert!(ls.contains(f), "{f} in {ls}");
     }
-    for f in ["cut-small", "cut-big"] {
+    for f in ["cut-small", "cut-big", "huge"] {
         assert!(!ls.contains(f), "{f} in {ls}");
     }
     assert_eq!(env.ok(&[&"cat", &"latest:/kept.txt"]), "first version");

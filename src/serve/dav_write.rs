@@ -487,7 +487,7 @@ impl DavWritable {
     }
 
     /// Checks what an open for writing may do, before any byte comes.
-    fn start_upload(&self, p: Vec<u8>, o: OpenOptions, mtime: Option<i64>) -> FsResult<Upload_> {
+    fn start_upload(&self, p: Vec<u8>, o: OpenOptions, mtime: Option<i64>) -> FsResult<Incoming> {
         let (parent, name) = self.parent(&p)?;
         let exists = match self.fs.lookup(parent, &name) {
             Ok(ino) => {
@@ -524,7 +524,7 @@ impl DavWritable {
                 .put(parent, &name, &how, &mut std::io::empty())
                 .map_err(fs_err)?;
         }
-        Ok(Upload_ {
+        Ok(Incoming {
             dav: self.clone(),
             parent,
             name,
@@ -546,8 +546,12 @@ struct Staged {
 }
 
 impl Staged {
+    fn fits_in_memory(&self, more: usize) -> bool {
+        self.file.is_none() && self.mem.len() + more <= IN_MEMORY
+    }
+
     fn push(&mut self, fs: &WritableFs, b: &[u8]) -> FsResult<()> {
-        if self.file.is_none() && self.mem.len() + b.len() <= IN_MEMORY {
+        if self.fits_in_memory(b.len()) {
             self.mem.extend_from_slice(b);
             return Ok(());
         }
@@ -589,7 +593,7 @@ fn stage_err(e: std::io::Error) -> FsError {
 
 /// A file opened for writing: the body is staged, and handed over at
 /// `flush` if it all came (the server flushes once, after the body).
-struct Upload_ {
+struct Incoming {
     dav: DavWritable,
     parent: u64,
     name: Vec<u8>,
@@ -601,16 +605,26 @@ struct Upload_ {
     written: u64,
 }
 
-impl std::fmt::Debug for Upload_ {
+impl std::fmt::Debug for Incoming {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Upload({})", String::from_utf8_lossy(&self.name))
     }
 }
 
-impl Upload_ {
+impl Incoming {
     fn push(&mut self, b: &[u8]) -> FsResult<()> {
+        // An upload larger than the spool may hold is refused before it
+        // fills the disk (507): the spool is where it would go next.
+        if self.written + b.len() as u64 > self.dav.fs.spool_cap() {
+            return Err(FsError::InsufficientStorage);
+        }
         let fs = self.dav.fs.clone();
-        tokio::task::block_in_place(|| self.staged.push(&fs, b))?;
+        if self.staged.fits_in_memory(b.len()) {
+            self.staged.push(&fs, b)?;
+        } else {
+            // A disk write: off the async thread's turn.
+            tokio::task::block_in_place(|| self.staged.push(&fs, b))?;
+        }
         self.written += b.len() as u64;
         Ok(())
     }
@@ -635,7 +649,7 @@ impl Upload_ {
     }
 }
 
-impl DavFile for Upload_ {
+impl DavFile for Incoming {
     fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
         let m: Box<dyn DavMetaData> = Box::new(Meta {
             kind: NodeKind::File,

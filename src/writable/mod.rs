@@ -149,6 +149,8 @@ pub struct WritableFs {
     repo: Arc<Repo>,
     /// The store's shared lock, held for the session's whole life.
     _lock: Lock,
+    /// The spool's own lock ([`lock_spool`]), held for the session's life.
+    _spool_lock: File,
     packer: Arc<Packer>,
     cache: ChunkCache,
     opts: WritableOptions,
@@ -194,12 +196,51 @@ fn private_dir(dir: &std::path::Path) -> Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
 }
 
-/// Commits what dead writable mounts left in `spools`, under the store's
-/// shared lock: for each spool that held closed files, the snapshot made of them.
+/// The file in a spool whose lock a session holds for its life.
+pub const SPOOL_LOCK_FILE: &str = "lock";
+
+/// Locks a spool folder for one session (or one recovery): `None` if a live
+/// session holds it. Two sessions on one spool would interleave their
+/// journals, and a recovery of a live one would commit its journal and
+/// delete the spool under it. The lock goes with the process, a `kill -9`
+/// too, so a dead session's spool is free to recover.
+fn lock_spool(dir: &std::path::Path) -> Result<Option<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(SPOOL_LOCK_FILE);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
+/// Commits what dead writable sessions left in `spools`, under the store's
+/// shared lock: for each spool that held closed files, the snapshot made of
+/// them. A spool a live session holds is left alone, with a warning.
 pub fn recover(repo: &Arc<Repo>, spools: &[PathBuf]) -> Result<Vec<(PathBuf, SnapshotId)>> {
     let _lock = crate::format::lock::acquire(repo.storage(), repo.keys(), false)?;
     let mut out = Vec::new();
     for s in spools {
+        if !s.join("journal").exists() {
+            continue;
+        }
+        let Some(_held) = lock_spool(s)? else {
+            tracing::warn!(
+                "{} belongs to a running writable session (a mount or `serve --writable`): \
+                 not recovered; it commits its own files",
+                s.display()
+            );
+            continue;
+        };
         if let Some(id) = recover_dir(repo, s)? {
             out.push((s.clone(), id));
         }
@@ -221,6 +262,13 @@ impl WritableFs {
     ) -> Result<(Self, Option<SnapshotId>)> {
         let lock = crate::format::lock::acquire(repo.storage(), repo.keys(), false)?;
         private_dir(&opts.spool_dir)?;
+        let spool_lock = lock_spool(&opts.spool_dir)?.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "the spool {} is in use by another writable session (a mount or \
+                 `serve --writable`); give this one its own --spool",
+                opts.spool_dir.display()
+            ))
+        })?;
         let recovered = recover_dir(&repo, &opts.spool_dir)?;
         let base = base
             .map(|b| repo.resolve_snapshot(b))
@@ -244,6 +292,7 @@ impl WritableFs {
             .map_err(|e| Error::io("starting the background storer", e))?;
         let fs = WritableFs {
             _lock: lock,
+            _spool_lock: spool_lock,
             packer: Arc::new(Packer::new(repo.clone())),
             cache: ChunkCache::new(repo.clone(), opts.cache_bytes),
             repo,
@@ -275,6 +324,11 @@ impl WritableFs {
     /// Where closed files wait to be stored (the spool folder).
     pub fn spool_dir(&self) -> &std::path::Path {
         &self.opts.spool_dir
+    }
+
+    /// Spool bytes the session may hold (`--spool-size`).
+    pub fn spool_cap(&self) -> u64 {
+        self.opts.spool_cap
     }
 
     /// Appends a change's record while the caller still holds the namespace

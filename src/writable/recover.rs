@@ -19,6 +19,7 @@ use super::{now, WError, WResult};
 
 /// Replays and commits a journal left in `spool` by a mount that did not
 /// finish. Returns the snapshot it committed, if there was anything to do.
+/// The caller holds the spool's lock.
 pub fn recover_dir(repo: &Arc<Repo>, spool: &Path) -> Result<Option<SnapshotId>> {
     let path = spool.join("journal");
     if !path.exists() {
@@ -93,8 +94,12 @@ pub fn recover_dir(repo: &Arc<Repo>, spool: &Path) -> Result<Option<SnapshotId>>
     let id = super::commit::write_snapshot(repo, &packer, &origin, tree, started)?;
     // Everything the journal and the spool held is in that snapshot now.
     let _ = std::fs::remove_file(&path);
+    // (Not the lock file: the caller holds it, and a new file would let a
+    // second session in beside this one.)
     for e in std::fs::read_dir(spool).into_iter().flatten().flatten() {
-        let _ = std::fs::remove_file(e.path());
+        if e.file_name() != super::SPOOL_LOCK_FILE {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
     Ok(Some(id))
 }
