@@ -150,7 +150,7 @@ pub struct WritableFs {
     /// The store's shared lock, held for the session's whole life.
     _lock: Lock,
     /// The spool's own lock ([`lock_spool`]), held for the session's life.
-    _spool_lock: File,
+    _spool_lock: nix::fcntl::Flock<File>,
     packer: Arc<Packer>,
     cache: ChunkCache,
     opts: WritableOptions,
@@ -204,7 +204,7 @@ pub const SPOOL_LOCK_FILE: &str = "lock";
 /// journals, and a recovery of a live one would commit its journal and
 /// delete the spool under it. The lock goes with the process, a `kill -9`
 /// too, so a dead session's spool is free to recover.
-fn lock_spool(dir: &std::path::Path) -> Result<Option<File>> {
+fn lock_spool(dir: &std::path::Path) -> Result<Option<nix::fcntl::Flock<File>>> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(SPOOL_LOCK_FILE);
     let f = std::fs::OpenOptions::new()
@@ -214,12 +214,10 @@ fn lock_spool(dir: &std::path::Path) -> Result<Option<File>> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(Some(f)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(Error::io(format!("locking {}", path.display()), e))
-        }
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(held) => Ok(Some(held)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(Error::io(format!("locking {}", path.display()), e.into())),
     }
 }
 
