@@ -24,6 +24,22 @@ fn ui_line(line: &str) -> String {
     )
 }
 
+/// The tour's `serve --writable` line serves until stopped too: here it
+/// answers a `PROPFIND` of its root with the token, and SIGTERM stops it
+/// (nothing was copied in, so no snapshot: the tour's `latest` stays).
+/// tests/webdav.rs copies files in with real clients.
+fn serve_line(line: &str) -> String {
+    let cmd = line.split('#').next().unwrap().trim_end();
+    format!(
+        "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > \"$T/dav.token\"\n\
+         {cmd} --token-file \"$T/dav.token\" > \"$T/dav.log\" & dav_pid=$!\n\
+         trap 'kill $dav_pid 2>/dev/null || true' EXIT\n\
+         for _ in $(seq 200); do grep -q '^http' \"$T/dav.log\" && break; sleep 0.05; done\n\
+         curl -fsS -u \"me:$(cat \"$T/dav.token\")\" -X PROPFIND -H 'Depth: 1' \"$(head -n 1 \"$T/dav.log\")\" > \"$T/dav.xml\"\n\
+         kill -TERM $dav_pid; wait $dav_pid\n"
+    )
+}
+
 /// Blocks left out whole: the install block (a release build into
 /// /usr/local: scripts/test.sh runs it after the tests), the two commands
 /// (CI runs them itself; the demo builds a release binary) and the S3 block,
@@ -67,6 +83,9 @@ fn readme_script() -> (String, usize) {
             let ui;
             let line = if line.contains(" ui ") {
                 ui = ui_line(line);
+                &ui
+            } else if line.contains(" serve --writable") {
+                ui = serve_line(line);
                 &ui
             } else {
                 line
@@ -181,6 +200,9 @@ fn the_readme_tour_runs_as_written() {
     // The web UI's first page, fetched with the token URL it printed.
     let page = std::fs::read_to_string(t.path().join("ui.html")).unwrap();
     assert!(page.contains("<title>klosetfs"), "{page}");
+    // The WebDAV drive's root, listed over PROPFIND with its token.
+    let dav = std::fs::read_to_string(t.path().join("dav.xml")).unwrap();
+    assert!(dav.contains("<D:multistatus"), "{dav}");
     // The archive, in the directory the commands ran in.
     let zst = std::fs::read(t.path().join("docs.tar.zst")).unwrap();
     assert_eq!(&zst[..4], b"\x28\xb5\x2f\xfd", "a zstd frame");

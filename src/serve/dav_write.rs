@@ -6,8 +6,7 @@
 //! refused leaves the file as it was. Dead properties (`PROPPATCH`) are kept
 //! as `user.dav:` xattrs, so they are in the snapshot too.
 
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::io::SeekFrom;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +25,11 @@ use crate::writable::journal::NewMeta;
 use crate::writable::namespace::NsError;
 use crate::writable::{Upload, WError, WritableFs};
 
+mod props;
+mod upload;
+use props::{prop_key, prop_of, PROP_PREFIX};
+use upload::{Incoming, Staged};
+
 tokio::task_local! {
     /// The modification time a request asked for (rclone's `X-OC-Mtime`),
     /// set by the server around the request it came with.
@@ -34,11 +38,6 @@ tokio::task_local! {
 
 /// Body bytes kept in memory before an upload spills to a file.
 const IN_MEMORY: usize = 4 << 20;
-/// Dead properties per resource, together (names and values): they live in
-/// the namespace's memory and in every snapshot.
-const MAX_PROPS_BYTES: usize = 64 << 10;
-/// The xattr prefix of a dead property; its name is `{namespace}name`.
-const PROP_PREFIX: &[u8] = b"user.dav:";
 
 /// The writable namespace as a WebDAV file system.
 #[derive(Clone)]
@@ -359,75 +358,7 @@ impl DavFileSystem for DavWritable {
     }
 }
 
-/// The xattr name of a dead property: `user.dav:{namespace}name`.
-fn prop_key(p: &DavProp) -> Vec<u8> {
-    let mut k = PROP_PREFIX.to_vec();
-    k.push(b'{');
-    k.extend_from_slice(p.namespace.as_deref().unwrap_or("").as_bytes());
-    k.push(b'}');
-    k.extend_from_slice(p.name.as_bytes());
-    k
-}
-
-/// The property an xattr holds, if it holds one.
-fn prop_of(xattr_name: &[u8]) -> Option<DavProp> {
-    let rest = std::str::from_utf8(xattr_name.strip_prefix(PROP_PREFIX)?).ok()?;
-    let (ns, name) = rest.strip_prefix('{')?.split_once('}')?;
-    Some(DavProp {
-        name: name.to_string(),
-        prefix: None,
-        namespace: (!ns.is_empty()).then(|| ns.to_string()),
-        xml: None,
-    })
-}
-
 impl DavWritable {
-    fn patch(
-        &self,
-        path: &[u8],
-        patch: Vec<(bool, DavProp)>,
-    ) -> FsResult<Vec<(StatusCode, DavProp)>> {
-        let ino = self.ino(path)?;
-        let mut out = Vec::with_capacity(patch.len());
-        let strip = |p: &DavProp| DavProp {
-            xml: None,
-            ..p.clone()
-        };
-        self.fs
-            .set_xattrs(ino, |xs| {
-                let mut next: Vec<Xattr> = xs.clone();
-                for (set, p) in &patch {
-                    let key = prop_key(p);
-                    next.retain(|x| x.name != key);
-                    if *set {
-                        next.push(Xattr {
-                            name: key,
-                            value: p.xml.clone().unwrap_or_default(),
-                        });
-                    }
-                }
-                let used: usize = next
-                    .iter()
-                    .filter(|x| x.name.starts_with(PROP_PREFIX))
-                    .map(|x| x.name.len() + x.value.len())
-                    .sum();
-                let too_long = patch.iter().any(|(_, p)| prop_key(p).len() > 255);
-                // All or nothing, as PROPPATCH is.
-                let status = if used > MAX_PROPS_BYTES {
-                    StatusCode::INSUFFICIENT_STORAGE
-                } else if too_long {
-                    StatusCode::FORBIDDEN
-                } else {
-                    *xs = next;
-                    StatusCode::OK
-                };
-                out = patch.iter().map(|(_, p)| (status, strip(p))).collect();
-                Ok(())
-            })
-            .map_err(fs_err)?;
-        Ok(out)
-    }
-
     /// Stages what `from` holds and puts it at `to`, with its mtime and
     /// dead properties.
     fn copy_file(&self, from: &[u8], to: &[u8]) -> FsResult<()> {
@@ -537,169 +468,6 @@ impl DavWritable {
     }
 }
 
-/// An upload's body so far: in memory, then (past [`IN_MEMORY`]) in an
-/// unnamed owner-only file in the spool folder, gone with its descriptor.
-#[derive(Default)]
-struct Staged {
-    mem: Vec<u8>,
-    file: Option<std::fs::File>,
-}
-
-impl Staged {
-    fn fits_in_memory(&self, more: usize) -> bool {
-        self.file.is_none() && self.mem.len() + more <= IN_MEMORY
-    }
-
-    fn push(&mut self, fs: &WritableFs, b: &[u8]) -> FsResult<()> {
-        if self.fits_in_memory(b.len()) {
-            self.mem.extend_from_slice(b);
-            return Ok(());
-        }
-        let f = match &mut self.file {
-            Some(f) => f,
-            None => {
-                let dir: PathBuf = fs.spool_dir().to_path_buf();
-                let mut f = tempfile::tempfile_in(&dir).map_err(|e| {
-                    tracing::error!("webdav: staging an upload in {}: {e}", dir.display());
-                    FsError::InsufficientStorage
-                })?;
-                f.write_all(&self.mem).map_err(stage_err)?;
-                self.mem = Vec::new();
-                self.file.insert(f)
-            }
-        };
-        f.write_all(b).map_err(stage_err)
-    }
-
-    fn reader(&mut self) -> FsResult<Box<dyn Read + '_>> {
-        Ok(match &mut self.file {
-            Some(f) => {
-                f.seek(SeekFrom::Start(0)).map_err(stage_err)?;
-                Box::new(std::io::BufReader::with_capacity(1 << 20, f))
-            }
-            None => Box::new(&self.mem[..]),
-        })
-    }
-}
-
-fn stage_err(e: std::io::Error) -> FsError {
-    tracing::error!("webdav: staging an upload: {e}");
-    if e.raw_os_error() == Some(libc::ENOSPC) {
-        FsError::InsufficientStorage
-    } else {
-        FsError::GeneralFailure
-    }
-}
-
-/// A file opened for writing: the body is staged, and handed over at
-/// `flush` if it all came (the server flushes once, after the body).
-struct Incoming {
-    dav: DavWritable,
-    parent: u64,
-    name: Vec<u8>,
-    how: Upload,
-    /// The body's length, when the request said.
-    expected: Option<u64>,
-    append: bool,
-    staged: Staged,
-    written: u64,
-}
-
-impl std::fmt::Debug for Incoming {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Upload({})", String::from_utf8_lossy(&self.name))
-    }
-}
-
-impl Incoming {
-    fn push(&mut self, b: &[u8]) -> FsResult<()> {
-        // An upload larger than the spool may hold is refused before it
-        // fills the disk (507): the spool is where it would go next.
-        if self.written + b.len() as u64 > self.dav.fs.spool_cap() {
-            return Err(FsError::InsufficientStorage);
-        }
-        let fs = self.dav.fs.clone();
-        if self.staged.fits_in_memory(b.len()) {
-            self.staged.push(&fs, b)?;
-        } else {
-            // A disk write: off the async thread's turn.
-            tokio::task::block_in_place(|| self.staged.push(&fs, b))?;
-        }
-        self.written += b.len() as u64;
-        Ok(())
-    }
-
-    /// Puts the staged body in place: the file's one close.
-    fn hand_over(&mut self) -> FsResult<()> {
-        let dav = self.dav.clone();
-        let mut how = self.how.clone();
-        if self.append {
-            how.offset = dav
-                .fs
-                .lookup(self.parent, &self.name)
-                .and_then(|i| dav.fs.with_inode(i, |i| i.size))
-                .unwrap_or(0);
-        }
-        let _one = dav.name_lock(self.parent, &self.name);
-        let mut r = self.staged.reader()?;
-        dav.fs
-            .put(self.parent, &self.name, &how, &mut r)
-            .map(|_| ())
-            .map_err(fs_err)
-    }
-}
-
-impl DavFile for Incoming {
-    fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
-        let m: Box<dyn DavMetaData> = Box::new(Meta {
-            kind: NodeKind::File,
-            len: self.written,
-            mtime: crate::util::now_ns(),
-        });
-        futures_util::future::ready(Ok(m)).boxed()
-    }
-    fn write_buf(&mut self, mut buf: Box<dyn bytes::Buf + Send>) -> FsFuture<'_, ()> {
-        async move {
-            while buf.has_remaining() {
-                let n = buf.chunk().len();
-                let chunk = buf.chunk().to_vec();
-                self.push(&chunk)?;
-                buf.advance(n);
-            }
-            Ok(())
-        }
-        .boxed()
-    }
-    fn write_bytes(&mut self, buf: Bytes) -> FsFuture<'_, ()> {
-        async move { self.push(&buf) }.boxed()
-    }
-    fn read_bytes(&mut self, _count: usize) -> FsFuture<'_, Bytes> {
-        futures_util::future::ready(Err(FsError::Forbidden)).boxed()
-    }
-    /// Where a ranged `PUT` (`Content-Range`) goes; asked before any byte.
-    fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
-        let r = match pos {
-            SeekFrom::Start(n) if self.written == 0 => {
-                self.how.offset = n;
-                Ok(n)
-            }
-            _ => Err(FsError::NotImplemented),
-        };
-        futures_util::future::ready(r).boxed()
-    }
-    fn flush(&mut self) -> FsFuture<'_, ()> {
-        async move {
-            // Fewer bytes than announced: the server answers 400 and drops
-            // the upload; nothing is handed over.
-            if self.expected.is_some_and(|n| n != self.written) {
-                return Ok(());
-            }
-            tokio::task::block_in_place(|| self.hand_over())
-        }
-        .boxed()
-    }
-}
-
 /// A file opened for reading: what its last close (or the base) holds.
 struct Reader {
     fs: Arc<WritableFs>,
@@ -752,38 +520,5 @@ impl DavFile for Reader {
     }
     fn flush(&mut self) -> FsFuture<'_, ()> {
         futures_util::future::ready(Ok(())).boxed()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dead_property_names_round_trip_through_xattrs() {
-        let p = DavProp {
-            name: "prop0".into(),
-            prefix: Some("x".into()),
-            namespace: Some("http://example.com/neon/litmus/".into()),
-            xml: None,
-        };
-        let k = prop_key(&p);
-        assert_eq!(
-            k,
-            b"user.dav:{http://example.com/neon/litmus/}prop0".to_vec()
-        );
-        let back = prop_of(&k).unwrap();
-        assert_eq!(back.name, "prop0");
-        assert_eq!(
-            back.namespace.as_deref(),
-            Some("http://example.com/neon/litmus/")
-        );
-        let bare = DavProp {
-            namespace: None,
-            ..p
-        };
-        assert_eq!(prop_of(&prop_key(&bare)).unwrap().namespace, None);
-        assert!(prop_of(b"user.other").is_none());
-        assert!(prop_of(b"user.dav:noclose").is_none());
     }
 }
