@@ -2,7 +2,8 @@
 //! WebDAV compliance suite) passes every class 1 and 2 group; rclone copies
 //! a tree in and the committed snapshot restores to it (bytes and mtimes);
 //! an upload cut off leaves nothing, and every completed one survives a
-//! `kill -9` of the server.
+//! `kill -9` of the server; cadaver's scripted mkcol/put/move/delete lands
+//! in the snapshot as done.
 
 mod common;
 use common::*;
@@ -404,4 +405,54 @@ fn a_cut_off_upload_leaves_nothing_and_completed_ones_survive_kill_9() {
     let big = env.run(&[&"cat", &"latest:/big-kept"]);
     assert!(big.status.success());
     assert!(big.stdout == noise(3, 6 << 20), "big-kept comes back whole");
+}
+
+#[test]
+fn cadaver_scripted_mkcol_put_move_delete_lands_in_the_snapshot() {
+    let env = Env::new();
+    env.create();
+    let server = Server::start(&env, &["--tag", "cadaver"]);
+    // cadaver reads its credentials from ~/.netrc and commands from stdin.
+    let home = env.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let netrc = home.join(".netrc");
+    std::fs::write(
+        &netrc,
+        format!("machine 127.0.0.1\nlogin me\npassword {TOKEN}\n"),
+    )
+    .unwrap();
+    sh(&format!("chmod 600 '{}'", netrc.display()));
+    let file = env.path("up.txt");
+    std::fs::write(&file, b"through cadaver\n").unwrap();
+    let f = file.display();
+    let script = format!(
+        "mkcol d\nput {f} d/a.txt\nmove d/a.txt d/b.txt\nput {f} gone.txt\ndelete gone.txt\nquit\n"
+    );
+    let mut child = Command::new("timeout")
+        .args(["60", "cadaver", &format!("{}/", server.base)])
+        .env("HOME", &home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cadaver (Debian package; scripts/test.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert_eq!(text.matches("succeeded").count(), 5, "{text}");
+    let id = server.stop().expect("the stop commits");
+    assert_eq!(
+        env.ok(&[&"cat", &format!("{id}:/d/b.txt")]),
+        "through cadaver\n"
+    );
+    let ls = env.ok(&[&"ls", &"-R", &format!("{id}:/")]);
+    assert!(ls.contains("b.txt"), "{ls}");
+    assert!(!ls.contains("a.txt") && !ls.contains("gone.txt"), "{ls}");
+    assert!(env.ok(&[&"ls", &"--tag", &"cadaver"]).contains(&id[..8]));
 }
