@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -32,26 +32,7 @@ impl Ui {
         let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
             vec![&"ui", &"--no-open", &"--token-file", &tf];
         args.extend_from_slice(extra);
-        let mut child = env
-            .cmd(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(out).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("ui printed no URL within 30 s");
-            }
-        };
+        let (child, _, line) = spawn_until_first_line(env.cmd(&args), 30);
         let url = line
             .trim()
             .strip_prefix("klosetfs ui: ")

@@ -8,7 +8,7 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -39,26 +39,7 @@ impl Server {
         for e in extra {
             args.push(e);
         }
-        let mut child = env
-            .cmd(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = out.read_line(&mut line);
-            let _ = tx.send((line, out));
-        });
-        let (line, out) = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("serve printed no URL within 60 s");
-            }
-        };
+        let (child, out, line) = spawn_until_first_line(env.cmd(&args), 60);
         let base = line.trim().trim_end_matches('/').to_string();
         let addr = base
             .strip_prefix("http://")

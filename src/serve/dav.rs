@@ -59,11 +59,14 @@ fn fs_err(e: VfsError) -> FsError {
     }
 }
 
+/// What a WebDAV client sees of an entry: a folder, or a file's length, and
+/// the mtime. Shared with the writable drive (`dav_write.rs`).
 #[derive(Clone, Debug)]
-struct Meta {
-    dir: bool,
-    len: u64,
-    mtime: i64,
+pub(super) struct Meta {
+    pub dir: bool,
+    pub len: u64,
+    /// Nanoseconds since the epoch.
+    pub mtime: i64,
 }
 
 impl Meta {
@@ -183,8 +186,8 @@ impl DavView {
     }
 }
 
-/// Runs Vfs work (which may read the store) off the async threads.
-async fn blocking<T: Send + 'static>(
+/// Runs work that may wait for the disk or the store off the async threads.
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> FsResult<T> + Send + 'static,
 ) -> FsResult<T> {
     tokio::task::spawn_blocking(f)
@@ -192,9 +195,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(|_| FsError::GeneralFailure)?
 }
 
-struct Entry {
-    name: Vec<u8>,
-    meta: Meta,
+/// A folder's entry, with its metadata.
+pub(super) struct Entry {
+    pub name: Vec<u8>,
+    pub meta: Meta,
+}
+
+/// A folder's listing as the server takes it.
+pub(super) fn entry_stream(list: Vec<Entry>) -> FsStream<Box<dyn DavDirEntry>> {
+    let items: Vec<FsResult<Box<dyn DavDirEntry>>> = list
+        .into_iter()
+        .map(|e| Ok(Box::new(e) as Box<dyn DavDirEntry>))
+        .collect();
+    Box::pin(futures_util::stream::iter(items))
 }
 
 impl DavDirEntry for Entry {
@@ -229,13 +242,13 @@ impl DavFileSystem for DavView {
                 if a.kind != NodeKind::File {
                     return Err(FsError::Forbidden);
                 }
-                Ok(File {
-                    vfs: me.vfs.clone(),
-                    _held: Arc::new(held),
-                    ino: a.ino,
-                    pos: 0,
-                    meta: Meta::of(&a),
-                })
+                let (vfs, ino) = (me.vfs.clone(), a.ino);
+                // The entries stay held while the file is open.
+                let read: ReadAt = Arc::new(move |pos, count| {
+                    let _ = &held;
+                    vfs.read(ino, pos, count).map_err(fs_err)
+                });
+                Ok(ReadFile::new(read, Meta::of(&a)))
             })
             .await?;
             Ok(Box::new(f) as Box<dyn DavFile>)
@@ -252,11 +265,7 @@ impl DavFileSystem for DavView {
         let p = path.as_bytes().to_vec();
         async move {
             let list = blocking(move || me.list(&p)).await?;
-            let items: Vec<FsResult<Box<dyn DavDirEntry>>> = list
-                .into_iter()
-                .map(|e| Ok(Box::new(e) as Box<dyn DavDirEntry>))
-                .collect();
-            Ok(Box::pin(futures_util::stream::iter(items)) as FsStream<Box<dyn DavDirEntry>>)
+            Ok(entry_stream(list))
         }
         .boxed()
     }
@@ -272,22 +281,29 @@ impl DavFileSystem for DavView {
     }
 }
 
-/// An open file: reads through the Vfs (chunk cache, read-ahead).
-struct File {
-    vfs: Arc<Vfs>,
-    _held: Arc<Held>,
-    ino: u64,
+/// Reads `count` bytes at an offset; it owns what keeps the file reachable.
+pub(super) type ReadAt = Arc<dyn Fn(u64, u32) -> FsResult<Vec<u8>> + Send + Sync>;
+
+/// A file open for reading, in either view: a position over `read`.
+pub(super) struct ReadFile {
+    read: ReadAt,
     pos: u64,
     meta: Meta,
 }
 
-impl std::fmt::Debug for File {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "File({})", self.ino)
+impl ReadFile {
+    pub(super) fn new(read: ReadAt, meta: Meta) -> Self {
+        ReadFile { read, pos: 0, meta }
     }
 }
 
-impl DavFile for File {
+impl std::fmt::Debug for ReadFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReadFile({} bytes)", self.meta.len)
+    }
+}
+
+impl DavFile for ReadFile {
     fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
         let m: Box<dyn DavMetaData> = Box::new(self.meta.clone());
         futures_util::future::ready(Ok(m)).boxed()
@@ -299,11 +315,11 @@ impl DavFile for File {
         futures_util::future::ready(Err(FsError::Forbidden)).boxed()
     }
     fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
-        let vfs = self.vfs.clone();
-        let (ino, pos) = (self.ino, self.pos);
+        let read = self.read.clone();
+        let pos = self.pos;
         let count = count.min(u32::MAX as usize) as u32;
         async move {
-            let b = blocking(move || vfs.read(ino, pos, count).map_err(fs_err)).await?;
+            let b = blocking(move || read(pos, count)).await?;
             self.pos += b.len() as u64;
             Ok(Bytes::from(b))
         }

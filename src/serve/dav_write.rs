@@ -6,11 +6,8 @@
 //! refused leaves the file as it was. Dead properties (`PROPPATCH`) are kept
 //! as `user.dav:` xattrs, so they are in the snapshot too.
 
-use std::io::SeekFrom;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
 use axum::http::StatusCode;
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
@@ -29,6 +26,8 @@ mod props;
 mod upload;
 use props::{prop_key, prop_of, PROP_PREFIX};
 use upload::{Incoming, Staged};
+
+use super::dav::{blocking, entry_stream, Entry, Meta, ReadAt, ReadFile};
 
 tokio::task_local! {
     /// The modification time a request asked for (rclone's `X-OC-Mtime`),
@@ -79,20 +78,31 @@ impl DavWritable {
         self.fs.resolve_parent(path).map_err(fs_err)
     }
 
+    /// Runs `f` for `path` on the writable core, off the async threads.
+    fn on<T: Send + 'static>(
+        &self,
+        path: &DavPath,
+        f: impl FnOnce(&DavWritable, &[u8]) -> FsResult<T> + Send + 'static,
+    ) -> FsFuture<'static, T> {
+        let me = self.clone();
+        let p = path.as_bytes().to_vec();
+        blocking(move || f(&me, &p)).boxed()
+    }
+
+    /// A file's or folder's metadata. Links, devices and fifos (from a
+    /// base snapshot) have no WebDAV form: the FUSE mount or `restore`
+    /// show them.
     fn meta(&self, ino: u64) -> FsResult<Meta> {
         self.fs
-            .with_inode(ino, |i| Meta {
-                kind: i.kind,
-                len: i.size,
-                mtime: i.mtime,
-            })
-            .map_err(fs_err)
-            .and_then(|m| match m.kind {
-                NodeKind::File | NodeKind::Dir => Ok(m),
-                // Links, devices and fifos (from a base snapshot) have no
-                // WebDAV form: the FUSE mount or `restore` show them.
+            .with_inode(ino, |i| match i.kind {
+                NodeKind::File | NodeKind::Dir => Ok(Meta {
+                    dir: i.kind == NodeKind::Dir,
+                    len: if i.kind == NodeKind::File { i.size } else { 0 },
+                    mtime: i.mtime,
+                }),
                 _ => Err(FsError::NotFound),
             })
+            .map_err(fs_err)?
     }
 }
 
@@ -117,62 +127,6 @@ fn fs_err(e: WError) -> FsError {
     }
 }
 
-/// Runs work on the writable core (which may wait for the disk or the
-/// store) off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> FsResult<T> + Send + 'static,
-) -> FsResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| FsError::GeneralFailure)?
-}
-
-#[derive(Clone, Debug)]
-struct Meta {
-    kind: NodeKind,
-    len: u64,
-    mtime: i64,
-}
-
-fn system_time(ns: i64) -> SystemTime {
-    if ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
-    }
-}
-
-impl DavMetaData for Meta {
-    fn len(&self) -> u64 {
-        if self.kind == NodeKind::File {
-            self.len
-        } else {
-            0
-        }
-    }
-    fn modified(&self) -> FsResult<SystemTime> {
-        Ok(system_time(self.mtime))
-    }
-    fn is_dir(&self) -> bool {
-        self.kind == NodeKind::Dir
-    }
-}
-
-struct Entry {
-    name: Vec<u8>,
-    meta: Meta,
-}
-
-impl DavDirEntry for Entry {
-    fn name(&self) -> Vec<u8> {
-        self.name.clone()
-    }
-    fn metadata(&self) -> FsFuture<'_, Box<dyn DavMetaData>> {
-        let m: Box<dyn DavMetaData> = Box::new(self.meta.clone());
-        futures_util::future::ready(Ok(m)).boxed()
-    }
-}
-
 impl DavFileSystem for DavWritable {
     fn open<'a>(
         &'a self,
@@ -187,15 +141,13 @@ impl DavFileSystem for DavWritable {
                 let f = blocking(move || {
                     let ino = me.ino(&p)?;
                     let meta = me.meta(ino)?;
-                    if meta.kind != NodeKind::File {
+                    if meta.dir {
                         return Err(FsError::Forbidden);
                     }
-                    Ok(Reader {
-                        fs: me.fs.clone(),
-                        ino,
-                        pos: 0,
-                        meta,
-                    })
+                    let fs = me.fs.clone();
+                    let read: ReadAt =
+                        Arc::new(move |pos, count| fs.read(ino, pos, count).map_err(fs_err));
+                    Ok(ReadFile::new(read, meta))
                 })
                 .await?;
                 return Ok(Box::new(f) as Box<dyn DavFile>);
@@ -211,42 +163,26 @@ impl DavFileSystem for DavWritable {
         path: &'a DavPath,
         _meta: ReadDirMeta,
     ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
-        let me = self.clone();
-        let p = path.as_bytes().to_vec();
-        async move {
-            let list = blocking(move || {
-                let ino = me.ino(&p)?;
-                let (_, children) = me.fs.readdir(ino).map_err(fs_err)?;
-                Ok(children
+        self.on(path, |me, p| {
+            let (_, children) = me.fs.readdir(me.ino(p)?).map_err(fs_err)?;
+            Ok(entry_stream(
+                children
                     .into_iter()
                     .filter_map(|(ino, _, name)| me.meta(ino).ok().map(|meta| Entry { name, meta }))
-                    .collect::<Vec<_>>())
-            })
-            .await?;
-            let items: Vec<FsResult<Box<dyn DavDirEntry>>> = list
-                .into_iter()
-                .map(|e| Ok(Box::new(e) as Box<dyn DavDirEntry>))
-                .collect();
-            Ok(Box::pin(futures_util::stream::iter(items)) as FsStream<Box<dyn DavDirEntry>>)
-        }
-        .boxed()
+                    .collect(),
+            ))
+        })
     }
 
     fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
-        let me = self.clone();
-        let p = path.as_bytes().to_vec();
-        async move {
-            let m = blocking(move || me.meta(me.ino(&p)?)).await?;
-            Ok(Box::new(m) as Box<dyn DavMetaData>)
-        }
-        .boxed()
+        self.on(path, |me, p| {
+            Ok(Box::new(me.meta(me.ino(p)?)?) as Box<dyn DavMetaData>)
+        })
     }
 
     fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        let me = self.clone();
-        let p = path.as_bytes().to_vec();
-        blocking(move || {
-            let (parent, name) = me.parent(&p)?;
+        self.on(path, |me, p| {
+            let (parent, name) = me.parent(p)?;
             let meta = NewMeta {
                 kind: NodeKind::Dir,
                 mode: 0o755,
@@ -261,27 +197,20 @@ impl DavFileSystem for DavWritable {
                 .map(|_| ())
                 .map_err(fs_err)
         })
-        .boxed()
     }
 
     fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        let me = self.clone();
-        let p = path.as_bytes().to_vec();
-        blocking(move || {
-            let (parent, name) = me.parent(&p)?;
+        self.on(path, |me, p| {
+            let (parent, name) = me.parent(p)?;
             me.fs.unlink(parent, &name, true).map_err(fs_err)
         })
-        .boxed()
     }
 
     fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        let me = self.clone();
-        let p = path.as_bytes().to_vec();
-        blocking(move || {
-            let (parent, name) = me.parent(&p)?;
+        self.on(path, |me, p| {
+            let (parent, name) = me.parent(p)?;
             me.fs.unlink(parent, &name, false).map_err(fs_err)
         })
-        .boxed()
     }
 
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
@@ -312,19 +241,14 @@ impl DavFileSystem for DavWritable {
         path: &'a DavPath,
         patch: Vec<(bool, DavProp)>,
     ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
-        let me = self.clone();
-        let p = path.as_bytes().to_vec();
-        blocking(move || me.patch(&p, patch)).boxed()
+        self.on(path, |me, p| me.patch(p, patch))
     }
 
     fn get_props<'a>(&'a self, path: &'a DavPath, do_content: bool) -> FsFuture<'a, Vec<DavProp>> {
-        let me = self.clone();
-        let p = path.as_bytes().to_vec();
-        blocking(move || {
-            let ino = me.ino(&p)?;
+        self.on(path, move |me, p| {
             let xs = me
                 .fs
-                .with_inode(ino, |i| i.xattrs.clone())
+                .with_inode(me.ino(p)?, |i| i.xattrs.clone())
                 .map_err(fs_err)?;
             Ok(xs
                 .into_iter()
@@ -335,17 +259,13 @@ impl DavFileSystem for DavWritable {
                 })
                 .collect())
         })
-        .boxed()
     }
 
     fn get_prop<'a>(&'a self, path: &'a DavPath, prop: DavProp) -> FsFuture<'a, Vec<u8>> {
-        let me = self.clone();
-        let p = path.as_bytes().to_vec();
-        blocking(move || {
-            let ino = me.ino(&p)?;
+        self.on(path, move |me, p| {
             let key = prop_key(&prop);
             me.fs
-                .with_inode(ino, |i| {
+                .with_inode(me.ino(p)?, |i| {
                     i.xattrs
                         .iter()
                         .find(|x| x.name == key)
@@ -354,7 +274,6 @@ impl DavFileSystem for DavWritable {
                 .map_err(fs_err)?
                 .ok_or(FsError::NotFound)
         })
-        .boxed()
     }
 }
 
@@ -364,7 +283,7 @@ impl DavWritable {
     fn copy_file(&self, from: &[u8], to: &[u8]) -> FsResult<()> {
         let src = self.ino(from)?;
         let meta = self.meta(src)?;
-        if meta.kind != NodeKind::File {
+        if meta.dir {
             return Err(FsError::Forbidden);
         }
         let props: Vec<Xattr> = self
@@ -422,7 +341,7 @@ impl DavWritable {
         let (parent, name) = self.parent(&p)?;
         let exists = match self.fs.lookup(parent, &name) {
             Ok(ino) => {
-                if self.meta(ino)?.kind != NodeKind::File {
+                if self.meta(ino)?.dir {
                     return Err(FsError::Forbidden);
                 }
                 true
@@ -465,60 +384,5 @@ impl DavWritable {
             staged: Staged::default(),
             written: 0,
         })
-    }
-}
-
-/// A file opened for reading: what its last close (or the base) holds.
-struct Reader {
-    fs: Arc<WritableFs>,
-    ino: u64,
-    pos: u64,
-    meta: Meta,
-}
-
-impl std::fmt::Debug for Reader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Reader({})", self.ino)
-    }
-}
-
-impl DavFile for Reader {
-    fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
-        let m: Box<dyn DavMetaData> = Box::new(self.meta.clone());
-        futures_util::future::ready(Ok(m)).boxed()
-    }
-    fn write_buf(&mut self, _: Box<dyn bytes::Buf + Send>) -> FsFuture<'_, ()> {
-        futures_util::future::ready(Err(FsError::Forbidden)).boxed()
-    }
-    fn write_bytes(&mut self, _: Bytes) -> FsFuture<'_, ()> {
-        futures_util::future::ready(Err(FsError::Forbidden)).boxed()
-    }
-    fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
-        let fs = self.fs.clone();
-        let (ino, pos) = (self.ino, self.pos);
-        let count = count.min(u32::MAX as usize) as u32;
-        async move {
-            let b = blocking(move || fs.read(ino, pos, count).map_err(fs_err)).await?;
-            self.pos += b.len() as u64;
-            Ok(Bytes::from(b))
-        }
-        .boxed()
-    }
-    fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
-        let at = match pos {
-            SeekFrom::Start(n) => n as i64,
-            SeekFrom::End(n) => self.meta.len as i64 + n,
-            SeekFrom::Current(n) => self.pos as i64 + n,
-        };
-        let r = if at < 0 {
-            Err(FsError::GeneralFailure)
-        } else {
-            self.pos = at as u64;
-            Ok(self.pos)
-        };
-        futures_util::future::ready(r).boxed()
-    }
-    fn flush(&mut self) -> FsFuture<'_, ()> {
-        futures_util::future::ready(Ok(())).boxed()
     }
 }

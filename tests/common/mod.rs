@@ -457,3 +457,37 @@ pub fn small_tmpfs(dir: &Path, size: &str) -> Unmount {
     ));
     Unmount(dir.to_path_buf())
 }
+
+/// Spawns a server (`cmd`, its stdout piped) and waits up to `secs` for the
+/// first line it prints (its URL): the child, the rest of its stdout, and
+/// that line. A server that prints nothing in time is killed and the test
+/// fails.
+pub fn spawn_until_first_line(
+    mut cmd: Command,
+    secs: u64,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+    String,
+) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let _ = tx.send((line, out));
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok((line, out)) => (child, out, line),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("{cmd:?} printed nothing within {secs} s");
+        }
+    }
+}

@@ -10,7 +10,6 @@ use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture, FsResult};
 use futures_util::FutureExt;
 
 use super::{fs_err, DavWritable, Meta, IN_MEMORY};
-use crate::format::tree::NodeKind;
 use crate::writable::{Upload, WritableFs};
 
 /// An upload's body so far: in memory, then (past [`IN_MEMORY`]) in an
@@ -128,7 +127,7 @@ impl Incoming {
 impl DavFile for Incoming {
     fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
         let m: Box<dyn DavMetaData> = Box::new(Meta {
-            kind: NodeKind::File,
+            dir: false,
             len: self.written,
             mtime: crate::util::now_ns(),
         });
