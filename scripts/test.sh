@@ -9,8 +9,8 @@ need=()
 # chromium + chromium-driver: tests/ui.rs drives the web UI in a real browser;
 # rclone is its real WebDAV client; openssl makes its TLS certificate;
 # litmus is the WebDAV compliance suite `serve --writable` must pass, and
-# cadaver a scripted client of it.
-for pkg_cmd in fuse3:fusermount3 rsync:rsync attr:getfattr zstd:zstd chromium:chromium chromium-driver:chromedriver rclone:rclone openssl:openssl curl:curl litmus:litmus cadaver:cadaver; do
+# cadaver and davfs2 (a kernel mount of it) are clients of it.
+for pkg_cmd in fuse3:fusermount3 rsync:rsync attr:getfattr zstd:zstd chromium:chromium chromium-driver:chromedriver rclone:rclone openssl:openssl curl:curl litmus:litmus cadaver:cadaver davfs2:mount.davfs; do
   command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need+=("${pkg_cmd%%:*}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -3,7 +3,7 @@
 //! a tree in and the committed snapshot restores to it (bytes and mtimes);
 //! an upload cut off leaves nothing, and every completed one survives a
 //! `kill -9` of the server; cadaver's scripted mkcol/put/move/delete lands
-//! in the snapshot as done.
+//! in the snapshot as done, and so does a `cp -r` into a davfs2 mount.
 
 mod common;
 use common::*;
@@ -436,4 +436,91 @@ fn cadaver_scripted_mkcol_put_move_delete_lands_in_the_snapshot() {
     assert!(ls.contains("b.txt"), "{ls}");
     assert!(!ls.contains("a.txt") && !ls.contains("gone.txt"), "{ls}");
     assert!(env.ok(&[&"ls", &"--tag", &"cadaver"]).contains(&id[..8]));
+}
+
+#[test]
+fn davfs2_mount_cp_r_lands_in_the_snapshot() {
+    let env = Env::new();
+    env.create();
+    let src = env.path("src");
+    for d in 0..20 {
+        let dir = src.join(format!("dir {d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            let n = d * 100 + f;
+            std::fs::write(
+                dir.join(format!("f{f:03}.bin")),
+                noise(n, (n as usize * 7919) % 30_000),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::write(src.join("big"), noise(5, 6 << 20)).unwrap();
+    let server = Server::start(&env, &[]);
+    // davfs2 reads its credentials from a root-only secrets file. Kernels
+    // from 6.16 on need `buf_size` ≥ 64 (KiB) or every readdir fails with
+    // EINVAL (davfs2 issue #22); `delay_upload 0` uploads at close.
+    let secrets = env.path("davfs2.secrets");
+    std::fs::write(&secrets, format!("{}/ me {TOKEN}\n", server.base)).unwrap();
+    sh(&format!("chmod 600 '{}'", secrets.display()));
+    let conf = env.path("davfs2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "secrets {}\nbuf_size 64\ndelay_upload 0\nuse_locks 1\n",
+            secrets.display()
+        ),
+    )
+    .unwrap();
+    let mnt = env.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _detach = Unmount(mnt.clone());
+    let (m, c) = (mnt.to_str().unwrap(), conf.to_str().unwrap());
+    run(
+        60,
+        "mount",
+        &[
+            "-t",
+            "davfs",
+            &format!("{}/", server.base),
+            m,
+            "-o",
+            &format!("conf={c}"),
+        ],
+    );
+    run(
+        600,
+        "cp",
+        &["-r", src.to_str().unwrap(), &format!("{m}/in")],
+    );
+    // A rename and a removal through the mount, as a user tidying up.
+    std::fs::rename(
+        mnt.join("in/dir 00/f000.bin"),
+        mnt.join("in/dir 00/renamed.bin"),
+    )
+    .unwrap();
+    std::fs::remove_file(mnt.join("in/dir 01/f001.bin")).unwrap();
+    std::fs::rename(src.join("dir 00/f000.bin"), src.join("dir 00/renamed.bin")).unwrap();
+    std::fs::remove_file(src.join("dir 01/f001.bin")).unwrap();
+    // umount.davfs waits until every cached file is uploaded.
+    run(600, "umount", &[m]);
+    assert!(!is_mounted(&mnt));
+    let id = server.stop().expect("the stop commits");
+    let out = env.path("out");
+    env.ok(&[&"restore", &format!("{id}:/in"), &"--to", &out]);
+    let o = Command::new("rsync")
+        .args(["-rcn", "--itemize-changes", "--delete"])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", out.display()))
+        .output()
+        .unwrap();
+    let diff = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && diff.trim().is_empty(),
+        "trees differ:\n{diff}"
+    );
+    assert_eq!(walk(&out).iter().filter(|p| p.is_file()).count(), 2000);
+    // davfs2's local lost+found is not the server's.
+    let ls = env.ok(&[&"ls", &format!("{id}:/")]);
+    assert!(!ls.contains("lost+found"), "{ls}");
 }
