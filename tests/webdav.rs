@@ -524,3 +524,75 @@ fn davfs2_mount_cp_r_lands_in_the_snapshot() {
     let ls = env.ok(&[&"ls", &format!("{id}:/")]);
     assert!(!ls.contains("lost+found"), "{ls}");
 }
+
+#[test]
+fn times_set_by_windows_and_by_proppatch_getlastmodified_are_kept() {
+    let env = Env::new();
+    env.create();
+    let server = Server::start(&env, &[]);
+    let call = |method: &str, path: &str, body: &str| -> (u16, String) {
+        match Server::agent()
+            .request(method, &format!("{}{path}", server.base))
+            .set("Authorization", &Server::auth())
+            .set("Content-Type", "text/xml")
+            .send_string(body)
+        {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap()),
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    };
+    assert_eq!(server.put("/win.txt", b"from Explorer"), 201);
+    assert_eq!(server.put("/locked.txt", b"locked"), 201);
+    assert_eq!(call("MKCOL", "/folder", "").0, 201);
+    // What the Windows WebDAV redirector sends after a PUT.
+    let win = r#"<?xml version="1.0" encoding="utf-8" ?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:schemas-microsoft-com:"><D:set><D:prop><Z:Win32CreationTime>Mon, 02 Jan 2006 15:04:05 GMT</Z:Win32CreationTime><Z:Win32LastAccessTime>Mon, 02 Jan 2006 15:04:05 GMT</Z:Win32LastAccessTime><Z:Win32LastModifiedTime>Mon, 02 Jan 2006 15:04:05 GMT</Z:Win32LastModifiedTime><Z:Win32FileAttributes>00000020</Z:Win32FileAttributes></D:prop></D:set></D:propertyupdate>"#;
+    let (s, answer) = call("PROPPATCH", "/win.txt", win);
+    assert_eq!(s, 207, "{answer}");
+    assert!(!answer.contains("HTTP/1.1 4"), "{answer}");
+    // RFC 4918's live property, with a dead one beside it: both are set,
+    // and the answer gives each its status.
+    let rfc = r#"<propertyupdate xmlns="DAV:"><set><prop><getlastmodified>Sun, 06 Nov 1994 08:49:37 GMT</getlastmodified><x:color xmlns:x="urn:x">red</x:color></prop></set></propertyupdate>"#;
+    let (s, answer) = call("PROPPATCH", "/folder/", rfc);
+    assert_eq!(s, 207, "{answer}");
+    assert!(
+        answer.contains("<D:getlastmodified/></D:prop><D:status>HTTP/1.1 200 OK"),
+        "{answer}"
+    );
+    assert!(!answer.contains("HTTP/1.1 4"), "{answer}");
+    // A locked file's times stay as they are for a client without its lock.
+    let lock = r#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>other</D:owner></D:lockinfo>"#;
+    assert_eq!(call("LOCK", "/locked.txt", lock).0, 200);
+    assert_eq!(call("PROPPATCH", "/locked.txt", rfc).0, 423);
+    // A date that does not parse sets nothing.
+    let bad = rfc.replace("Sun, 06 Nov 1994 08:49:37 GMT", "last Tuesday");
+    let (s, answer) = call("PROPPATCH", "/win.txt", &bad);
+    assert!(s == 207 && answer.contains("HTTP/1.1 403"), "{answer}");
+
+    let id = server.stop().expect("the stop commits");
+    let out = env.path("out");
+    env.ok(&[&"restore", &id, &"--to", &out]);
+    let mtime = |p: &str| {
+        std::fs::metadata(out.join(p))
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    assert_eq!(mtime("win.txt"), 1_136_214_245);
+    assert_eq!(mtime("folder"), 784_111_777);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        now - mtime("locked.txt") < 3600,
+        "the locked file kept its time"
+    );
+    assert_eq!(
+        std::fs::read(out.join("win.txt")).unwrap(),
+        b"from Explorer"
+    );
+}

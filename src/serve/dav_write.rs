@@ -89,6 +89,15 @@ impl DavWritable {
         blocking(move || f(&me, &p)).boxed()
     }
 
+    /// Sets the times a `PROPPATCH` asked for (dav-server does not apply
+    /// them; the drive reads them from the request).
+    pub fn set_times(&self, path: &[u8], atime: Option<i64>, mtime: Option<i64>) -> FsResult<()> {
+        let ino = self.ino(path)?;
+        self.fs
+            .setattr(ino, None, None, None, None, atime, mtime)
+            .map_err(fs_err)
+    }
+
     /// A file's or folder's metadata. Links, devices and fifos (from a
     /// base snapshot) have no WebDAV form: the FUSE mount or `restore`
     /// show them.

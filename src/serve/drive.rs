@@ -16,6 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 
+use dav_server::davpath::DavPath;
+
+use super::dav::blocking;
 use super::dav_write::{DavWritable, ASKED_MTIME};
 use super::{auth, inert_dav, run_http, Gate, ServeOptions};
 use crate::error::{Error, Result};
@@ -23,12 +26,15 @@ use crate::format::id::SnapshotId;
 use crate::writable::session::{Finished, Session};
 use crate::writable::{WritableFs, COMMIT_FILE};
 
+mod times;
+
 /// Requests served at once; more wait their turn (a client cannot make the
 /// server take on unbounded work).
 const MAX_REQUESTS: usize = 64;
 
 struct Drive {
     dav: dav_server::DavHandler,
+    files: DavWritable,
     fs: Arc<WritableFs>,
     committed: Box<dyn Fn(SnapshotId) + Send + Sync>,
     slots: Arc<tokio::sync::Semaphore>,
@@ -45,14 +51,16 @@ pub fn serve_writable(
 ) -> Result<Finished> {
     let gate = Gate::new(opts)?;
     let fs = session.fs().clone();
+    let files = DavWritable::new(fs.clone());
     let dav = dav_server::DavHandler::builder()
-        .filesystem(Box::new(DavWritable::new(fs.clone())))
+        .filesystem(Box::new(files.clone()))
         .locksystem(dav_server::memls::MemLs::new())
         .methods(dav_server::DavMethodSet::WEBDAV_RW)
         .autoindex(true)
         .build_handler();
     let drive = Arc::new(Drive {
         dav,
+        files,
         fs,
         committed: Box::new(committed),
         slots: Arc::new(tokio::sync::Semaphore::new(MAX_REQUESTS)),
@@ -137,16 +145,16 @@ async fn commit(State(d): State<Arc<Drive>>, req: Request) -> Response {
     }
 }
 
-/// The modification time in `X-OC-Mtime` (seconds since the epoch, as
-/// rclone and ownCloud clients send it), in nanoseconds.
-fn asked_mtime(req: &Request) -> Option<i64> {
-    let v = req.headers().get("x-oc-mtime")?.to_str().ok()?.trim();
-    let secs: f64 = v.parse().ok()?;
-    (secs.is_finite() && secs.abs() < 1e11).then(|| (secs * 1e9).round() as i64)
+async fn webdav(State(d): State<Arc<Drive>>, req: Request) -> Response {
+    if req.method().as_str() == "PROPPATCH" {
+        return proppatch(d, req).await;
+    }
+    dav(&d, req).await
 }
 
-async fn webdav(State(d): State<Arc<Drive>>, req: Request) -> Response {
-    let mtime = asked_mtime(&req);
+/// dav-server's answer to `req`, with the time `X-OC-Mtime` asked for.
+async fn dav(d: &Drive, req: Request) -> Response {
+    let mtime = times::oc_mtime(req.headers());
     let put = req.method() == Method::PUT;
     let mut r = ASKED_MTIME
         .scope(mtime, d.dav.handle(req))
@@ -159,4 +167,55 @@ async fn webdav(State(d): State<Arc<Drive>>, req: Request) -> Response {
     }
     inert_dav(r.headers_mut());
     r
+}
+
+/// A `PROPPATCH`: dav-server sets the dead properties; the times it would
+/// not apply (`Win32LastModifiedTime`, `getlastmodified`) are applied here
+/// once it has accepted the rest, and `getlastmodified` gets its own status.
+async fn proppatch(d: Arc<Drive>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    // dav-server's own bound on an XML body.
+    let Ok(bytes) = axum::body::to_bytes(body, 65_536).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let Some((asked, rewritten)) = times::read_proppatch(&bytes) else {
+        return dav(&d, Request::from_parts(parts, bytes.into())).await;
+    };
+    let Ok(path) = DavPath::from_uri(&parts.uri) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let body = rewritten.map_or(bytes.into(), Into::into);
+    let r = dav(&d, Request::from_parts(parts, body)).await;
+    if r.status() != StatusCode::MULTI_STATUS {
+        return r;
+    }
+    let (mut head, body) = r.into_parts();
+    let Ok(answer) = axum::body::to_bytes(body, 1 << 20).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = if !times::all_set(&answer) {
+        "424 Failed Dependency"
+    } else {
+        let files = d.files.clone();
+        let p = path.as_bytes().to_vec();
+        let applied = blocking(move || files.set_times(&p, asked.atime, asked.mtime)).await;
+        match applied {
+            Ok(()) => "200 OK",
+            Err(e) => {
+                tracing::warn!(
+                    "setting the times of {}: {e:?}",
+                    String::from_utf8_lossy(path.as_bytes())
+                );
+                "409 Conflict"
+            }
+        }
+    };
+    let answer = if asked.getlastmodified {
+        times::with_getlastmodified(&answer, status)
+    } else {
+        answer
+    };
+    head.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(head, answer.into())
 }
