@@ -154,12 +154,17 @@ fn write_seeds(corpus: &Path) {
     let jpath = env.path("journal");
     let mut j = Journal::create(
         &jpath,
-        &Record::Header {
-            store_id: "seed".into(),
-            base: None,
-            host: "host".into(),
-            tags: vec!["t".into()],
-        },
+        &[
+            Record::Header {
+                store_id: "seed".into(),
+                base: None,
+                host: "host".into(),
+                tags: vec!["t".into()],
+            },
+            Record::Excludes {
+                patterns: vec!["._*".into()],
+            },
+        ],
         &[],
         true,
     )

@@ -596,3 +596,27 @@ fn times_set_by_windows_and_by_proppatch_getlastmodified_are_kept() {
         b"from Explorer"
     );
 }
+
+#[test]
+fn client_litter_is_usable_in_the_session_and_left_out_with_exclude_litter() {
+    let env = Env::new();
+    env.create();
+    let server = Server::start(&env, &["--exclude-litter", "--exclude", "*.partial"]);
+    for (path, body) in [
+        ("/photo.jpg", &b"jpeg"[..]),
+        ("/._photo.jpg", b"AppleDouble"),
+        ("/.DS_Store", b"Finder"),
+        ("/Thumbs.db", b"thumbs"),
+        ("/big.iso.partial", b"half"),
+    ] {
+        assert_eq!(server.put(path, body), 201, "{path}");
+    }
+    // Finder reads its AppleDouble file back in the same session.
+    assert_eq!(server.get("/._photo.jpg"), (200, b"AppleDouble".to_vec()));
+    let id = server.stop().expect("the stop commits");
+    let ls = env.ok(&[&"ls", &format!("{id}:/")]);
+    assert!(ls.contains("photo.jpg"), "{ls}");
+    for litter in ["._photo", ".DS_Store", "Thumbs.db", ".partial"] {
+        assert!(!ls.contains(litter), "{litter} in {ls}");
+    }
+}

@@ -128,17 +128,7 @@ pub fn run(ctx: &Ctx, mut a: BackupArgs) -> anyhow::Result<u8> {
     } else {
         None
     };
-    let mut excludes = a.excludes;
-    for f in &a.exclude_files {
-        let body = std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("reading exclude file {}: {e}", f.display()))?;
-        excludes.extend(
-            body.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(String::from),
-        );
-    }
+    let excludes = with_exclude_files(a.excludes, &a.exclude_files)?;
     let parent = match &a.parent {
         Some(p) => Some(repo.resolve_snapshot(p)?.0),
         None => None,
@@ -271,4 +261,22 @@ fn summary_json(
         "duration_s": s.duration_ns as f64 / 1e9,
         "errors": errors.iter().map(|(p, e)| serde_json::json!({"path": p, "error": e})).collect::<Vec<_>>(),
     })
+}
+
+/// `globs` and those of each `--exclude-file` (one per line, `#` comments).
+pub fn with_exclude_files(
+    mut globs: Vec<String>,
+    files: &[PathBuf],
+) -> anyhow::Result<Vec<String>> {
+    for f in files {
+        let body = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("reading exclude file {}: {e}", f.display()))?;
+        globs.extend(
+            body.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    Ok(globs)
 }

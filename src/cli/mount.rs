@@ -113,6 +113,19 @@ pub struct WritableArgs {
     /// next commit only).
     #[arg(long, default_value = "lazy", value_parser = ["lazy", "close", "commit"], requires = "writable")]
     sync: String,
+    /// Keep entries matching this glob out of the snapshots (matched against
+    /// the path from the root and the name, as `backup --exclude`;
+    /// repeatable). They stay usable in the session; only commits skip them.
+    #[arg(long = "exclude", value_name = "GLOB", requires = "writable")]
+    excludes: Vec<String>,
+    /// Read such globs from a file, one per line (# comments).
+    #[arg(long = "exclude-file", value_name = "FILE", requires = "writable")]
+    exclude_files: Vec<PathBuf>,
+    /// Keep desktop clients' litter out of the snapshots: ._* .DS_Store
+    /// .Spotlight-V100 .Trashes .TemporaryItems .fseventsd Thumbs.db
+    /// ehthumbs.db desktop.ini ~$* .~lock.*#
+    #[arg(long, requires = "writable")]
+    exclude_litter: bool,
 }
 
 /// The spool directory of a writable mount: per store and mountpoint, so the
@@ -290,12 +303,17 @@ pub fn start_session(
     key: &std::path::Path,
     served_at: &[u8],
 ) -> anyhow::Result<klosetfs::writable::session::Session> {
+    use klosetfs::writable::exclude::CLIENT_LITTER;
     use klosetfs::writable::session::Session;
     use klosetfs::writable::WritableOptions;
     let spool = w
         .spool
         .clone()
         .unwrap_or_else(|| default_spool(ctx, &repo.config().id, key));
+    let mut excludes = super::backup::with_exclude_files(w.excludes.clone(), &w.exclude_files)?;
+    if w.exclude_litter {
+        excludes.extend(CLIENT_LITTER.iter().map(|g| g.to_string()));
+    }
     let opts = WritableOptions {
         spool_dir: spool,
         spool_cap: parse_size(&w.spool_size)? as u64,
@@ -303,6 +321,7 @@ pub fn start_session(
         tags: w.tags.clone(),
         cache_bytes,
         sync: klosetfs::writable::SyncMode::parse(&w.sync).expect("checked by clap"),
+        excludes: klosetfs::writable::Excludes::new(excludes)?,
     };
     // So `recover` can say where an interrupted session was.
     let started = Session::start(repo.clone(), w.base.as_deref(), opts, served_at)?;

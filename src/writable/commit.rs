@@ -16,6 +16,7 @@ use crate::ops::writer::{save_snapshot, SnapshotPlan};
 use crate::pipeline::packer::Packer;
 use crate::repo::Repo;
 
+use super::exclude::Excludes;
 use super::journal::{Journal, Record};
 use super::namespace::{Namespace, WInode, ROOT};
 use super::{WResult, WritableFs, MOUNT_DEV};
@@ -49,62 +50,88 @@ pub(super) fn write_snapshot(
     Ok(id)
 }
 
-/// Stores the trees of `ns` (bottom up) and returns the root's id, the
-/// root's own metadata (what `cp -a SRC/. MNT/` set on the mount's root)
-/// and the counts.
+/// Stores the trees of `ns` (bottom up), leaving out what `excludes`
+/// names, and returns the root's id, the root's own metadata (what
+/// `cp -a SRC/. MNT/` set on the mount's root) and the counts.
 pub(super) fn tree(
     ns: &Namespace,
     packer: &Packer,
     names: &NameCache,
+    excludes: &Excludes,
 ) -> WResult<(BlobId, Node, Summary)> {
     let mut summary = Summary::default();
-    let root = build_tree(ns, packer, names, ROOT, &mut summary)?;
+    let walk = Walk {
+        ns,
+        packer,
+        names,
+        excludes,
+    };
+    let root = walk.build_tree(ROOT, &mut Vec::new(), &mut summary)?;
     let meta = meta_node(names, b"/".to_vec(), ROOT, ns.get(ROOT)?);
     Ok((root, meta, summary))
 }
 
-fn build_tree(
-    ns: &Namespace,
-    packer: &Packer,
-    names: &NameCache,
-    dir: u64,
-    sum: &mut Summary,
-) -> WResult<BlobId> {
-    let mut nodes = Vec::new();
-    for (name, ino) in ns.to_nodes(dir) {
-        let i = ns.get(ino)?;
-        let subtree = if i.is_dir() {
-            sum.dirs += 1;
-            Some(build_tree(ns, packer, names, ino, sum)?)
-        } else {
-            None
-        };
-        let size = match i.kind {
-            NodeKind::File => {
-                sum.files += 1;
-                let s: u64 = i.content.iter().map(|c| c.size as u64).sum();
-                sum.bytes += s;
-                s
+/// What one commit's tree walk reads.
+struct Walk<'a> {
+    ns: &'a Namespace,
+    packer: &'a Packer,
+    names: &'a NameCache,
+    excludes: &'a Excludes,
+}
+
+impl Walk<'_> {
+    /// The tree of `dir`, whose path from the root is `path` (kept only when
+    /// there are excludes to match).
+    fn build_tree(&self, dir: u64, path: &mut Vec<u8>, sum: &mut Summary) -> WResult<BlobId> {
+        let (ns, names) = (self.ns, self.names);
+        let mut nodes = Vec::new();
+        for (name, ino) in ns.to_nodes(dir) {
+            let depth = path.len();
+            if !self.excludes.is_empty() {
+                path.push(b'/');
+                path.extend_from_slice(&name);
+                if self.excludes.matches(path) {
+                    path.truncate(depth);
+                    continue;
+                }
             }
-            NodeKind::Dir => 0,
-            _ => {
-                sum.others += 1;
-                0
-            }
-        };
-        nodes.push(Node {
-            size,
-            content: if i.kind == NodeKind::File {
-                i.content.clone()
+            let i = ns.get(ino)?;
+            let subtree = if i.is_dir() {
+                sum.dirs += 1;
+                Some(self.build_tree(ino, path, sum)?)
             } else {
-                Vec::new()
-            },
-            subtree,
-            ..meta_node(names, name, ino, i)
-        });
+                None
+            };
+            path.truncate(depth);
+            let size = match i.kind {
+                NodeKind::File => {
+                    sum.files += 1;
+                    let s: u64 = i.content.iter().map(|c| c.size as u64).sum();
+                    sum.bytes += s;
+                    s
+                }
+                NodeKind::Dir => 0,
+                _ => {
+                    sum.others += 1;
+                    0
+                }
+            };
+            nodes.push(Node {
+                size,
+                content: if i.kind == NodeKind::File {
+                    i.content.clone()
+                } else {
+                    Vec::new()
+                },
+                subtree,
+                ..meta_node(names, name, ino, i)
+            });
+        }
+        let tree = Tree::new(nodes);
+        Ok(self
+            .packer
+            .save(crate::format::blob::BlobType::Tree, &tree.encode())?)
     }
-    let tree = Tree::new(nodes);
-    Ok(packer.save(crate::format::blob::BlobType::Tree, &tree.encode())?)
 }
 
 /// An inode's metadata as a tree node (no size, content or subtree).
@@ -166,7 +193,7 @@ impl WritableFs {
         // are exactly the changes the tree does not hold.
         let (tree, mark) = {
             let ns = self.ns.lock();
-            let tree = tree(&ns, &self.packer, &self.names)?;
+            let tree = tree(&ns, &self.packer, &self.names, &self.opts.excludes)?;
             (tree, self.journal.lock().end())
         };
         while_saving();
@@ -191,7 +218,7 @@ impl WritableFs {
             let since = journal.bytes_since(mark)?;
             *journal = Journal::create(
                 &self.opts.spool_dir.join("journal"),
-                &header,
+                &super::journal_head(header, &self.opts.excludes),
                 &since,
                 self.opts.sync == super::SyncMode::Close,
             )?;

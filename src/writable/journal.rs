@@ -196,13 +196,13 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts a new journal (replacing any old one) with its header and the
-    /// records `carried` over from the journal it replaces (framed, as
+    /// Starts a new journal (replacing any old one) with its `head` records
+    /// (the header, then the excludes if any) and the records `carried` over from the journal it replaces (framed, as
     /// [`Journal::bytes_since`] gives them), durable before it is in place.
     /// `zero_fill` keeps zeroed, synced space ahead of the appender: worth it
     /// when every close syncs (`--sync close`); otherwise it only writes
     /// every byte twice.
-    pub fn create(path: &Path, header: &Record, carried: &[u8], zero_fill: bool) -> Result<Self> {
+    pub fn create(path: &Path, head: &[Record], carried: &[u8], zero_fill: bool) -> Result<Self> {
         let tmp = path.with_extension("new");
         // The journal holds the content of small files: its owner's eyes only.
         let file = OpenOptions::new()
@@ -251,7 +251,9 @@ impl Journal {
                 .map_err(|e| Error::io("starting the journal's syncer", e))?,
         );
         j.write(MAGIC)?;
-        j.append(header)?;
+        for r in head {
+            j.append(r)?;
+        }
         if !carried.is_empty() {
             j.write(carried)?;
         }
@@ -478,7 +480,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("journal");
         let h = header();
-        let mut j = Journal::create(&p, &h, &[], true).unwrap();
+        let mut j = Journal::create(&p, std::slice::from_ref(&h), &[], true).unwrap();
         let u = Record::Unlink {
             path: b"x".to_vec(),
         };
@@ -515,7 +517,7 @@ mod tests {
             spool: None,
             inline: Some(Arc::new(bytes)),
         };
-        let mut j = Journal::create(&p, &h, &[], false).unwrap();
+        let mut j = Journal::create(&p, std::slice::from_ref(&h), &[], false).unwrap();
         j.append(&c).unwrap();
         j.sync().unwrap();
         drop(j);
@@ -526,7 +528,13 @@ mod tests {
     fn armed_records_become_durable_soon_and_syncs_coalesce() {
         let d = tempfile::tempdir().unwrap();
         let h = header();
-        let mut j = Journal::create(&d.path().join("journal"), &h, &[], true).unwrap();
+        let mut j = Journal::create(
+            &d.path().join("journal"),
+            std::slice::from_ref(&h),
+            &[],
+            true,
+        )
+        .unwrap();
         let s = j.syncer();
         let synced_at_create = s.synced.lock().upto;
         assert_eq!(synced_at_create, j.end());

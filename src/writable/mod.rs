@@ -7,6 +7,7 @@
 
 mod commit;
 mod data;
+pub mod exclude;
 pub mod journal;
 pub mod namespace;
 mod put;
@@ -20,6 +21,7 @@ mod stream;
 mod tests;
 mod xattrs;
 
+pub use exclude::Excludes;
 pub use put::Upload;
 use recover::recover_dir;
 
@@ -117,6 +119,8 @@ pub struct WritableOptions {
     pub tags: Vec<String>,
     pub cache_bytes: usize,
     pub sync: SyncMode,
+    /// Names kept out of every snapshot the session commits.
+    pub excludes: Excludes,
 }
 
 /// When a closed file becomes durable against a power cut. In every mode a
@@ -246,6 +250,18 @@ pub fn recover(repo: &Arc<Repo>, spools: &[PathBuf]) -> Result<Vec<(PathBuf, Sna
     Ok(out)
 }
 
+/// A journal's first records: its header, then the excludes if there are
+/// any (a session without them writes journals older builds read).
+fn journal_head(header: Record, excludes: &Excludes) -> Vec<Record> {
+    let mut head = vec![header];
+    if !excludes.is_empty() {
+        head.push(Record::Excludes {
+            patterns: excludes.patterns().to_vec(),
+        });
+    }
+    head
+}
+
 impl WritableFs {
     /// Opens the spool (replaying and committing a journal a crash left there,
     /// whose snapshot id is returned), then starts a tree from `base`, or empty.
@@ -282,7 +298,7 @@ impl WritableFs {
         };
         let journal = Journal::create(
             &opts.spool_dir.join("journal"),
-            &header,
+            &journal_head(header, &opts.excludes),
             &[],
             opts.sync == SyncMode::Close,
         )?;

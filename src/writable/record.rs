@@ -84,6 +84,10 @@ pub enum Record {
         #[serde(with = "shared_bytes")]
         inline: Option<Arc<Vec<u8>>>,
     },
+    /// Right after the header when the session leaves names out of its
+    /// snapshots (`--exclude`): the globs, so a recovery leaves out the same.
+    /// Last in the enum: journals written before it read as they did.
+    Excludes { patterns: Vec<String> },
 }
 
 /// `Option<Arc<Vec<u8>>>` on the wire exactly as `serde_bytes` writes an
@@ -132,6 +136,7 @@ impl Record {
             Record::Content { path, size, .. } => {
                 format!("content of {} ({size} bytes)", p(path))
             }
+            Record::Excludes { patterns } => format!("excludes {patterns:?}"),
         }
     }
 }

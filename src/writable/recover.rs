@@ -13,6 +13,7 @@ use crate::ops::local_node::NameCache;
 use crate::pipeline::packer::Packer;
 use crate::repo::Repo;
 
+use super::exclude::Excludes;
 use super::journal::{self, Record};
 use super::namespace::Namespace;
 use super::{now, WError, WResult};
@@ -42,7 +43,21 @@ pub fn recover_dir(repo: &Arc<Repo>, spool: &Path) -> Result<Option<SnapshotId>>
             &store_id[..8.min(store_id.len())]
         )));
     }
-    if records.len() == 1 {
+    let mut excludes = Excludes::default();
+    for r in &records {
+        if let Record::Excludes { patterns } = r {
+            // A pattern this build cannot read keeps everything: leaving out
+            // too little loses nothing.
+            match Excludes::new(patterns.clone()) {
+                Ok(e) => excludes = e,
+                Err(e) => tracing::warn!("journal excludes {patterns:?} not applied: {e}"),
+            }
+        }
+    }
+    if records
+        .iter()
+        .all(|r| matches!(r, Record::Header { .. } | Record::Excludes { .. }))
+    {
         let _ = std::fs::remove_file(&path);
         return Ok(None);
     }
@@ -89,7 +104,7 @@ pub fn recover_dir(repo: &Arc<Repo>, spool: &Path) -> Result<Option<SnapshotId>>
         tags: &tags,
         base,
     };
-    let tree = super::commit::tree(&ns, &packer, &NameCache::default())
+    let tree = super::commit::tree(&ns, &packer, &NameCache::default(), &excludes)
         .map_err(|e| Error::InvalidInput(format!("building the recovered tree: {e}")))?;
     let id = super::commit::write_snapshot(repo, &packer, &origin, tree, started)?;
     // Everything the journal and the spool held is in that snapshot now.
@@ -113,7 +128,7 @@ fn replay(
 ) -> WResult<()> {
     let t = now();
     match r {
-        Record::Header { .. } => {}
+        Record::Header { .. } | Record::Excludes { .. } => {}
         Record::Create { path, meta } => {
             let (dir, name) = ns.resolve_parent(path)?;
             ns.create(dir, name, meta)?;

@@ -11,6 +11,10 @@ use crate::format::tree::NodeKind;
 use crate::storage::MemoryStorage;
 
 fn mount(spool: &std::path::Path) -> WritableFs {
+    mount_excluding(spool, &[])
+}
+
+fn mount_excluding(spool: &std::path::Path, globs: &[&str]) -> WritableFs {
     let repo = crate::repo::test_repo(Arc::new(MemoryStorage::new()));
     let opts = WritableOptions {
         spool_dir: spool.to_path_buf(),
@@ -19,6 +23,7 @@ fn mount(spool: &std::path::Path) -> WritableFs {
         tags: vec![],
         cache_bytes: 1 << 20,
         sync: SyncMode::Lazy,
+        excludes: super::Excludes::new(globs.iter().map(|g| g.to_string()).collect()).unwrap(),
     };
     WritableFs::new(repo, None, opts).unwrap().0
 }
@@ -160,6 +165,7 @@ fn a_session_without_fuse_commits_what_was_closed() {
         tags: vec![],
         cache_bytes: 1 << 20,
         sync: SyncMode::Lazy,
+        excludes: Default::default(),
     };
     drop(fs);
     let started = Session::start(repo.clone(), None, opts, b"http://127.0.0.1:1/").unwrap();
@@ -273,4 +279,76 @@ fn a_large_file_renamed_after_its_close_recovers_under_its_new_name() {
     drop(fs);
     let got = super::recover(&repo, &[d.path().to_path_buf()]).unwrap();
     assert_eq!(snapshot_file(&repo, &got[0].1, b"/moved"), big);
+}
+
+/// Excluded names live in the session (an editor's temporary file renamed
+/// over the real one is kept under its new name) but no commit holds them,
+/// nor a recovery after a crash: the journal carries the patterns across
+/// commits.
+#[test]
+fn excluded_names_stay_out_of_commits_and_recoveries() {
+    let d = tempfile::tempdir().unwrap();
+    let fs = mount_excluding(d.path(), &["._*", ".DS_Store", "~$*", "/scratch"]);
+    let repo = fs.repo().clone();
+    let put = |dir: u64, name: &[u8], body: &[u8]| {
+        let ino = fs.create(dir, name, file_meta()).unwrap();
+        fs.write(ino, 0, body, false).unwrap();
+        fs.flush(ino, false).unwrap();
+        ino
+    };
+    let mut dir_meta = file_meta();
+    dir_meta.kind = NodeKind::Dir;
+    let docs = fs.create(ROOT, b"docs", dir_meta.clone()).unwrap();
+    let scratch = fs.create(ROOT, b"scratch", dir_meta).unwrap();
+    put(docs, b"._report.txt", b"resource fork");
+    put(docs, b".DS_Store", b"finder");
+    put(scratch, b"notes", b"scratch notes");
+    put(docs, b"~$report.txt", b"the saved text");
+    fs.rename(docs, b"~$report.txt", docs, b"report.txt", false)
+        .unwrap();
+    put(docs, b"~$lock", b"office lock");
+    // Usable in the session.
+    let fork = fs.lookup(docs, b"._report.txt").unwrap();
+    assert_eq!(fs.read(fork, 0, 100).unwrap(), b"resource fork");
+
+    let names = |id| -> Vec<Vec<u8>> {
+        let snap = repo.load_snapshot(&id).unwrap();
+        let mut out = Vec::new();
+        let root = repo.load_tree(&snap.tree).unwrap();
+        for n in &root.nodes {
+            out.push(n.name.clone());
+            if let Some(t) = &n.subtree {
+                for c in &repo.load_tree(t).unwrap().nodes {
+                    out.push([&n.name[..], b"/", &c.name[..]].concat());
+                }
+            }
+        }
+        out
+    };
+    let first = fs.commit().unwrap();
+    assert_eq!(
+        names(first),
+        vec![b"docs".to_vec(), b"docs/report.txt".to_vec()]
+    );
+    assert_eq!(
+        snapshot_file(&repo, &first, b"/docs/report.txt"),
+        b"the saved text"
+    );
+    assert_eq!(repo.load_snapshot(&first).unwrap().summary.files, 1);
+
+    // The next journal still carries the patterns: a crash now recovers
+    // without the new litter.
+    put(docs, b"._more", b"fork");
+    put(ROOT, b"kept", b"kept");
+    fs.sync_journal().unwrap();
+    drop(fs);
+    let got = super::recover(&repo, &[d.path().to_path_buf()]).unwrap();
+    assert_eq!(
+        names(got[0].1),
+        vec![
+            b"docs".to_vec(),
+            b"docs/report.txt".to_vec(),
+            b"kept".to_vec()
+        ]
+    );
 }

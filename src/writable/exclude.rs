@@ -1,0 +1,85 @@
+//! Names a writable session keeps out of its snapshots (`--exclude`): the
+//! litter desktop clients leave on a network drive (`._*`, `.DS_Store`,
+//! `Thumbs.db`). An excluded file lives in the session like any other, so a
+//! client that writes one and reads it back, or renames it to a kept name
+//! (an editor's temporary file saved over the real one), works; only the
+//! commit leaves it out. The patterns are journaled, so a recovery leaves
+//! out what the session would have.
+
+use globset::GlobSet;
+
+use crate::error::Result;
+
+/// What `--exclude-litter` adds: the files desktop clients write beside
+/// what is copied onto a network drive. macOS: AppleDouble `._*` files,
+/// Finder's `.DS_Store`, Spotlight's, the trash's and fseventsd's folders;
+/// Windows: thumbnail caches and `desktop.ini`; office suites' lock files
+/// (`~$name`, `.~lock.name#`).
+pub const CLIENT_LITTER: &[&str] = &[
+    "._*",
+    ".DS_Store",
+    ".Spotlight-V100",
+    ".Trashes",
+    ".TemporaryItems",
+    ".fseventsd",
+    "Thumbs.db",
+    "ehthumbs.db",
+    "desktop.ini",
+    "~$*",
+    ".~lock.*#",
+];
+
+/// Globs matched, as `backup --exclude` matches them, against an entry's
+/// path from the session's root (`/a/b`) and against its name.
+#[derive(Clone, Debug, Default)]
+pub struct Excludes {
+    patterns: Vec<String>,
+    set: GlobSet,
+}
+
+impl Excludes {
+    /// Fails on a pattern that is not a glob.
+    pub fn new(patterns: Vec<String>) -> Result<Self> {
+        let set = crate::ops::backup::build_globs(&patterns)?;
+        Ok(Self { patterns, set })
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Whether the entry at `path` (from the root, `/`-separated) is left
+    /// out, and with a directory everything under it.
+    pub fn matches(&self, path: &[u8]) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        if self.patterns.is_empty() {
+            return false;
+        }
+        let name = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
+        self.set.is_match(std::ffi::OsStr::from_bytes(path))
+            || self.set.is_match(std::ffi::OsStr::from_bytes(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths_match_as_backup_excludes_do() {
+        let e = Excludes::new(vec!["._*".into(), ".DS_Store".into(), "/tmp/**".into()]).unwrap();
+        assert!(e.matches(b"/._photo.jpg"));
+        assert!(e.matches(b"/a/b/._photo.jpg"));
+        assert!(e.matches(b"/a/.DS_Store"));
+        assert!(e.matches(b"/tmp/x"));
+        assert!(!e.matches(b"/a/photo.jpg"));
+        assert!(!e.matches(b"/a/tmp/x"));
+        assert!(!e.matches(b"/a/x.DS_Store"));
+        assert!(!Excludes::default().matches(b"/._x"));
+        assert!(Excludes::new(vec!["a[".into()]).is_err());
+    }
+}
