@@ -620,3 +620,56 @@ fn client_litter_is_usable_in_the_session_and_left_out_with_exclude_litter() {
         assert!(!ls.contains(litter), "{litter} in {ls}");
     }
 }
+
+#[test]
+fn ranged_put_and_sabredav_patch_change_a_file_in_place() {
+    let env = Env::new();
+    env.create();
+    let server = Server::start(&env, &[]);
+    let send = |method: &str, headers: &[(&str, &str)], body: &[u8]| -> u16 {
+        let mut r = Server::agent()
+            .request(method, &format!("{}/r.txt", server.base))
+            .set("Authorization", &Server::auth());
+        for (k, v) in headers {
+            r = r.set(k, v);
+        }
+        match r.send_bytes(body) {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(s, _)) => s,
+            Err(e) => panic!("{method}: {e}"),
+        }
+    };
+    assert_eq!(server.put("/r.txt", b"0123456789abcdefghij"), 201);
+    // Apache-style Content-Range on a PUT.
+    assert_eq!(
+        send("PUT", &[("Content-Range", "bytes 5-9/*")], b"HELLO"),
+        204
+    );
+    assert_eq!(server.get("/r.txt").1, b"01234HELLOabcdefghij");
+    // SabreDAV's partial update: an append and a range.
+    let sabre = ("Content-Type", "application/x-sabredav-partialupdate");
+    assert_eq!(
+        send("PATCH", &[sabre, ("X-Update-Range", "append")], b"XY"),
+        204
+    );
+    assert_eq!(
+        send("PATCH", &[sabre, ("X-Update-Range", "bytes=0-1")], b"ab"),
+        204
+    );
+    // Past the end: the gap reads as zeros.
+    assert_eq!(
+        send("PUT", &[("Content-Range", "bytes 26-28/*")], b"END"),
+        204
+    );
+    // A range that does not match its body changes nothing.
+    assert_ne!(
+        send("PUT", &[("Content-Range", "bytes 0-9/*")], b"short"),
+        204
+    );
+    let want = b"ab234HELLOabcdefghijXY\0\0\0\0END";
+    assert_eq!(server.get("/r.txt").1, want);
+    let id = server.stop().expect("the stop commits");
+    let out = env.path("out");
+    env.ok(&[&"restore", &format!("{id}:/r.txt"), &"--to", &out]);
+    assert_eq!(std::fs::read(out.join("r.txt")).unwrap(), want);
+}
