@@ -673,3 +673,51 @@ fn ranged_put_and_sabredav_patch_change_a_file_in_place() {
     env.ok(&[&"restore", &format!("{id}:/r.txt"), &"--to", &out]);
     assert_eq!(std::fs::read(out.join("r.txt")).unwrap(), want);
 }
+
+#[test]
+fn request_rate_and_wrong_tokens_are_limited_per_address() {
+    let env = Env::new();
+    env.create();
+    let status = |base: &str, token: &str| -> (u16, Option<String>) {
+        use base64::Engine;
+        let b = base64::engine::general_purpose::STANDARD.encode(format!("me:{token}"));
+        match Server::agent()
+            .request("PROPFIND", &format!("{base}/"))
+            .set("Authorization", &format!("Basic {b}"))
+            .set("Depth", "0")
+            .call()
+        {
+            Ok(r) => (r.status(), None),
+            Err(ureq::Error::Status(s, r)) => (s, r.header("retry-after").map(String::from)),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // --max-rate 2: two at once, then two a second.
+    let server = Server::start(&env, &["--max-rate", "2"]);
+    let answers: Vec<_> = (0..30).map(|_| status(&server.base, TOKEN)).collect();
+    assert_eq!(answers[0].0, 207);
+    let refused: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
+    assert!(!refused.is_empty(), "{answers:?}");
+    assert!(
+        refused.iter().all(|a| a.1.as_deref() == Some("1")),
+        "{answers:?}"
+    );
+    drop(server);
+
+    // Wrong tokens: twenty are answered 401, then the address is refused
+    // (the right token too) until its bucket refills.
+    let server = Server::start(&env, &[]);
+    assert_eq!(status(&server.base, TOKEN).0, 207);
+    for _ in 0..20 {
+        assert_eq!(status(&server.base, "wrong-token-0123456789").0, 401);
+    }
+    let (s, retry) = status(&server.base, TOKEN);
+    assert_eq!((s, retry.as_deref()), (429, Some("3")));
+    // No credentials at all (how clients start) does not count.
+    let server2 = Server::start(&env, &["--spool", env.path("spool2").to_str().unwrap()]);
+    for _ in 0..20 {
+        let r = Server::agent().get(&format!("{}/", server2.base)).call();
+        assert!(matches!(r, Err(ureq::Error::Status(401, _))));
+    }
+    assert_eq!(status(&server2.base, TOKEN).0, 207);
+}

@@ -67,6 +67,11 @@ pub struct ServerArgs {
     /// name that resolves here (DNS rebinding) gets nothing.
     #[arg(long, value_name = "NAME")]
     allow_host: Vec<String>,
+    /// Requests a second each client address may make (a second's worth at
+    /// once); more get 429 and a Retry-After. Wrong tokens are always
+    /// limited: 20, then one every 3 seconds.
+    #[arg(long, value_name = "N")]
+    max_rate: Option<u32>,
 }
 
 impl ServerArgs {
@@ -88,6 +93,7 @@ impl ServerArgs {
             cache_bytes,
             insecure: self.insecure,
             allow_hosts: self.allow_host.clone(),
+            max_rate: self.max_rate,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {
                     cert: cert.clone(),

@@ -13,6 +13,7 @@ mod dav;
 mod dav_write;
 pub mod drive;
 mod history;
+mod limit;
 mod paths;
 pub mod tls;
 
@@ -45,6 +46,8 @@ pub struct ServeOptions {
     /// Host names (besides IP addresses, `localhost` and this machine's
     /// name) that requests may carry in `Host:`.
     pub allow_hosts: Vec<String>,
+    /// Requests a second each client address may make (`--max-rate`).
+    pub max_rate: Option<u32>,
 }
 
 /// What every handler shares.
@@ -120,15 +123,21 @@ pub(crate) fn run_http(
             Some(cfg) => {
                 let listener = tls::TlsListener::new(listener, cfg)?;
                 ready(format!("https://{host}"));
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<limit::Peer>(),
+                )
+                .with_graceful_shutdown(stop)
+                .await
             }
             None => {
                 ready(format!("http://{host}"));
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<limit::Peer>(),
+                )
+                .with_graceful_shutdown(stop)
+                .await
             }
         }
     })
@@ -143,6 +152,10 @@ pub(crate) struct Gate {
     hosts: Vec<String>,
     /// Served over TLS (the cookie is then marked `Secure`).
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Wrong tokens per client address.
+    failures: limit::Limiter,
+    /// Requests per client address, with `--max-rate`.
+    requests: Option<limit::Limiter>,
 }
 
 impl Gate {
@@ -172,6 +185,10 @@ impl Gate {
             token: opts.token.clone(),
             hosts,
             tls: opts.tls.as_ref().map(tls::config).transpose()?,
+            failures: limit::Limiter::new(1.0 / 3.0, 20),
+            requests: opts
+                .max_rate
+                .map(|n| limit::Limiter::new(f64::from(n.max(1)), n.max(1))),
         }))
     }
 }
@@ -331,6 +348,23 @@ fn host_allowed(headers: &HeaderMap, hosts: &[String]) -> bool {
 }
 
 pub(crate) async fn auth(State(s): State<Arc<Gate>>, req: Request, next: Next) -> Response {
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<limit::Peer>>()
+        .map(|c| c.0 .0.ip());
+    if let (Some(ip), Some(l)) = (ip, &s.requests) {
+        if !l.take(ip) {
+            return too_many(l);
+        }
+    }
+    // A client that gave wrong tokens too often is not heard until its
+    // bucket refills, whatever it sends now.
+    if let Some(ip) = ip {
+        if !s.failures.allows(ip) {
+            tracing::warn!("{ip}: too many wrong tokens; refused for a while");
+            return too_many(&s.failures);
+        }
+    }
     if !host_allowed(req.headers(), &s.hosts) {
         return (
             StatusCode::MISDIRECTED_REQUEST,
@@ -347,7 +381,7 @@ pub(crate) async fn auth(State(s): State<Arc<Gate>>, req: Request, next: Next) -
             let given = paths::query(q).remove("token").unwrap_or_default();
             if !given.is_empty() {
                 if !same(&given, token) {
-                    return unauthorized();
+                    return wrong_token(&s, ip);
                 }
                 let secure = if s.tls.is_some() { "; Secure" } else { "" };
                 let cookie = format!("kt={}; HttpOnly; SameSite=Strict; Path=/{secure}", s.token);
@@ -362,7 +396,8 @@ pub(crate) async fn auth(State(s): State<Arc<Gate>>, req: Request, next: Next) -
             }
         }
     }
-    if presented(req.headers()).iter().any(|t| same(t, token)) {
+    let given = presented(req.headers());
+    if given.iter().any(|t| same(t, token)) {
         let mut r = next.run(req).await;
         r.headers_mut().insert(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -384,7 +419,29 @@ pub(crate) async fn auth(State(s): State<Arc<Gate>>, req: Request, next: Next) -
         }
         return r;
     }
+    // No credentials is how many clients start (they send them after the
+    // 401); only a wrong token counts against the address.
+    if given.is_empty() {
+        unauthorized()
+    } else {
+        wrong_token(&s, ip)
+    }
+}
+
+fn wrong_token(s: &Gate, ip: Option<std::net::IpAddr>) -> Response {
+    if let Some(ip) = ip {
+        s.failures.take(ip);
+    }
     unauthorized()
+}
+
+fn too_many(l: &limit::Limiter) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, l.retry_after().to_string())],
+        "too many requests from this address; retry later\n",
+    )
+        .into_response()
 }
 
 fn unauthorized() -> Response {
