@@ -6,7 +6,7 @@
 use std::io::Read;
 
 use super::namespace::{NsError, ROOT};
-use super::record::NewMeta;
+use super::record::{NewMeta, Record};
 use super::{now, WError, WResult, WritableFs};
 use crate::format::tree::NodeKind;
 
@@ -56,6 +56,10 @@ impl WritableFs {
         }
         let gate = self.close_gate.read();
         let found = self.ns.lock().lookup(parent, name);
+        // A new file is journaled (`Create`) only once its bytes are all in,
+        // just before its `Content`: a crash while a large body is handed
+        // over leaves no empty file behind for recovery to commit. (No
+        // commit sees it meanwhile: commits wait for the close gate.)
         let (ino, made) = match found {
             Ok(ino) => {
                 if how.create_new {
@@ -64,7 +68,7 @@ impl WritableFs {
                 if self.with_inode(ino, |i| i.kind)? != NodeKind::File {
                     return Err(NsError::IsDir.into());
                 }
-                (ino, false)
+                (ino, None)
             }
             Err(NsError::NotFound) if how.create || how.create_new => {
                 let meta = NewMeta {
@@ -76,13 +80,17 @@ impl WritableFs {
                     rdev: 0,
                     target: Vec::new(),
                 };
-                (self.create(parent, name, meta)?, true)
+                let ino = self.ns.lock().create(parent, name, &meta)?;
+                (ino, Some(meta))
             }
             Err(e) => return Err(e.into()),
         };
         let before = self.with_inode(ino, |i| (i.mtime, i.ctime))?;
         let written = self.put_bytes(ino, how, src).and_then(|()| {
             self.check_store_error()?;
+            if let Some(meta) = &made {
+                self.journal_create(ino, meta)?;
+            }
             self.store_content_gated(&gate, ino)
         });
         match written {
@@ -94,7 +102,7 @@ impl WritableFs {
             }
             Err(e) => {
                 drop(gate);
-                if made {
+                if made.is_some() {
                     let _ = self.unlink(parent, name, false);
                 } else {
                     self.abandon(ino, before);
@@ -102,6 +110,19 @@ impl WritableFs {
                 Err(e)
             }
         }
+    }
+
+    /// Journals the creation of `ino`, made in the namespace alone, under
+    /// the name it has now.
+    fn journal_create(&self, ino: u64, meta: &NewMeta) -> WResult<()> {
+        let appended = {
+            let ns = self.ns.lock();
+            self.append_named(&ns, ino, |path| Record::Create {
+                path,
+                meta: meta.clone(),
+            })?
+        };
+        appended.map_or(Ok(()), |a| self.settle(a, false))
     }
 
     fn put_bytes(&self, ino: u64, how: &Upload, src: &mut dyn Read) -> WResult<()> {

@@ -352,3 +352,59 @@ fn excluded_names_stay_out_of_commits_and_recoveries() {
         ]
     );
 }
+
+/// What a crash in the middle of handing over an upload leaves: the
+/// journal as it is at that instant holds nothing of the new file, so a
+/// recovery makes no empty file of it; a completed upload beside it stays.
+#[test]
+fn a_crash_while_an_upload_is_handed_over_leaves_no_file() {
+    let d = tempfile::tempdir().unwrap();
+    let fs = mount(d.path());
+    let repo = fs.repo().clone();
+    let how = super::Upload {
+        create: true,
+        create_new: false,
+        truncate: true,
+        offset: 0,
+        mtime: None,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    };
+    fs.put(ROOT, b"done", &how, &mut &b"complete"[..]).unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    /// Gives 3 MiB in 1 MiB reads; after the first, copies the journal as
+    /// a `kill -9` would leave it.
+    struct Body<'a> {
+        fs: &'a WritableFs,
+        left: usize,
+        at_crash: &'a std::path::Path,
+    }
+    impl std::io::Read for Body<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.left == 2 << 20 {
+                self.fs.sync_journal().unwrap();
+                std::fs::copy(
+                    self.fs.spool_dir().join("journal"),
+                    self.at_crash.join("journal"),
+                )?;
+            }
+            let n = buf.len().min(self.left).min(1 << 20);
+            buf[..n].fill(7);
+            self.left -= n;
+            Ok(n)
+        }
+    }
+    let mut body = Body {
+        fs: &fs,
+        left: 3 << 20,
+        at_crash: crashed.path(),
+    };
+    fs.put(ROOT, b"big.iso", &how, &mut body).unwrap();
+    assert!(crashed.path().join("journal").exists());
+    drop(fs);
+    let got = super::recover(&repo, &[crashed.path().to_path_buf()]).unwrap();
+    let snap = repo.load_snapshot(&got[0].1).unwrap();
+    assert!(repo.find_node(&snap, b"/big.iso").is_err());
+    assert_eq!(snapshot_file(&repo, &got[0].1, b"/done"), b"complete");
+}
