@@ -25,6 +25,10 @@ pub enum Error {
         context: String,
         err: std::io::Error,
     },
+    /// A writer's earlier store write failed; every later call says so,
+    /// with what that failure was (an outage, damage, a full disk…).
+    #[error("writing to the store failed: {0}")]
+    WriteFailed(Box<Error>),
 }
 
 impl Error {
@@ -42,6 +46,27 @@ impl Error {
         }
     }
 
+    /// The same failure again, for another caller (I/O errors keep their
+    /// kind and OS error code, which is all their text says).
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Storage(s) => Error::Storage(s.duplicate()),
+            Error::Corrupt { what, detail } => Error::Corrupt {
+                what: what.clone(),
+                detail: detail.clone(),
+            },
+            Error::WrongPassphrase => Error::WrongPassphrase,
+            Error::NotAStore(s) => Error::NotAStore(s.clone()),
+            Error::Locked(s) => Error::Locked(s.clone()),
+            Error::InvalidInput(s) => Error::InvalidInput(s.clone()),
+            Error::Io { context, err } => Error::Io {
+                context: context.clone(),
+                err: duplicate_io(err),
+            },
+            Error::WriteFailed(e) => Error::WriteFailed(Box::new(e.duplicate())),
+        }
+    }
+
     /// True when the failure is an object that is missing from the store.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Storage(StorageError::NotFound { .. }))
@@ -49,3 +74,12 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An `io::Error` again: the OS error code if it has one, else its kind
+/// and text.
+pub fn duplicate_io(e: &std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(e.kind(), e.to_string()),
+    }
+}

@@ -28,6 +28,7 @@
 
 pub mod error;
 pub mod format;
+pub mod fs_error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mount;

@@ -1,6 +1,7 @@
 //! What both FUSE shells (read-only and writable) say to the kernel the same
-//! way: attributes, file types and times, the kernel options every mount asks
-//! for, `getxattr`/`listxattr` replies and the `readdir` page loop. The shells
+//! way: the errno of each failure, attributes, file types and times, the
+//! kernel options every mount asks for, `getxattr`/`listxattr` replies and
+//! the `readdir` page loop. The shells
 //! keep only their own requests' translation.
 
 use std::ffi::OsStr;
@@ -13,7 +14,27 @@ use fuser::{
 };
 
 use crate::format::tree::NodeKind;
+use crate::fs_error::FsError;
 use crate::view::vfs::Attr;
+
+/// What each failure is to the kernel, for both mounts. A store or disk
+/// failure is `EIO` whatever its cause: programs take it as a failed read
+/// or write and go on or stop (`cp`, `rsync` name the file), where
+/// `EAGAIN` or `EINTR` would make some retry in a loop; the log says which
+/// it was (an outage, damage, or a local fault).
+pub fn errno(e: &FsError) -> Errno {
+    match e {
+        FsError::NotFound => Errno::ENOENT,
+        FsError::Exists => Errno::EEXIST,
+        FsError::NotDir => Errno::ENOTDIR,
+        FsError::IsDir => Errno::EISDIR,
+        FsError::NotEmpty => Errno::ENOTEMPTY,
+        FsError::Invalid => Errno::EINVAL,
+        FsError::NoData => Errno::ENODATA,
+        FsError::NoSpace => Errno::ENOSPC,
+        FsError::Unavailable(_) | FsError::Damaged(_) | FsError::Io(_) => Errno::EIO,
+    }
+}
 
 pub fn file_type(k: NodeKind) -> FileType {
     match k {

@@ -18,25 +18,15 @@ use parking_lot::Mutex;
 
 use crate::format::tree::NodeKind;
 use crate::mount::kernel::{
-    file_attr, file_type, reply_dir, reply_xattr, reply_xattr_names, tune_kernel,
+    errno, file_attr, file_type, reply_dir, reply_xattr, reply_xattr_names, tune_kernel,
 };
 use crate::util::ByteLru;
-use crate::view::vfs::{Attr, Vfs, VfsError};
+use crate::view::vfs::{Attr, Vfs};
 
 /// Snapshot content never changes: let the kernel cache it for a day.
 const IMMUTABLE_TTL: Duration = Duration::from_secs(86_400);
 /// The store's layout changes as snapshots are made.
 const LAYOUT_TTL: Duration = Duration::from_secs(1);
-
-pub fn errno(e: &VfsError) -> Errno {
-    match e {
-        VfsError::NotFound => Errno::ENOENT,
-        VfsError::NotDir => Errno::ENOTDIR,
-        VfsError::IsDir => Errno::EISDIR,
-        VfsError::NoData => Errno::ENODATA,
-        VfsError::Io(_) => Errno::EIO,
-    }
-}
 
 fn ttl(a: &Attr) -> Duration {
     if a.immutable {

@@ -16,31 +16,24 @@ use fuser::{
 };
 
 use crate::format::tree::NodeKind;
+use crate::fs_error::FsError;
 use crate::mount::kernel::{
     file_attr, kind_of_mode, ns_time, reply_dir, reply_xattr, reply_xattr_names, tune_kernel,
 };
 use crate::view::vfs::Attr;
 use crate::writable::journal::NewMeta;
-use crate::writable::namespace::{NsError, WInode};
-use crate::writable::{is_commit_ino, WError, WritableFs, COMMIT_TEXT_LEN};
+use crate::writable::namespace::WInode;
+use crate::writable::{is_commit_ino, WritableFs, COMMIT_TEXT_LEN};
 
 const TTL: Duration = Duration::from_secs(1);
 
-fn errno(e: &WError) -> Errno {
-    match e {
-        WError::Ns(NsError::NotFound) => Errno::ENOENT,
-        WError::Ns(NsError::Exists) => Errno::EEXIST,
-        WError::Ns(NsError::NotDir) => Errno::ENOTDIR,
-        WError::Ns(NsError::IsDir) => Errno::EISDIR,
-        WError::Ns(NsError::NotEmpty) => Errno::ENOTEMPTY,
-        WError::Ns(NsError::Invalid) => Errno::EINVAL,
-        WError::NoData => Errno::ENODATA,
-        WError::NoSpace => Errno::ENOSPC,
-        WError::Io(msg) => {
-            tracing::error!("writable mount: {msg}");
-            Errno::EIO
-        }
+/// [`kernel::errno`](crate::mount::kernel::errno), with store and disk
+/// failures logged (the writable core returns them without logging).
+fn errno(e: &FsError) -> Errno {
+    if e.is_failure() {
+        tracing::error!("writable mount: {e}");
     }
+    crate::mount::kernel::errno(e)
 }
 
 fn attr(ino: u64, i: &WInode) -> FileAttr {
@@ -161,7 +154,7 @@ impl Filesystem for WritableFuse {
             // to this tree comes through the kernel, which replaces the entry
             // when the name is created. A tool that stats a name and then
             // creates it (rsync, tar) saves the second lookup.
-            Err(WError::Ns(NsError::NotFound)) => reply.entry(&TTL, &commit_attr(0), Generation(0)),
+            Err(FsError::NotFound) => reply.entry(&TTL, &commit_attr(0), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -582,7 +575,7 @@ impl Filesystem for WritableFuse {
             let before = xs.len();
             xs.retain(|x| x.name != name);
             if xs.len() == before {
-                Err(WError::NoData)
+                Err(FsError::NoData)
             } else {
                 Ok(())
             }

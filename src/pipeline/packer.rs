@@ -58,7 +58,7 @@ pub struct Packer {
     writing: Mutex<usize>,
     written: Condvar,
     /// The first store failure, repeated to every later caller.
-    first_error: Mutex<Option<String>>,
+    first_error: Mutex<Option<Error>>,
     pub stats: PackerStats,
 }
 
@@ -203,14 +203,16 @@ impl Packer {
         if !self.failed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let why = self.first_error.lock().clone().unwrap_or_default();
-        Err(Error::InvalidInput(format!(
-            "writing to the store failed: {why}"
-        )))
+        let first = self.first_error.lock();
+        let why = first.as_ref().map_or_else(
+            || Error::InvalidInput("an earlier write failed".into()),
+            Error::duplicate,
+        );
+        Err(Error::WriteFailed(Box::new(why)))
     }
 
     fn fail(&self, e: &Error) {
-        self.first_error.lock().get_or_insert_with(|| e.to_string());
+        self.first_error.lock().get_or_insert_with(|| e.duplicate());
         self.failed.store(true, Ordering::Release);
     }
 

@@ -13,13 +13,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
-    DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsError, FsFuture, FsResult, FsStream,
-    OpenOptions, ReadDirMeta,
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsError as DavFsError, FsFuture,
+    FsResult as DavFsResult, FsStream, OpenOptions, ReadDirMeta,
 };
 use futures_util::FutureExt;
 
 use crate::format::tree::NodeKind;
-use crate::view::vfs::{Attr, Vfs, VfsError, ROOT_INO};
+use crate::fs_error::FsError;
+use crate::view::vfs::{Attr, Vfs, ROOT_INO};
 
 /// The store as a WebDAV file system.
 #[derive(Clone)]
@@ -48,13 +49,18 @@ impl Drop for Held {
     }
 }
 
-fn fs_err(e: VfsError) -> FsError {
+/// What each failure is to a WebDAV client, for both views (the UI's
+/// read-only `/dav/` and `serve --writable`); store and disk failures are
+/// logged here, with what they were.
+pub(super) fn dav_error(e: FsError) -> DavFsError {
     match e {
-        VfsError::NotFound | VfsError::NotDir | VfsError::NoData => FsError::NotFound,
-        VfsError::IsDir => FsError::Forbidden,
-        VfsError::Io(m) => {
-            tracing::error!("webdav: {m}");
-            FsError::GeneralFailure
+        FsError::NotFound | FsError::NotDir | FsError::NoData => DavFsError::NotFound,
+        FsError::Exists | FsError::NotEmpty => DavFsError::Exists,
+        FsError::IsDir | FsError::Invalid => DavFsError::Forbidden,
+        FsError::NoSpace => DavFsError::InsufficientStorage,
+        FsError::Unavailable(_) | FsError::Damaged(_) | FsError::Io(_) => {
+            tracing::error!("webdav: {e}");
+            DavFsError::GeneralFailure
         }
     }
 }
@@ -83,7 +89,7 @@ impl DavMetaData for Meta {
     fn len(&self) -> u64 {
         self.len
     }
-    fn modified(&self) -> FsResult<SystemTime> {
+    fn modified(&self) -> DavFsResult<SystemTime> {
         let t = if self.mtime >= 0 {
             UNIX_EPOCH + Duration::from_nanos(self.mtime as u64)
         } else {
@@ -102,8 +108,8 @@ const MAX_HOPS: usize = 8;
 impl DavView {
     /// Walks `path` from the root, following the layout's links; the entries
     /// passed are held until the result is dropped.
-    fn resolve(&self, path: &[u8]) -> FsResult<(Held, Attr)> {
-        let comps = super::paths::components(path).map_err(|_| FsError::Forbidden)?;
+    fn resolve(&self, path: &[u8]) -> DavFsResult<(Held, Attr)> {
+        let comps = super::paths::components(path).map_err(|_| DavFsError::Forbidden)?;
         let mut held = Held {
             vfs: self.vfs.clone(),
             inos: Vec::new(),
@@ -111,7 +117,7 @@ impl DavView {
         let mut queue: std::collections::VecDeque<Vec<u8>> =
             comps.into_iter().map(|c| c.to_vec()).collect();
         let mut dirs = vec![ROOT_INO];
-        let mut attr = self.vfs.getattr(ROOT_INO).map_err(fs_err)?;
+        let mut attr = self.vfs.getattr(ROOT_INO).map_err(dav_error)?;
         let mut hops = 0;
         while let Some(c) = queue.pop_front() {
             if c == b".." {
@@ -122,23 +128,23 @@ impl DavView {
                 attr = self
                     .vfs
                     .getattr(*dirs.last().expect("root"))
-                    .map_err(fs_err)?;
+                    .map_err(dav_error)?;
                 continue;
             }
             if c == b"." {
                 continue;
             }
             let dir = *dirs.last().expect("root");
-            let a = self.vfs.lookup(dir, &c).map_err(fs_err)?;
+            let a = self.vfs.lookup(dir, &c).map_err(dav_error)?;
             held.inos.push(a.ino);
             if a.kind == NodeKind::Symlink && !a.immutable {
                 hops += 1;
                 if hops > MAX_HOPS {
-                    return Err(FsError::LoopDetected);
+                    return Err(DavFsError::LoopDetected);
                 }
-                let target = self.vfs.readlink(a.ino).map_err(fs_err)?;
+                let target = self.vfs.readlink(a.ino).map_err(dav_error)?;
                 if target.starts_with(b"/") {
-                    return Err(FsError::NotFound);
+                    return Err(DavFsError::NotFound);
                 }
                 for t in target.split(|b| *b == b'/').rev().filter(|t| !t.is_empty()) {
                     queue.push_front(t.to_vec());
@@ -146,29 +152,29 @@ impl DavView {
                 continue;
             }
             if !queue.is_empty() && a.kind != NodeKind::Dir {
-                return Err(FsError::NotFound);
+                return Err(DavFsError::NotFound);
             }
             dirs.push(a.ino);
             attr = a;
         }
         match attr.kind {
             NodeKind::File | NodeKind::Dir => Ok((held, attr)),
-            _ => Err(FsError::NotFound),
+            _ => Err(DavFsError::NotFound),
         }
     }
 
     /// The files and folders of the folder at `path` (links of the layout
     /// resolved), with their metadata.
-    fn list(&self, path: &[u8]) -> FsResult<Vec<Entry>> {
+    fn list(&self, path: &[u8]) -> DavFsResult<Vec<Entry>> {
         let (_held, dir) = self.resolve(path)?;
         if dir.kind != NodeKind::Dir {
-            return Err(FsError::Forbidden);
+            return Err(DavFsError::Forbidden);
         }
         let mut out = Vec::new();
-        for (_, kind, name) in self.vfs.readdir(dir.ino).map_err(fs_err)? {
+        for (_, kind, name) in self.vfs.readdir(dir.ino).map_err(dav_error)? {
             let meta = match kind {
                 NodeKind::File | NodeKind::Dir => {
-                    let a = self.vfs.lookup(dir.ino, &name).map_err(fs_err)?;
+                    let a = self.vfs.lookup(dir.ino, &name).map_err(dav_error)?;
                     self.vfs.forget(a.ino, 1);
                     Meta::of(&a)
                 }
@@ -188,11 +194,11 @@ impl DavView {
 
 /// Runs work that may wait for the disk or the store off the async threads.
 pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> FsResult<T> + Send + 'static,
-) -> FsResult<T> {
+    f: impl FnOnce() -> DavFsResult<T> + Send + 'static,
+) -> DavFsResult<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|_| FsError::GeneralFailure)?
+        .map_err(|_| DavFsError::GeneralFailure)?
 }
 
 /// A folder's entry, with its metadata.
@@ -203,7 +209,7 @@ pub(super) struct Entry {
 
 /// A folder's listing as the server takes it.
 pub(super) fn entry_stream(list: Vec<Entry>) -> FsStream<Box<dyn DavDirEntry>> {
-    let items: Vec<FsResult<Box<dyn DavDirEntry>>> = list
+    let items: Vec<DavFsResult<Box<dyn DavDirEntry>>> = list
         .into_iter()
         .map(|e| Ok(Box::new(e) as Box<dyn DavDirEntry>))
         .collect();
@@ -235,18 +241,18 @@ impl DavFileSystem for DavView {
                 || options.create_new
                 || options.truncate
             {
-                return Err(FsError::Forbidden);
+                return Err(DavFsError::Forbidden);
             }
             let f = blocking(move || {
                 let (held, a) = me.resolve(&p)?;
                 if a.kind != NodeKind::File {
-                    return Err(FsError::Forbidden);
+                    return Err(DavFsError::Forbidden);
                 }
                 let (vfs, ino) = (me.vfs.clone(), a.ino);
                 // The entries stay held while the file is open.
                 let read: ReadAt = Arc::new(move |pos, count| {
                     let _ = &held;
-                    vfs.read(ino, pos, count).map_err(fs_err)
+                    vfs.read(ino, pos, count).map_err(dav_error)
                 });
                 Ok(ReadFile::new(read, Meta::of(&a)))
             })
@@ -282,7 +288,7 @@ impl DavFileSystem for DavView {
 }
 
 /// Reads `count` bytes at an offset; it owns what keeps the file reachable.
-pub(super) type ReadAt = Arc<dyn Fn(u64, u32) -> FsResult<Vec<u8>> + Send + Sync>;
+pub(super) type ReadAt = Arc<dyn Fn(u64, u32) -> DavFsResult<Vec<u8>> + Send + Sync>;
 
 /// A file open for reading, in either view: a position over `read`.
 pub(super) struct ReadFile {
@@ -309,10 +315,10 @@ impl DavFile for ReadFile {
         futures_util::future::ready(Ok(m)).boxed()
     }
     fn write_buf(&mut self, _: Box<dyn bytes::Buf + Send>) -> FsFuture<'_, ()> {
-        futures_util::future::ready(Err(FsError::Forbidden)).boxed()
+        futures_util::future::ready(Err(DavFsError::Forbidden)).boxed()
     }
     fn write_bytes(&mut self, _: Bytes) -> FsFuture<'_, ()> {
-        futures_util::future::ready(Err(FsError::Forbidden)).boxed()
+        futures_util::future::ready(Err(DavFsError::Forbidden)).boxed()
     }
     fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
         let read = self.read.clone();
@@ -333,7 +339,7 @@ impl DavFile for ReadFile {
             SeekFrom::Current(n) => self.pos as i64 + n,
         };
         let r = if at < 0 {
-            Err(FsError::GeneralFailure)
+            Err(DavFsError::GeneralFailure)
         } else {
             self.pos = at as u64;
             Ok(self.pos)

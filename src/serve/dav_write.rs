@@ -11,23 +11,23 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
-    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError, FsFuture, FsResult,
-    FsStream, OpenOptions, ReadDirMeta,
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError as DavFsError, FsFuture,
+    FsResult as DavFsResult, FsStream, OpenOptions, ReadDirMeta,
 };
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 use crate::format::tree::{NodeKind, Xattr};
+use crate::fs_error::FsError;
 use crate::writable::journal::NewMeta;
-use crate::writable::namespace::NsError;
-use crate::writable::{Upload, WError, WritableFs};
+use crate::writable::{Upload, WritableFs};
 
 mod props;
 mod upload;
 use props::{prop_key, prop_of, PROP_PREFIX};
 use upload::{Incoming, Staged};
 
-use super::dav::{blocking, entry_stream, Entry, Meta, ReadAt, ReadFile};
+use super::dav::{blocking, dav_error, entry_stream, Entry, Meta, ReadAt, ReadFile};
 
 tokio::task_local! {
     /// The modification time a request asked for (rclone's `X-OC-Mtime`),
@@ -68,21 +68,21 @@ impl DavWritable {
         self.names[h.as_bytes()[0] as usize % 64].lock()
     }
 
-    fn ino(&self, path: &[u8]) -> FsResult<u64> {
+    fn ino(&self, path: &[u8]) -> DavFsResult<u64> {
         checked(path)?;
-        self.fs.resolve(path).map_err(fs_err)
+        self.fs.resolve(path).map_err(dav_error)
     }
 
-    fn parent(&self, path: &[u8]) -> FsResult<(u64, Vec<u8>)> {
+    fn parent(&self, path: &[u8]) -> DavFsResult<(u64, Vec<u8>)> {
         checked(path)?;
-        self.fs.resolve_parent(path).map_err(fs_err)
+        self.fs.resolve_parent(path).map_err(dav_error)
     }
 
     /// Runs `f` for `path` on the writable core, off the async threads.
     fn on<T: Send + 'static>(
         &self,
         path: &DavPath,
-        f: impl FnOnce(&DavWritable, &[u8]) -> FsResult<T> + Send + 'static,
+        f: impl FnOnce(&DavWritable, &[u8]) -> DavFsResult<T> + Send + 'static,
     ) -> FsFuture<'static, T> {
         let me = self.clone();
         let p = path.as_bytes().to_vec();
@@ -91,17 +91,22 @@ impl DavWritable {
 
     /// Sets the times a `PROPPATCH` asked for (dav-server does not apply
     /// them; the drive reads them from the request).
-    pub fn set_times(&self, path: &[u8], atime: Option<i64>, mtime: Option<i64>) -> FsResult<()> {
+    pub fn set_times(
+        &self,
+        path: &[u8],
+        atime: Option<i64>,
+        mtime: Option<i64>,
+    ) -> DavFsResult<()> {
         let ino = self.ino(path)?;
         self.fs
             .setattr(ino, None, None, None, None, atime, mtime)
-            .map_err(fs_err)
+            .map_err(dav_error)
     }
 
     /// A file's or folder's metadata. Links, devices and fifos (from a
     /// base snapshot) have no WebDAV form: the FUSE mount or `restore`
     /// show them.
-    fn meta(&self, ino: u64) -> FsResult<Meta> {
+    fn meta(&self, ino: u64) -> DavFsResult<Meta> {
         self.fs
             .with_inode(ino, |i| match i.kind {
                 NodeKind::File | NodeKind::Dir => Ok(Meta {
@@ -109,31 +114,17 @@ impl DavWritable {
                     len: if i.kind == NodeKind::File { i.size } else { 0 },
                     mtime: i.mtime,
                 }),
-                _ => Err(FsError::NotFound),
+                _ => Err(DavFsError::NotFound),
             })
-            .map_err(fs_err)?
+            .map_err(dav_error)?
     }
 }
 
 /// Refuses `.`, `..`, NUL and over-long names: a request only walks down.
-fn checked(path: &[u8]) -> FsResult<()> {
+fn checked(path: &[u8]) -> DavFsResult<()> {
     super::paths::components(path)
         .map(|_| ())
-        .map_err(|_| FsError::Forbidden)
-}
-
-/// What each failure of the writable core is to a WebDAV client.
-fn fs_err(e: WError) -> FsError {
-    match e {
-        WError::Ns(NsError::NotFound) | WError::NoData => FsError::NotFound,
-        WError::Ns(NsError::Exists) | WError::Ns(NsError::NotEmpty) => FsError::Exists,
-        WError::Ns(NsError::NotDir | NsError::IsDir | NsError::Invalid) => FsError::Forbidden,
-        WError::NoSpace => FsError::InsufficientStorage,
-        WError::Io(m) => {
-            tracing::error!("webdav: {m}");
-            FsError::GeneralFailure
-        }
-    }
+        .map_err(|_| DavFsError::Forbidden)
 }
 
 impl DavFileSystem for DavWritable {
@@ -151,11 +142,11 @@ impl DavFileSystem for DavWritable {
                     let ino = me.ino(&p)?;
                     let meta = me.meta(ino)?;
                     if meta.dir {
-                        return Err(FsError::Forbidden);
+                        return Err(DavFsError::Forbidden);
                     }
                     let fs = me.fs.clone();
                     let read: ReadAt =
-                        Arc::new(move |pos, count| fs.read(ino, pos, count).map_err(fs_err));
+                        Arc::new(move |pos, count| fs.read(ino, pos, count).map_err(dav_error));
                     Ok(ReadFile::new(read, meta))
                 })
                 .await?;
@@ -173,7 +164,7 @@ impl DavFileSystem for DavWritable {
         _meta: ReadDirMeta,
     ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
         self.on(path, |me, p| {
-            let (_, children) = me.fs.readdir(me.ino(p)?).map_err(fs_err)?;
+            let (_, children) = me.fs.readdir(me.ino(p)?).map_err(dav_error)?;
             Ok(entry_stream(
                 children
                     .into_iter()
@@ -204,21 +195,21 @@ impl DavFileSystem for DavWritable {
             me.fs
                 .create(parent, &name, meta)
                 .map(|_| ())
-                .map_err(fs_err)
+                .map_err(dav_error)
         })
     }
 
     fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
         self.on(path, |me, p| {
             let (parent, name) = me.parent(p)?;
-            me.fs.unlink(parent, &name, true).map_err(fs_err)
+            me.fs.unlink(parent, &name, true).map_err(dav_error)
         })
     }
 
     fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
         self.on(path, |me, p| {
             let (parent, name) = me.parent(p)?;
-            me.fs.unlink(parent, &name, false).map_err(fs_err)
+            me.fs.unlink(parent, &name, false).map_err(dav_error)
         })
     }
 
@@ -228,7 +219,9 @@ impl DavFileSystem for DavWritable {
         blocking(move || {
             let (fp, fname) = me.parent(&f)?;
             let (tp, tname) = me.parent(&t)?;
-            me.fs.rename(fp, &fname, tp, &tname, false).map_err(fs_err)
+            me.fs
+                .rename(fp, &fname, tp, &tname, false)
+                .map_err(dav_error)
         })
         .boxed()
     }
@@ -258,7 +251,7 @@ impl DavFileSystem for DavWritable {
             let xs = me
                 .fs
                 .with_inode(me.ino(p)?, |i| i.xattrs.clone())
-                .map_err(fs_err)?;
+                .map_err(dav_error)?;
             Ok(xs
                 .into_iter()
                 .filter_map(|x| {
@@ -280,8 +273,8 @@ impl DavFileSystem for DavWritable {
                         .find(|x| x.name == key)
                         .map(|x| x.value.clone())
                 })
-                .map_err(fs_err)?
-                .ok_or(FsError::NotFound)
+                .map_err(dav_error)?
+                .ok_or(DavFsError::NotFound)
         })
     }
 }
@@ -289,11 +282,11 @@ impl DavFileSystem for DavWritable {
 impl DavWritable {
     /// Stages what `from` holds and puts it at `to`, with its mtime and
     /// dead properties.
-    fn copy_file(&self, from: &[u8], to: &[u8]) -> FsResult<()> {
+    fn copy_file(&self, from: &[u8], to: &[u8]) -> DavFsResult<()> {
         let src = self.ino(from)?;
         let meta = self.meta(src)?;
         if meta.dir {
-            return Err(FsError::Forbidden);
+            return Err(DavFsError::Forbidden);
         }
         let props: Vec<Xattr> = self
             .fs
@@ -304,12 +297,12 @@ impl DavWritable {
                     .cloned()
                     .collect()
             })
-            .map_err(fs_err)?;
+            .map_err(dav_error)?;
         let mut staged = Staged::default();
         let mut at = 0u64;
         while at < meta.len {
             let n = (meta.len - at).min(1 << 20) as u32;
-            let b = self.fs.read(src, at, n).map_err(fs_err)?;
+            let b = self.fs.read(src, at, n).map_err(dav_error)?;
             if b.is_empty() {
                 break;
             }
@@ -331,7 +324,7 @@ impl DavWritable {
             let _one = self.name_lock(parent, &name);
             self.fs
                 .put(parent, &name, &how, &mut staged.reader()?)
-                .map_err(fs_err)?
+                .map_err(dav_error)?
         };
         if !props.is_empty() {
             self.fs
@@ -340,29 +333,34 @@ impl DavWritable {
                     xs.extend(props);
                     Ok(())
                 })
-                .map_err(fs_err)?;
+                .map_err(dav_error)?;
         }
         Ok(())
     }
 
     /// Checks what an open for writing may do, before any byte comes.
-    fn start_upload(&self, p: Vec<u8>, o: OpenOptions, mtime: Option<i64>) -> FsResult<Incoming> {
+    fn start_upload(
+        &self,
+        p: Vec<u8>,
+        o: OpenOptions,
+        mtime: Option<i64>,
+    ) -> DavFsResult<Incoming> {
         let (parent, name) = self.parent(&p)?;
         let exists = match self.fs.lookup(parent, &name) {
             Ok(ino) => {
                 if self.meta(ino)?.dir {
-                    return Err(FsError::Forbidden);
+                    return Err(DavFsError::Forbidden);
                 }
                 true
             }
-            Err(WError::Ns(NsError::NotFound)) => false,
-            Err(e) => return Err(fs_err(e)),
+            Err(FsError::NotFound) => false,
+            Err(e) => return Err(dav_error(e)),
         };
         if exists && o.create_new {
-            return Err(FsError::Exists);
+            return Err(DavFsError::Exists);
         }
         if !exists && !o.create && !o.create_new {
-            return Err(FsError::NotFound);
+            return Err(DavFsError::NotFound);
         }
         let how = Upload {
             create: o.create || o.create_new,
@@ -381,7 +379,7 @@ impl DavWritable {
             let _one = self.name_lock(parent, &name);
             self.fs
                 .put(parent, &name, &how, &mut std::io::empty())
-                .map_err(fs_err)?;
+                .map_err(dav_error)?;
         }
         Ok(Incoming {
             dav: self.clone(),

@@ -122,6 +122,29 @@ pub enum StorageError {
     Backend(String),
 }
 
+impl StorageError {
+    /// The same failure again, for another caller.
+    pub fn duplicate(&self) -> StorageError {
+        match self {
+            StorageError::NotFound { kind, name } => StorageError::NotFound {
+                kind: *kind,
+                name: name.clone(),
+            },
+            StorageError::AlreadyExists { kind, name } => StorageError::AlreadyExists {
+                kind: *kind,
+                name: name.clone(),
+            },
+            StorageError::InvalidName(n) => StorageError::InvalidName(n.clone()),
+            StorageError::Io { context, err } => StorageError::Io {
+                context: context.clone(),
+                err: crate::error::duplicate_io(err),
+            },
+            StorageError::Unavailable(m) => StorageError::Unavailable(m.clone()),
+            StorageError::Backend(m) => StorageError::Backend(m.clone()),
+        }
+    }
+}
+
 pub type StorageResult<T> = std::result::Result<T, StorageError>;
 
 /// A resource that holds a store. See the module documentation for the contract.

@@ -176,6 +176,10 @@ impl ChunkCache {
             .read_blob(BlobType::Data, id)
             .map(Arc::new)
             .map_err(|e| match e {
+                // A pack the index names but the store lacks is damage.
+                Error::Storage(crate::storage::StorageError::NotFound { .. }) => {
+                    LoadError::Damaged(e.to_string())
+                }
                 Error::Storage(_) | Error::Io { .. } => LoadError::Unavailable(e.to_string()),
                 e => LoadError::Damaged(e.to_string()),
             })

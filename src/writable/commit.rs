@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::format::id::{BlobId, SnapshotId};
 use crate::format::snapshot::Summary;
 use crate::format::tree::{Node, NodeKind, Tree};
+use crate::fs_error::FsResult;
 use crate::ops::local_node::NameCache;
 use crate::ops::writer::{save_snapshot, SnapshotPlan};
 use crate::pipeline::packer::Packer;
@@ -19,7 +20,7 @@ use crate::repo::Repo;
 use super::exclude::Excludes;
 use super::journal::{Journal, Record};
 use super::namespace::{Namespace, WInode, ROOT};
-use super::{WResult, WritableFs, MOUNT_DEV};
+use super::{WritableFs, MOUNT_DEV};
 
 /// Who a commit's snapshot is from, and what it follows.
 pub(super) struct Origin<'a> {
@@ -58,7 +59,7 @@ pub(super) fn tree(
     packer: &Packer,
     names: &NameCache,
     excludes: &Excludes,
-) -> WResult<(BlobId, Node, Summary)> {
+) -> FsResult<(BlobId, Node, Summary)> {
     let mut summary = Summary::default();
     let walk = Walk {
         ns,
@@ -82,7 +83,7 @@ struct Walk<'a> {
 impl Walk<'_> {
     /// The tree of `dir`, whose path from the root is `path` (kept only when
     /// there are excludes to match).
-    fn build_tree(&self, dir: u64, path: &mut Vec<u8>, sum: &mut Summary) -> WResult<BlobId> {
+    fn build_tree(&self, dir: u64, path: &mut Vec<u8>, sum: &mut Summary) -> FsResult<BlobId> {
         let (ns, names) = (self.ns, self.names);
         let mut nodes = Vec::new();
         for (name, ino) in ns.to_nodes(dir) {
@@ -172,14 +173,14 @@ fn meta_node(names: &NameCache, name: Vec<u8>, ino: u64, i: &WInode) -> Node {
 impl WritableFs {
     /// Writes a snapshot of everything closed so far, then starts a new
     /// journal on top of it.
-    pub fn commit(&self) -> WResult<SnapshotId> {
+    pub fn commit(&self) -> FsResult<SnapshotId> {
         self.commit_with(|| {})
     }
 
     /// [`commit`](Self::commit), running `while_saving` after the tree is
     /// built and before the snapshot is saved (tests change the namespace
     /// there, as a copy going on during the commit would).
-    pub(super) fn commit_with(&self, while_saving: impl FnOnce()) -> WResult<SnapshotId> {
+    pub(super) fn commit_with(&self, while_saving: impl FnOnce()) -> FsResult<SnapshotId> {
         let _g = self.commit_lock.lock();
         // No close falls between the tree and the new journal.
         let _closes = self.close_gate.write();

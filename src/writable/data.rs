@@ -7,11 +7,12 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::fs_error::{FsError, FsResult};
 use crate::view::chunk_cache::{chunk_offsets, read_chunks};
 
 use super::journal::Record;
 use super::spool::{io_err, INLINE_LIMIT};
-use super::{now, ClosesHeld, SyncMode, WError, WResult, WritableFs};
+use super::{now, ClosesHeld, SyncMode, WritableFs};
 
 /// Spool bytes of closed files that trigger writing their packs out.
 const DRAIN_AT: u64 = 128 * 1024 * 1024;
@@ -21,7 +22,7 @@ impl WritableFs {
     /// inodes commits, later ones serve that commit's id. Every lookup of the
     /// name makes a new inode, so each `cat` commits once and the kernel's
     /// page cache never serves an older id.
-    pub fn commit_read(&self, ino: u64, offset: u64, size: u32) -> WResult<Vec<u8>> {
+    pub fn commit_read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         // Held across the commit: a second read of the same inode (the
         // kernel's read-ahead) waits for the first one's id.
         let mut texts = self.commit_texts.lock();
@@ -42,7 +43,7 @@ impl WritableFs {
     /// so no drain takes that spool meanwhile. The first change after a close
     /// first lets that close's store finish with the spool, and makes the
     /// chunks it stored durable, so the journal never needs the old bytes.
-    fn spool_for_change(&self, ino: u64, truncate: bool) -> WResult<String> {
+    fn spool_for_change(&self, ino: u64, truncate: bool) -> FsResult<String> {
         // Only a spool file is read by a store job or named by the journal;
         // a spool in memory travels as shared bytes, copied on write.
         let queued_spool = {
@@ -99,7 +100,7 @@ impl WritableFs {
         }
     }
 
-    pub(super) fn truncate_spool(&self, ino: u64, spool: &str, size: u64) -> WResult<()> {
+    pub(super) fn truncate_spool(&self, ino: u64, spool: &str, size: u64) -> FsResult<()> {
         let gone = self.streams.lock().remove(&ino);
         drop(gone);
         let old = self.spool_set_len(spool, size)?;
@@ -125,7 +126,7 @@ impl WritableFs {
     /// whose close stores it; otherwise (`truncate`, `open(O_TRUNC)`) it is
     /// journaled and queued now, as a close would (and, like a close's, a
     /// failure to store it reaches the next write, close and commit).
-    pub(super) fn truncate(&self, ino: u64, size: u64, open: bool) -> WResult<()> {
+    pub(super) fn truncate(&self, ino: u64, size: u64, open: bool) -> FsResult<()> {
         self.check_store_error()?;
         let spool = self.spool_for_change(ino, size == 0)?;
         self.truncate_spool(ino, &spool, size)?;
@@ -136,7 +137,7 @@ impl WritableFs {
         Ok(())
     }
 
-    pub fn read(&self, ino: u64, offset: u64, size: u32) -> WResult<Vec<u8>> {
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let mut gone: Option<String> = None;
         loop {
             let (spool, content, file_size) = {
@@ -157,7 +158,7 @@ impl WritableFs {
                     return Ok(out);
                 }
                 if gone.as_ref() == Some(&s) {
-                    return Err(WError::Io(format!("spool {s} is missing")));
+                    return Err(FsError::Io(format!("spool {s} is missing")));
                 }
                 gone = Some(s);
                 continue;
@@ -175,7 +176,7 @@ impl WritableFs {
 
     /// Writes at `offset`; `kill_suid` (a write the kernel says must drop
     /// them) clears the setuid and setgid bits, as a local filesystem does.
-    pub fn write(&self, ino: u64, offset: u64, data: &[u8], kill_suid: bool) -> WResult<u32> {
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8], kill_suid: bool) -> FsResult<u32> {
         self.check_store_error()?;
         if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
             self.drain_spool()?;
@@ -186,7 +187,7 @@ impl WritableFs {
                 self.drain_spool()?;
             }
             if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
-                return Err(WError::NoSpace);
+                return Err(FsError::NoSpace);
             }
         }
         let spool = self.spool_for_change(ino, false)?;
@@ -222,7 +223,7 @@ impl WritableFs {
     /// kernel cannot tell them apart for it): for a clean file it costs a look
     /// at the inode. The spool's descriptor is closed here, not kept for a
     /// next open: a copy of 80k files must not hold 80k descriptors.
-    pub fn flush(&self, ino: u64, fsync: bool) -> WResult<()> {
+    pub fn flush(&self, ino: u64, fsync: bool) -> FsResult<()> {
         let (spool, written) = {
             let ns = self.ns.lock();
             let i = ns.get(ino)?;
@@ -249,14 +250,14 @@ impl WritableFs {
 
     /// Journals a dirty file's current bytes and queues them for storing;
     /// the background job records the chunks when they are stored.
-    pub(super) fn store_content(&self, ino: u64) -> WResult<()> {
+    pub(super) fn store_content(&self, ino: u64) -> FsResult<()> {
         let gate = self.close_gate.read();
         self.store_content_gated(&gate, ino)
     }
 
     /// [`WritableFs::store_content`] for a caller already holding the close
     /// gate (shared; taken twice, it could wait behind a commit's turn).
-    pub(super) fn store_content_gated(&self, _gate: &ClosesHeld, ino: u64) -> WResult<()> {
+    pub(super) fn store_content_gated(&self, _gate: &ClosesHeld, ino: u64) -> FsResult<()> {
         let (spool, generation, mtime) = {
             let mut ns = self.ns.lock();
             let i = ns.get_mut(ino)?;
@@ -269,7 +270,7 @@ impl WritableFs {
             let spool = i
                 .spool
                 .clone()
-                .ok_or(WError::Io("dirty file without spool".into()))?;
+                .ok_or(FsError::Io("dirty file without spool".into()))?;
             i.queued_gen = i.generation;
             (spool, i.generation, i.mtime)
         };
@@ -291,7 +292,7 @@ impl WritableFs {
         spool: String,
         generation: u64,
         mtime: i64,
-    ) -> WResult<()> {
+    ) -> FsResult<()> {
         // Small files travel inside the journal record: one fsync per close
         // (the journal's) instead of two, and the spool is not needed again.
         let mut bytes = self.mem_spools.lock().get(&spool).cloned(); // shared, not copied
@@ -302,13 +303,13 @@ impl WritableFs {
             if len <= INLINE_LIMIT {
                 let mut buf = vec![0u8; len as usize];
                 f.read_exact_at(&mut buf, 0)
-                    .map_err(|e| WError::Io(format!("spool: {e}")))?;
+                    .map_err(|e| FsError::Io(format!("spool: {e}")))?;
                 bytes = Some(Arc::new(buf));
             } else {
                 match self.opts.sync {
                     SyncMode::Close => f
                         .sync_data()
-                        .map_err(|e| WError::Io(format!("spool: {e}")))?,
+                        .map_err(|e| FsError::Io(format!("spool: {e}")))?,
                     // Synced with the journal by its background syncer.
                     SyncMode::Lazy => self.journal.lock().syncer().also_sync(f.clone()),
                     SyncMode::Commit => {}
@@ -378,7 +379,7 @@ impl WritableFs {
                     )),
                 };
                 if self.opts.sync == SyncMode::Close {
-                    store().map_err(WError::Io)?;
+                    store()?;
                 } else {
                     self.storer.submit(0, store);
                 }
@@ -394,7 +395,7 @@ impl WritableFs {
     }
 
     /// The kernel has been given an entry for `ino` once more.
-    pub fn looked_up<T>(&self, ino: u64, f: impl FnOnce(&super::WInode) -> T) -> WResult<T> {
+    pub fn looked_up<T>(&self, ino: u64, f: impl FnOnce(&super::WInode) -> T) -> FsResult<T> {
         let mut ns = self.ns.lock();
         let i = ns.get_mut(ino)?;
         i.lookups += 1;
@@ -429,7 +430,7 @@ impl WritableFs {
 
     /// Stores every file changed since its last close (writes through an
     /// `mmap` after the close): at unmount, when no file is open any more.
-    pub fn store_unclosed(&self) -> WResult<()> {
+    pub fn store_unclosed(&self) -> FsResult<()> {
         let dirty: Vec<u64> = {
             let ns = self.ns.lock();
             ns.inodes
@@ -472,16 +473,13 @@ struct StoreJob {
 }
 
 impl StoreJob {
-    fn run(self, r: impl std::io::Read) -> Result<(), String> {
-        let chunks = self
-            .packer
-            .save_stream(r, self.size)
-            .map_err(|e| e.to_string())?;
+    fn run(self, r: impl std::io::Read) -> FsResult<()> {
+        let chunks = self.packer.save_stream(r, self.size)?;
         self.stored(chunks)
     }
 
     /// Records the chunks the file's bytes were stored as.
-    fn stored(self, chunks: Vec<crate::format::tree::ChunkRef>) -> Result<(), String> {
+    fn stored(self, chunks: Vec<crate::format::tree::ChunkRef>) -> FsResult<()> {
         let mut ns = self.ns.lock();
         let Ok(i) = ns.get_mut(self.ino) else {
             return Ok(()); // removed since
@@ -507,7 +505,7 @@ impl StoreJob {
                     spool: Some(self.spool),
                     inline: None,
                 };
-                self.journal.lock().append(&r).map_err(|e| e.to_string())?;
+                self.journal.lock().append(&r)?;
             }
         }
         Ok(())

@@ -37,13 +37,14 @@ use crate::error::{Error, Result};
 use crate::format::id::SnapshotId;
 use crate::format::lock::Lock;
 use crate::format::tree::{NodeKind, Xattr};
+use crate::fs_error::{FsError, FsResult};
 use crate::ops::local_node::NameCache;
 use crate::pipeline::packer::Packer;
 use crate::repo::Repo;
 use crate::view::chunk_cache::ChunkCache;
 
 use journal::{Journal, NewMeta, Record};
-use namespace::{Namespace, NsError, WInode, ROOT};
+use namespace::{Namespace, WInode, ROOT};
 
 /// The hidden control file: reading it commits a snapshot.
 pub const COMMIT_FILE: &[u8] = b".klosetfs-commit";
@@ -58,44 +59,6 @@ pub fn is_commit_ino(ino: u64) -> bool {
 }
 /// `dev` recorded for hard links made in the mount.
 const MOUNT_DEV: u64 = 0x6b6c_6f73;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WError {
-    Ns(NsError),
-    NoData,
-    NoSpace,
-    Io(String),
-}
-
-impl From<NsError> for WError {
-    fn from(e: NsError) -> Self {
-        WError::Ns(e)
-    }
-}
-
-impl From<Error> for WError {
-    fn from(e: Error) -> Self {
-        WError::Io(e.to_string())
-    }
-}
-
-impl std::fmt::Display for WError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WError::Ns(NsError::NotFound) => f.write_str("no such file or directory"),
-            WError::Ns(NsError::Exists) => f.write_str("already exists"),
-            WError::Ns(NsError::NotDir) => f.write_str("not a directory"),
-            WError::Ns(NsError::IsDir) => f.write_str("is a directory"),
-            WError::Ns(NsError::NotEmpty) => f.write_str("directory not empty"),
-            WError::Ns(NsError::Invalid) => f.write_str("invalid name or operation"),
-            WError::NoData => f.write_str("no such attribute"),
-            WError::NoSpace => f.write_str("no space left in the spool"),
-            WError::Io(e) => f.write_str(e),
-        }
-    }
-}
-
-pub type WResult<T> = std::result::Result<T, WError>;
 
 /// The close gate held shared: closes (and whole uploads, `put.rs`) go on
 /// side by side; a commit waits until none is between its first change and
@@ -350,7 +313,7 @@ impl WritableFs {
     /// the order of the changes they replay, and a commit's tree and the
     /// journal's end are taken at one instant. [`WritableFs::settle`] it
     /// once the namespace is let go.
-    fn append(&self, _held: &Namespace, r: &Record) -> WResult<Appended> {
+    fn append(&self, _held: &Namespace, r: &Record) -> FsResult<Appended> {
         let mut j = self.journal.lock();
         j.append(r)?;
         Ok(Appended {
@@ -367,7 +330,7 @@ impl WritableFs {
         held: &Namespace,
         ino: u64,
         make: impl FnOnce(Vec<u8>) -> Record,
-    ) -> WResult<Option<Appended>> {
+    ) -> FsResult<Option<Appended>> {
         held.path(ino)
             .map(|path| self.append(held, &make(path)))
             .transpose()
@@ -377,7 +340,7 @@ impl WritableFs {
     /// [`SyncMode::Close`] a `durable` one (a close) before this returns;
     /// otherwise (but for [`SyncMode::Commit`]) within
     /// [`journal::LAZY_SYNC`], by the journal's background syncer.
-    fn settle(&self, a: Appended, durable: bool) -> WResult<()> {
+    fn settle(&self, a: Appended, durable: bool) -> FsResult<()> {
         self.changed.store(true, Ordering::Relaxed);
         match self.opts.sync {
             // Outside every lock: other appenders go on meanwhile.
@@ -389,40 +352,40 @@ impl WritableFs {
     }
 
     /// Makes every journaled change durable (fsync, fsyncdir).
-    pub fn sync_journal(&self) -> WResult<()> {
+    pub fn sync_journal(&self) -> FsResult<()> {
         let sync = self.journal.lock().syncer();
         Ok(sync.sync_all()?)
     }
 
     /// The first failure of a background store, or of the packer under a
     /// file still being written (its stream), as an I/O error.
-    fn check_store_error(&self) -> WResult<()> {
+    fn check_store_error(&self) -> FsResult<()> {
         match self.storer.error() {
-            Some(e) => Err(WError::Io(format!("storing a closed file failed: {e}"))),
+            Some(e) => Err(e.within("storing a closed file failed")),
             None => Ok(self.packer.check_failed()?),
         }
     }
 
-    pub fn lookup(&self, parent: u64, name: &[u8]) -> WResult<u64> {
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<u64> {
         if parent == ROOT && name == COMMIT_FILE {
             return Ok(self.next_commit_ino.fetch_add(1, Ordering::Relaxed));
         }
-        Ok(self.ns.lock().lookup(parent, name)?)
+        self.ns.lock().lookup(parent, name)
     }
 
     /// Runs `f` on an inode's state, under the namespace's lock: what a
     /// reply needs is read in place (a directory's copy would copy every
     /// name in it, on every `getattr` of the directory a copy is writing to).
-    pub fn with_inode<T>(&self, ino: u64, f: impl FnOnce(&WInode) -> T) -> WResult<T> {
+    pub fn with_inode<T>(&self, ino: u64, f: impl FnOnce(&WInode) -> T) -> FsResult<T> {
         Ok(f(self.ns.lock().get(ino)?))
     }
 
     /// A directory's parent and entries (inode, kind, name).
-    pub fn readdir(&self, ino: u64) -> WResult<(u64, Listing)> {
+    pub fn readdir(&self, ino: u64) -> FsResult<(u64, Listing)> {
         let ns = self.ns.lock();
         let d = ns.get(ino)?;
         if !d.is_dir() {
-            return Err(NsError::NotDir.into());
+            return Err(FsError::NotDir);
         }
         let parent = d.links.first().map(|l| l.0).unwrap_or(ROOT);
         let list = d
@@ -440,7 +403,7 @@ impl WritableFs {
     }
 
     /// Creates any kind of entry (the kernel opens a new regular file itself).
-    pub fn create(&self, parent: u64, name: &[u8], meta: NewMeta) -> WResult<u64> {
+    pub fn create(&self, parent: u64, name: &[u8], meta: NewMeta) -> FsResult<u64> {
         let (ino, appended) = {
             let mut ns = self.ns.lock();
             let ino = ns.create(parent, name, &meta)?;
@@ -451,10 +414,10 @@ impl WritableFs {
         Ok(ino)
     }
 
-    pub fn link(&self, ino: u64, parent: u64, name: &[u8]) -> WResult<()> {
+    pub fn link(&self, ino: u64, parent: u64, name: &[u8]) -> FsResult<()> {
         let appended = {
             let mut ns = self.ns.lock();
-            let target = ns.path(ino).ok_or(NsError::NotFound)?;
+            let target = ns.path(ino).ok_or(FsError::NotFound)?;
             ns.link(ino, parent, name, now())?;
             let path = ns.child_path(parent, name).unwrap_or_default();
             self.append(&ns, &Record::Link { target, path })?
@@ -462,7 +425,7 @@ impl WritableFs {
         self.settle(appended, false)
     }
 
-    pub fn unlink(&self, parent: u64, name: &[u8], dir: bool) -> WResult<()> {
+    pub fn unlink(&self, parent: u64, name: &[u8], dir: bool) -> FsResult<()> {
         let (appended, dropped) = {
             let mut ns = self.ns.lock();
             let path = ns.child_path(parent, name).unwrap_or_default();
@@ -488,7 +451,7 @@ impl WritableFs {
         newparent: u64,
         newname: &[u8],
         noreplace: bool,
-    ) -> WResult<()> {
+    ) -> FsResult<()> {
         let (appended, dropped) = {
             let mut ns = self.ns.lock();
             let from = ns.child_path(parent, name).unwrap_or_default();
@@ -523,7 +486,7 @@ impl WritableFs {
         size: Option<(u64, bool)>,
         atime: Option<i64>,
         mtime: Option<i64>,
-    ) -> WResult<()> {
+    ) -> FsResult<()> {
         if let Some((sz, open)) = size {
             self.truncate(ino, sz, open)?;
         }
@@ -547,8 +510,8 @@ impl WritableFs {
     pub fn set_xattrs(
         &self,
         ino: u64,
-        f: impl FnOnce(&mut Vec<Xattr>) -> WResult<()>,
-    ) -> WResult<()> {
+        f: impl FnOnce(&mut Vec<Xattr>) -> FsResult<()>,
+    ) -> FsResult<()> {
         let appended = {
             let mut ns = self.ns.lock();
             let i = ns.get_mut(ino)?;

@@ -10,24 +10,12 @@ use crate::error::Result;
 use crate::format::id::BlobId;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ChunkRef, Node, NodeKind, Xattr};
+use crate::fs_error::{FsError, FsResult};
 use crate::repo::Repo;
 
 use super::record::NewMeta;
 
 pub const ROOT: u64 = 1;
-
-/// Failures of namespace operations; the FUSE shell maps each to an errno.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NsError {
-    NotFound,
-    Exists,
-    NotDir,
-    IsDir,
-    NotEmpty,
-    Invalid,
-}
-
-pub type NsResult<T> = std::result::Result<T, NsError>;
 
 #[derive(Clone, Debug)]
 pub struct WInode {
@@ -263,20 +251,20 @@ impl Namespace {
         Some(ino)
     }
 
-    pub fn get(&self, ino: u64) -> NsResult<&WInode> {
-        self.inodes.get(&ino).ok_or(NsError::NotFound)
+    pub fn get(&self, ino: u64) -> FsResult<&WInode> {
+        self.inodes.get(&ino).ok_or(FsError::NotFound)
     }
 
-    pub fn get_mut(&mut self, ino: u64) -> NsResult<&mut WInode> {
-        self.inodes.get_mut(&ino).ok_or(NsError::NotFound)
+    pub fn get_mut(&mut self, ino: u64) -> FsResult<&mut WInode> {
+        self.inodes.get_mut(&ino).ok_or(FsError::NotFound)
     }
 
-    pub fn lookup(&self, parent: u64, name: &[u8]) -> NsResult<u64> {
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<u64> {
         let p = self.get(parent)?;
         if !p.is_dir() {
-            return Err(NsError::NotDir);
+            return Err(FsError::NotDir);
         }
-        p.children.get(name).copied().ok_or(NsError::NotFound)
+        p.children.get(name).copied().ok_or(FsError::NotFound)
     }
 
     /// A current path of `ino` relative to the root (`None` once unlinked).
@@ -316,12 +304,12 @@ impl Namespace {
     }
 
     /// Resolves a journal path to (parent, name).
-    pub fn resolve_parent<'a>(&self, path: &'a [u8]) -> NsResult<(u64, &'a [u8])> {
+    pub fn resolve_parent<'a>(&self, path: &'a [u8]) -> FsResult<(u64, &'a [u8])> {
         let mut comps: Vec<&[u8]> = path
             .split(|b| *b == b'/')
             .filter(|c| !c.is_empty())
             .collect();
-        let name = comps.pop().ok_or(NsError::Invalid)?;
+        let name = comps.pop().ok_or(FsError::Invalid)?;
         let mut dir = ROOT;
         for c in comps {
             dir = self.lookup(dir, c)?;
@@ -329,7 +317,7 @@ impl Namespace {
         Ok((dir, name))
     }
 
-    pub fn resolve(&self, path: &[u8]) -> NsResult<u64> {
+    pub fn resolve(&self, path: &[u8]) -> FsResult<u64> {
         if path.iter().all(|b| *b == b'/') {
             return Ok(ROOT);
         }
@@ -337,13 +325,13 @@ impl Namespace {
         self.lookup(dir, name)
     }
 
-    pub fn create(&mut self, parent: u64, name: &[u8], meta: &NewMeta) -> NsResult<u64> {
+    pub fn create(&mut self, parent: u64, name: &[u8], meta: &NewMeta) -> FsResult<u64> {
         if !crate::format::tree::safe_name(name) {
-            return Err(NsError::Invalid);
+            return Err(FsError::Invalid);
         }
         match self.lookup(parent, name) {
-            Ok(_) => return Err(NsError::Exists),
-            Err(NsError::NotFound) => {}
+            Ok(_) => return Err(FsError::Exists),
+            Err(FsError::NotFound) => {}
             Err(e) => return Err(e),
         }
         let ino = self.alloc(WInode::new(meta));
@@ -352,15 +340,15 @@ impl Namespace {
         Ok(ino)
     }
 
-    pub fn link(&mut self, ino: u64, parent: u64, name: &[u8], now: i64) -> NsResult<()> {
+    pub fn link(&mut self, ino: u64, parent: u64, name: &[u8], now: i64) -> FsResult<()> {
         if self.get(ino)?.is_dir() {
-            return Err(NsError::IsDir);
+            return Err(FsError::IsDir);
         }
         if !crate::format::tree::safe_name(name) {
-            return Err(NsError::Invalid);
+            return Err(FsError::Invalid);
         }
         if self.lookup(parent, name).is_ok() {
-            return Err(NsError::Exists);
+            return Err(FsError::Exists);
         }
         self.attach(parent, name, ino);
         self.get_mut(ino)?.ctime = now;
@@ -376,13 +364,13 @@ impl Namespace {
         name: &[u8],
         dir: bool,
         now: i64,
-    ) -> NsResult<(u64, bool)> {
+    ) -> FsResult<(u64, bool)> {
         let ino = self.lookup(parent, name)?;
         let i = self.get(ino)?;
         match (dir, i.is_dir()) {
-            (true, false) => return Err(NsError::NotDir),
-            (false, true) => return Err(NsError::IsDir),
-            (true, true) if !i.children.is_empty() => return Err(NsError::NotEmpty),
+            (true, false) => return Err(FsError::NotDir),
+            (false, true) => return Err(FsError::IsDir),
+            (true, true) if !i.children.is_empty() => return Err(FsError::NotEmpty),
             _ => {}
         }
         self.detach(parent, name);
@@ -406,13 +394,13 @@ impl Namespace {
         newname: &[u8],
         noreplace: bool,
         now: i64,
-    ) -> NsResult<Option<u64>> {
+    ) -> FsResult<Option<u64>> {
         let ino = self.lookup(parent, name)?;
         if !crate::format::tree::safe_name(newname) {
-            return Err(NsError::Invalid);
+            return Err(FsError::Invalid);
         }
         if !self.get(newparent)?.is_dir() {
-            return Err(NsError::NotDir);
+            return Err(FsError::NotDir);
         }
         let moving_dir = self.get(ino)?.is_dir();
         if moving_dir {
@@ -420,7 +408,7 @@ impl Namespace {
             let mut d = newparent;
             loop {
                 if d == ino {
-                    return Err(NsError::Invalid);
+                    return Err(FsError::Invalid);
                 }
                 if d == ROOT {
                     break;
@@ -434,13 +422,13 @@ impl Namespace {
                 return Ok(None);
             }
             if noreplace {
-                return Err(NsError::Exists);
+                return Err(FsError::Exists);
             }
             let e = self.get(existing)?;
             match (moving_dir, e.is_dir()) {
-                (false, true) => return Err(NsError::IsDir),
-                (true, false) => return Err(NsError::NotDir),
-                (true, true) if !e.children.is_empty() => return Err(NsError::NotEmpty),
+                (false, true) => return Err(FsError::IsDir),
+                (true, false) => return Err(FsError::NotDir),
+                (true, true) if !e.children.is_empty() => return Err(FsError::NotEmpty),
                 _ => {}
             }
             let (gone_ino, gone) = self.unlink(newparent, newname, moving_dir, now)?;

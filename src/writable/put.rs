@@ -5,10 +5,11 @@
 
 use std::io::Read;
 
-use super::namespace::{NsError, ROOT};
+use super::namespace::ROOT;
 use super::record::{NewMeta, Record};
-use super::{now, WError, WResult, WritableFs};
+use super::{now, WritableFs};
 use crate::format::tree::NodeKind;
+use crate::fs_error::{FsError, FsResult};
 
 /// How an upload lands on its name.
 #[derive(Clone, Debug)]
@@ -34,12 +35,12 @@ const PIECE: usize = 1 << 20;
 
 impl WritableFs {
     /// The inode at `path` (`/`-separated, from the root).
-    pub fn resolve(&self, path: &[u8]) -> WResult<u64> {
-        Ok(self.ns.lock().resolve(path)?)
+    pub fn resolve(&self, path: &[u8]) -> FsResult<u64> {
+        self.ns.lock().resolve(path)
     }
 
     /// The directory holding `path` and its last name.
-    pub fn resolve_parent(&self, path: &[u8]) -> WResult<(u64, Vec<u8>)> {
+    pub fn resolve_parent(&self, path: &[u8]) -> FsResult<(u64, Vec<u8>)> {
         let ns = self.ns.lock();
         let (dir, name) = ns.resolve_parent(path)?;
         Ok((dir, name.to_vec()))
@@ -50,9 +51,9 @@ impl WritableFs {
     /// the mount is). A commit waits for it as for a close, so a snapshot
     /// never holds half an upload. On failure a file this made is removed
     /// again and an existing one keeps the bytes of its last close.
-    pub fn put(&self, parent: u64, name: &[u8], how: &Upload, src: &mut dyn Read) -> WResult<u64> {
+    pub fn put(&self, parent: u64, name: &[u8], how: &Upload, src: &mut dyn Read) -> FsResult<u64> {
         if parent == ROOT && name == super::COMMIT_FILE {
-            return Err(NsError::Invalid.into());
+            return Err(FsError::Invalid);
         }
         let gate = self.close_gate.read();
         let found = self.ns.lock().lookup(parent, name);
@@ -63,14 +64,14 @@ impl WritableFs {
         let (ino, made) = match found {
             Ok(ino) => {
                 if how.create_new {
-                    return Err(NsError::Exists.into());
+                    return Err(FsError::Exists);
                 }
                 if self.with_inode(ino, |i| i.kind)? != NodeKind::File {
-                    return Err(NsError::IsDir.into());
+                    return Err(FsError::IsDir);
                 }
                 (ino, None)
             }
-            Err(NsError::NotFound) if how.create || how.create_new => {
+            Err(FsError::NotFound) if how.create || how.create_new => {
                 let meta = NewMeta {
                     kind: NodeKind::File,
                     mode: how.mode & 0o7777,
@@ -83,7 +84,7 @@ impl WritableFs {
                 let ino = self.ns.lock().create(parent, name, &meta)?;
                 (ino, Some(meta))
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         let before = self.with_inode(ino, |i| (i.mtime, i.ctime))?;
         let written = self.put_bytes(ino, how, src).and_then(|()| {
@@ -114,7 +115,7 @@ impl WritableFs {
 
     /// Journals the creation of `ino`, made in the namespace alone, under
     /// the name it has now.
-    fn journal_create(&self, ino: u64, meta: &NewMeta) -> WResult<()> {
+    fn journal_create(&self, ino: u64, meta: &NewMeta) -> FsResult<()> {
         let appended = {
             let ns = self.ns.lock();
             self.append_named(&ns, ino, |path| Record::Create {
@@ -125,7 +126,7 @@ impl WritableFs {
         appended.map_or(Ok(()), |a| self.settle(a, false))
     }
 
-    fn put_bytes(&self, ino: u64, how: &Upload, src: &mut dyn Read) -> WResult<()> {
+    fn put_bytes(&self, ino: u64, how: &Upload, src: &mut dyn Read) -> FsResult<()> {
         if how.truncate {
             self.truncate(ino, 0, true)?;
         }
@@ -136,7 +137,7 @@ impl WritableFs {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(WError::Io(format!("reading the upload: {e}"))),
+                Err(e) => return Err(FsError::Io(format!("reading the upload: {e}"))),
             };
             self.write(ino, at, &buf[..n], false)?;
             at += n as u64;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::id::SnapshotId;
+use crate::fs_error::{FsError, FsResult};
 use crate::ops::local_node::NameCache;
 use crate::pipeline::packer::Packer;
 use crate::repo::Repo;
@@ -16,7 +17,7 @@ use crate::repo::Repo;
 use super::exclude::Excludes;
 use super::journal::{self, Record};
 use super::namespace::Namespace;
-use super::{now, WError, WResult};
+use super::now;
 
 /// Replays and commits a journal left in `spool` by a mount that did not
 /// finish. Returns the snapshot it committed, if there was anything to do.
@@ -125,7 +126,7 @@ fn replay(
     spool: &Path,
     packer: &Packer,
     repo: &Arc<Repo>,
-) -> WResult<()> {
+) -> FsResult<()> {
     let t = now();
     match r {
         Record::Header { .. } | Record::Excludes { .. } => {}
@@ -191,13 +192,13 @@ fn replay(
                 // bytes again from the spool.
                 let name = file
                     .as_ref()
-                    .ok_or(WError::Io("content lost: no spool file".into()))?;
+                    .ok_or(FsError::Io("content lost: no spool file".into()))?;
                 let f = File::open(spool.join(name))
-                    .map_err(|e| WError::Io(format!("spool {name}: {e}")))?;
+                    .map_err(|e| FsError::Io(format!("spool {name}: {e}")))?;
                 let c = packer.save_stream(std::io::BufReader::new(f), *size)?;
                 let total: u64 = c.iter().map(|x| x.size as u64).sum();
                 if total != *size {
-                    return Err(WError::Io(format!(
+                    return Err(FsError::Io(format!(
                         "spool {name} no longer matches its close"
                     )));
                 }

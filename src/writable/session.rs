@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::format::id::SnapshotId;
+use crate::fs_error::FsError;
 use crate::repo::Repo;
 
-use super::{WError, WritableFs, WritableOptions};
+use super::{WritableFs, WritableOptions};
 
 /// The file in a spool that names where its session was served (a
 /// mountpoint, a listening address), so `recover` can say which one died.
@@ -136,7 +137,7 @@ impl Session {
 }
 
 /// A store or commit failure of the session, saying that nothing is lost.
-fn failed(what: &str, e: WError) -> Error {
+fn failed(what: &str, e: FsError) -> Error {
     Error::io(
         format!("{what} (files stay in the spool; run `klosetfs at STORE recover`)"),
         std::io::Error::other(e.to_string()),

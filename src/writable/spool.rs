@@ -10,15 +10,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::format::tree::NodeKind;
+use crate::fs_error::{FsError, FsResult};
 
-use super::namespace::NsError;
-use super::{SyncMode, WError, WResult, WritableFs};
+use super::{SyncMode, WritableFs};
 
-pub(super) fn io_err(e: std::io::Error) -> WError {
+pub(super) fn io_err(e: std::io::Error) -> FsError {
     if e.raw_os_error() == Some(libc::ENOSPC) {
-        WError::NoSpace
+        FsError::NoSpace
     } else {
-        WError::Io(format!("spool: {e}"))
+        FsError::Io(format!("spool: {e}"))
     }
 }
 
@@ -30,7 +30,7 @@ impl WritableFs {
         self.opts.spool_dir.join(name)
     }
 
-    pub(super) fn spool_file(&self, name: &str) -> WResult<Arc<File>> {
+    pub(super) fn spool_file(&self, name: &str) -> FsResult<Arc<File>> {
         if let Some(f) = self.spool_files.lock().get(name) {
             return Ok(f.clone());
         }
@@ -41,7 +41,7 @@ impl WritableFs {
             .truncate(false)
             .mode(0o600)
             .open(self.spool_path(name))
-            .map_err(|e| WError::Io(format!("spool: {e}")))?;
+            .map_err(|e| FsError::Io(format!("spool: {e}")))?;
         let f = Arc::new(f);
         self.spool_files.lock().insert(name.to_string(), f.clone());
         Ok(f)
@@ -49,7 +49,7 @@ impl WritableFs {
 
     /// Writes into a spool, spilling a memory spool to a file when it outgrows
     /// [`INLINE_LIMIT`].
-    pub(super) fn spool_write_at(&self, name: &str, data: &[u8], off: u64) -> WResult<()> {
+    pub(super) fn spool_write_at(&self, name: &str, data: &[u8], off: u64) -> FsResult<()> {
         {
             let mut mem = self.mem_spools.lock();
             if let Some(v) = mem.get_mut(name) {
@@ -80,7 +80,7 @@ impl WritableFs {
         name: &str,
         out: &mut [u8],
         off: u64,
-    ) -> WResult<Option<usize>> {
+    ) -> FsResult<Option<usize>> {
         if let Some(v) = self.mem_spools.lock().get(name) {
             let from = (off as usize).min(v.len());
             let n = out.len().min(v.len() - from);
@@ -108,7 +108,7 @@ impl WritableFs {
     }
 
     /// Sets a spool's length; returns the old one.
-    pub(super) fn spool_set_len(&self, name: &str, size: u64) -> WResult<u64> {
+    pub(super) fn spool_set_len(&self, name: &str, size: u64) -> FsResult<u64> {
         {
             let mut mem = self.mem_spools.lock();
             if let Some(v) = mem.get_mut(name) {
@@ -147,12 +147,12 @@ impl WritableFs {
     }
 
     /// Gives `ino` a spool file holding its current bytes (copy on first write).
-    pub(super) fn ensure_spool(&self, ino: u64, truncate: bool) -> WResult<String> {
+    pub(super) fn ensure_spool(&self, ino: u64, truncate: bool) -> FsResult<String> {
         let (existing, content) = {
             let ns = self.ns.lock();
             let i = ns.get(ino)?;
             if i.kind != NodeKind::File {
-                return Err(NsError::IsDir.into());
+                return Err(FsError::IsDir);
             }
             (i.spool.clone(), i.content.clone())
         };
@@ -192,7 +192,7 @@ impl WritableFs {
 
     /// Makes every stored chunk durable, then frees the spool of the closed
     /// files whose chunks were stored before that barrier.
-    pub(super) fn drain_spool(&self) -> WResult<()> {
+    pub(super) fn drain_spool(&self) -> FsResult<()> {
         let stored: Vec<(u64, String)> = self
             .ns
             .lock()

@@ -26,11 +26,13 @@ use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use parking_lot::{Condvar, Mutex};
 
+use crate::fs_error::{FsError, FsResult};
+
 /// Jobs and bytes (of in-memory files) waiting or running at once.
 const MAX_JOBS: usize = 256;
 const MAX_BYTES: u64 = 64 << 20;
 
-type Job = Box<dyn FnOnce() -> Result<(), String> + Send>;
+type Job = Box<dyn FnOnce() -> FsResult<()> + Send>;
 
 #[derive(Default)]
 struct State {
@@ -38,7 +40,7 @@ struct State {
     /// Queued or running, and the bytes they hold.
     jobs: usize,
     bytes: u64,
-    error: Option<String>,
+    error: Option<FsError>,
     closing: bool,
 }
 
@@ -124,12 +126,12 @@ impl Storer {
     }
 
     /// The first failure of a job, if any.
-    pub fn error(&self) -> Option<String> {
+    pub fn error(&self) -> Option<FsError> {
         self.shared.state.lock().error.clone()
     }
 
     /// Queues `job` (holding `bytes` of memory), waiting while the queue is full.
-    pub fn submit(&self, bytes: u64, job: impl FnOnce() -> Result<(), String> + Send + 'static) {
+    pub fn submit(&self, bytes: u64, job: impl FnOnce() -> FsResult<()> + Send + 'static) {
         let sh = &*self.shared;
         let mut s = sh.state.lock();
         while s.jobs >= MAX_JOBS || (s.jobs > 0 && s.bytes + bytes > MAX_BYTES) {
@@ -228,7 +230,7 @@ mod tests {
             s.submit(i % 7 * (1 << 20), move || {
                 d.fetch_add(1, Ordering::SeqCst);
                 if i == 500 {
-                    Err("boom".into())
+                    Err(FsError::Unavailable("boom".into()))
                 } else {
                     Ok(())
                 }
@@ -236,7 +238,7 @@ mod tests {
         }
         s.wait_idle();
         assert_eq!(done.load(Ordering::SeqCst), 1000);
-        assert_eq!(s.error().as_deref(), Some("boom"));
+        assert_eq!(s.error(), Some(FsError::Unavailable("boom".into())));
         let st = s.shared.state.lock();
         assert_eq!((st.jobs, st.bytes), (0, 0));
     }

@@ -3,9 +3,9 @@
 //! calling chmod) is the mode, so it is stored as the mode; a stored copy would
 //! go stale at the next chmod and win on restore. Real ACLs are kept as xattrs.
 
-use super::namespace::NsError;
-use super::{WError, WResult, WritableFs};
+use super::WritableFs;
 use crate::format::tree::Xattr;
+use crate::fs_error::{FsError, FsResult};
 
 const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
 
@@ -37,7 +37,7 @@ fn minimal_acl_perms(value: &[u8]) -> Option<u32> {
 impl WritableFs {
     /// Sets one xattr with `setxattr(2)`'s `flags` (`XATTR_CREATE`,
     /// `XATTR_REPLACE`); a minimal access ACL becomes the mode instead.
-    pub fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> WResult<()> {
+    pub fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> FsResult<()> {
         if name == ACL_ACCESS {
             if let Some(bits) = minimal_acl_perms(value) {
                 // What `cp -a` sets on every file, after the mode: journal
@@ -61,8 +61,8 @@ impl WritableFs {
         self.set_xattrs(ino, |xs| {
             let pos = xs.iter().position(|x| x.name == name);
             match (pos, flags) {
-                (Some(_), f) if f & libc::XATTR_CREATE != 0 => Err(NsError::Exists.into()),
-                (None, f) if f & libc::XATTR_REPLACE != 0 => Err(WError::NoData),
+                (Some(_), f) if f & libc::XATTR_CREATE != 0 => Err(FsError::Exists),
+                (None, f) if f & libc::XATTR_REPLACE != 0 => Err(FsError::NoData),
                 (Some(p), _) => {
                     xs[p].value = value.to_vec();
                     Ok(())

@@ -3,9 +3,9 @@
 //! value is the property's XML element as the client sent it.
 
 use axum::http::StatusCode;
-use dav_server::fs::{DavProp, FsResult};
+use dav_server::fs::{DavProp, FsResult as DavFsResult};
 
-use super::{fs_err, DavWritable};
+use super::{dav_error, DavWritable};
 use crate::format::tree::Xattr;
 
 /// Dead properties per resource, together (names and values): they live in
@@ -41,7 +41,7 @@ impl DavWritable {
         &self,
         path: &[u8],
         patch: Vec<(bool, DavProp)>,
-    ) -> FsResult<Vec<(StatusCode, DavProp)>> {
+    ) -> DavFsResult<Vec<(StatusCode, DavProp)>> {
         let ino = self.ino(path)?;
         let mut out = Vec::with_capacity(patch.len());
         let strip = |p: &DavProp| DavProp {
@@ -79,7 +79,7 @@ impl DavWritable {
                 out = patch.iter().map(|(_, p)| (status, strip(p))).collect();
                 Ok(())
             })
-            .map_err(fs_err)?;
+            .map_err(dav_error)?;
         Ok(out)
     }
 }

@@ -6,10 +6,12 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use axum::body::Bytes;
-use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture, FsResult};
+use dav_server::fs::{
+    DavFile, DavMetaData, FsError as DavFsError, FsFuture, FsResult as DavFsResult,
+};
 use futures_util::FutureExt;
 
-use super::{fs_err, DavWritable, Meta, IN_MEMORY};
+use super::{dav_error, DavWritable, Meta, IN_MEMORY};
 use crate::writable::{Upload, WritableFs};
 
 /// An upload's body so far: in memory, then (past [`IN_MEMORY`]) in an
@@ -25,7 +27,7 @@ impl Staged {
         self.file.is_none() && self.mem.len() + more <= IN_MEMORY
     }
 
-    pub(super) fn push(&mut self, fs: &WritableFs, b: &[u8]) -> FsResult<()> {
+    pub(super) fn push(&mut self, fs: &WritableFs, b: &[u8]) -> DavFsResult<()> {
         if self.fits_in_memory(b.len()) {
             self.mem.extend_from_slice(b);
             return Ok(());
@@ -36,7 +38,7 @@ impl Staged {
                 let dir: PathBuf = fs.spool_dir().to_path_buf();
                 let mut f = tempfile::tempfile_in(&dir).map_err(|e| {
                     tracing::error!("webdav: staging an upload in {}: {e}", dir.display());
-                    FsError::InsufficientStorage
+                    DavFsError::InsufficientStorage
                 })?;
                 f.write_all(&self.mem).map_err(stage_err)?;
                 self.mem = Vec::new();
@@ -46,7 +48,7 @@ impl Staged {
         f.write_all(b).map_err(stage_err)
     }
 
-    pub(super) fn reader(&mut self) -> FsResult<Box<dyn Read + '_>> {
+    pub(super) fn reader(&mut self) -> DavFsResult<Box<dyn Read + '_>> {
         Ok(match &mut self.file {
             Some(f) => {
                 f.seek(SeekFrom::Start(0)).map_err(stage_err)?;
@@ -57,12 +59,12 @@ impl Staged {
     }
 }
 
-fn stage_err(e: std::io::Error) -> FsError {
+fn stage_err(e: std::io::Error) -> DavFsError {
     tracing::error!("webdav: staging an upload: {e}");
     if e.raw_os_error() == Some(libc::ENOSPC) {
-        FsError::InsufficientStorage
+        DavFsError::InsufficientStorage
     } else {
-        FsError::GeneralFailure
+        DavFsError::GeneralFailure
     }
 }
 
@@ -87,11 +89,11 @@ impl std::fmt::Debug for Incoming {
 }
 
 impl Incoming {
-    fn push(&mut self, b: &[u8]) -> FsResult<()> {
+    fn push(&mut self, b: &[u8]) -> DavFsResult<()> {
         // An upload larger than the spool may hold is refused before it
         // fills the disk (507): the spool is where it would go next.
         if self.written + b.len() as u64 > self.dav.fs.spool_cap() {
-            return Err(FsError::InsufficientStorage);
+            return Err(DavFsError::InsufficientStorage);
         }
         let fs = self.dav.fs.clone();
         if self.staged.fits_in_memory(b.len()) {
@@ -105,7 +107,7 @@ impl Incoming {
     }
 
     /// Puts the staged body in place: the file's one close.
-    fn hand_over(&mut self) -> FsResult<()> {
+    fn hand_over(&mut self) -> DavFsResult<()> {
         let dav = self.dav.clone();
         let mut how = self.how.clone();
         if self.append {
@@ -120,7 +122,7 @@ impl Incoming {
         dav.fs
             .put(self.parent, &self.name, &how, &mut r)
             .map(|_| ())
-            .map_err(fs_err)
+            .map_err(dav_error)
     }
 }
 
@@ -149,7 +151,7 @@ impl DavFile for Incoming {
         async move { self.push(&buf) }.boxed()
     }
     fn read_bytes(&mut self, _count: usize) -> FsFuture<'_, Bytes> {
-        futures_util::future::ready(Err(FsError::Forbidden)).boxed()
+        futures_util::future::ready(Err(DavFsError::Forbidden)).boxed()
     }
     /// Where a ranged `PUT` (`Content-Range`) goes; asked before any byte.
     fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
@@ -158,7 +160,7 @@ impl DavFile for Incoming {
                 self.how.offset = n;
                 Ok(n)
             }
-            _ => Err(FsError::NotImplemented),
+            _ => Err(DavFsError::NotImplemented),
         };
         futures_util::future::ready(r).boxed()
     }

@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
+use crate::fs_error::{FsError, FsResult};
 use crate::repo::Repo;
 use crate::view::chunk_cache::ChunkCache;
 
@@ -40,20 +41,6 @@ const OPEN_FILES: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(409
     Some(n) => n,
     None => unreachable!(),
 };
-
-/// Failures, each of which the FUSE shell maps to one errno.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VfsError {
-    NotFound,
-    NotDir,
-    IsDir,
-    /// No such extended attribute.
-    NoData,
-    /// Data could not be read or verified.
-    Io(String),
-}
-
-pub type VResult<T> = std::result::Result<T, VfsError>;
 
 /// What `stat` shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,13 +250,13 @@ impl Vfs {
         }
     }
 
-    fn entry(&self, ino: u64) -> VResult<Arc<Entry>> {
+    fn entry(&self, ino: u64) -> FsResult<Arc<Entry>> {
         let e = self
             .entries
             .read()
             .get(&ino)
             .cloned()
-            .ok_or(VfsError::NotFound)?;
+            .ok_or(FsError::NotFound)?;
         e.used
             .store(self.tick.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         Ok(e)
@@ -340,7 +327,7 @@ impl Vfs {
         }
     }
 
-    pub fn getattr(&self, ino: u64) -> VResult<Attr> {
+    pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
         let e = self.entry(ino)?;
         if matches!(e.what, What::Layout(_)) {
             self.maybe_refresh();
@@ -453,31 +440,31 @@ impl Vfs {
         self.entries.read().len()
     }
 
-    fn node_tree(&self, node: &Node) -> VResult<Arc<crate::format::tree::Tree>> {
-        let sub = node.subtree.ok_or(VfsError::NotDir)?;
+    fn node_tree(&self, node: &Node) -> FsResult<Arc<crate::format::tree::Tree>> {
+        let sub = node.subtree.ok_or(FsError::NotDir)?;
         self.repo.load_tree(&sub).map_err(|e| {
             tracing::error!("tree {}: {e}", sub.short());
-            VfsError::Io(e.to_string())
+            FsError::from(e)
         })
     }
 
-    pub fn lookup(&self, parent: u64, name: &[u8]) -> VResult<Attr> {
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<Attr> {
         let e = self.entry(parent)?;
         let ino = match &e.what {
             What::Layout(_) => {
                 self.maybe_refresh();
                 match &self.entry(parent)?.what {
-                    What::Layout(children) => *children.get(name).ok_or(VfsError::NotFound)?,
-                    _ => return Err(VfsError::NotDir),
+                    What::Layout(children) => *children.get(name).ok_or(FsError::NotFound)?,
+                    _ => return Err(FsError::NotDir),
                 }
             }
-            What::Link(_) => return Err(VfsError::NotDir),
+            What::Link(_) => return Err(FsError::NotDir),
             What::Node { node, scope } => {
                 if !node.is_dir() {
-                    return Err(VfsError::NotDir);
+                    return Err(FsError::NotDir);
                 }
                 let tree = self.node_tree(node)?;
-                let n = tree.find(name).ok_or(VfsError::NotFound)?;
+                let n = tree.find(name).ok_or(FsError::NotFound)?;
                 self.child(parent, *scope, n)
             }
         };
@@ -485,14 +472,14 @@ impl Vfs {
     }
 
     /// Entries of a directory (without `.` and `..`): inode, kind, name.
-    pub fn readdir(&self, ino: u64) -> VResult<Vec<(u64, NodeKind, Vec<u8>)>> {
+    pub fn readdir(&self, ino: u64) -> FsResult<Vec<(u64, NodeKind, Vec<u8>)>> {
         let e = self.entry(ino)?;
         match &e.what {
             What::Layout(_) => {
                 self.maybe_refresh();
                 let e = self.entry(ino)?;
                 let What::Layout(children) = &e.what else {
-                    return Err(VfsError::NotDir);
+                    return Err(FsError::NotDir);
                 };
                 let entries = self.entries.read();
                 Ok(children
@@ -506,10 +493,10 @@ impl Vfs {
                     })
                     .collect())
             }
-            What::Link(_) => Err(VfsError::NotDir),
+            What::Link(_) => Err(FsError::NotDir),
             What::Node { node, scope } => {
                 if !node.is_dir() {
-                    return Err(VfsError::NotDir);
+                    return Err(FsError::NotDir);
                 }
                 // Listed, not registered: the kernel looks names up (or
                 // gets them by `readdirplus`) before it uses an inode.
@@ -523,35 +510,35 @@ impl Vfs {
         }
     }
 
-    pub fn parent(&self, ino: u64) -> VResult<u64> {
+    pub fn parent(&self, ino: u64) -> FsResult<u64> {
         Ok(self.entry(ino)?.parent)
     }
 
-    pub fn readlink(&self, ino: u64) -> VResult<Vec<u8>> {
+    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
         match &self.entry(ino)?.what {
             What::Link(t) => Ok(t.clone()),
             What::Node { node, .. } if node.kind == NodeKind::Symlink => Ok(node.target.clone()),
-            _ => Err(VfsError::NotFound),
+            _ => Err(FsError::NotFound),
         }
     }
 
-    fn node(&self, ino: u64) -> VResult<Option<Arc<Node>>> {
+    fn node(&self, ino: u64) -> FsResult<Option<Arc<Node>>> {
         Ok(match &self.entry(ino)?.what {
             What::Node { node, .. } => Some(node.clone()),
             _ => None,
         })
     }
 
-    pub fn getxattr(&self, ino: u64, name: &[u8]) -> VResult<Vec<u8>> {
-        let n = self.node(ino)?.ok_or(VfsError::NoData)?;
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
+        let n = self.node(ino)?.ok_or(FsError::NoData)?;
         n.xattrs
             .iter()
             .find(|x| x.name == name)
             .map(|x| x.value.clone())
-            .ok_or(VfsError::NoData)
+            .ok_or(FsError::NoData)
     }
 
-    pub fn listxattr(&self, ino: u64) -> VResult<Vec<Vec<u8>>> {
+    pub fn listxattr(&self, ino: u64) -> FsResult<Vec<Vec<u8>>> {
         Ok(self
             .node(ino)?
             .map(|n| n.xattrs.iter().map(|x| x.name.clone()).collect())

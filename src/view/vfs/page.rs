@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 
-use super::{Attr, VResult, Vfs, VfsError, What};
+use super::{Attr, Vfs, What};
 use crate::format::tree::{NodeKind, Tree};
+use crate::fs_error::{FsError, FsResult};
 
 /// A page of a snapshot directory's children from [`Vfs::peek_children`].
 pub struct Children {
@@ -45,13 +46,13 @@ impl Vfs {
     /// attributes computed on demand by [`Vfs::child_attr`], no lookups
     /// counted until the shell passes what it sent to [`Vfs::hold_children`].
     /// `None` for a layout directory, whose children are looked up by name.
-    pub fn peek_children(&self, dir: u64, from: usize) -> VResult<Option<Children>> {
+    pub fn peek_children(&self, dir: u64, from: usize) -> FsResult<Option<Children>> {
         let e = self.entry(dir)?;
         let What::Node { node, scope } = &e.what else {
             return Ok(None);
         };
         if !node.is_dir() {
-            return Err(VfsError::NotDir);
+            return Err(FsError::NotDir);
         }
         let tree = self.node_tree(node)?;
         if from == 0 {

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{VResult, Vfs, VfsError, What};
+use super::{Vfs, What};
 use crate::format::tree::{Node, NodeKind};
+use crate::fs_error::{FsError, FsResult};
 use crate::view::chunk_cache::{chunk_offsets, read_chunks};
 
 /// What reads of one file need, kept per inode (reads carry no open handle:
@@ -26,15 +27,15 @@ pub(super) struct Handle {
 
 impl Vfs {
     /// The read state of a regular file, built on its first read.
-    fn handle(&self, ino: u64) -> VResult<Arc<Handle>> {
+    fn handle(&self, ino: u64) -> FsResult<Arc<Handle>> {
         if let Some(h) = self.handles.lock().get(&ino) {
             return Ok(h.clone());
         }
-        let n = self.node(ino)?.ok_or(VfsError::IsDir)?;
+        let n = self.node(ino)?.ok_or(FsError::IsDir)?;
         match n.kind {
             NodeKind::File => {}
-            NodeKind::Dir => return Err(VfsError::IsDir),
-            _ => return Err(VfsError::NotFound),
+            NodeKind::Dir => return Err(FsError::IsDir),
+            _ => return Err(FsError::NotFound),
         }
         let offsets = chunk_offsets(&n.content);
         let h = Arc::new(Handle {
@@ -47,7 +48,7 @@ impl Vfs {
     }
 
     /// Up to `size` bytes of file `ino` at `offset` (short only at end of file).
-    pub fn read(&self, ino: u64, offset: u64, size: u32) -> VResult<Vec<u8>> {
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let h = self.handle(ino)?;
         let file_end = *h.offsets.last().expect("has the end offset");
         if offset >= file_end || size == 0 {
@@ -64,7 +65,7 @@ impl Vfs {
                 "read of {:?} at {offset}: {e}",
                 String::from_utf8_lossy(&h.node.name)
             );
-            VfsError::Io(e.to_string())
+            FsError::from(e)
         })
     }
 

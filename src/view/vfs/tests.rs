@@ -1,6 +1,7 @@
 //! Vfs tests: eviction on FORGET, single-snapshot reads and links, stable
 //! inode numbers across whole-store mounts.
 use super::*;
+use crate::fs_error::FsError;
 use crate::ops::backup::{backup, BackupOptions, Progress};
 use crate::storage::{MemoryStorage, Storage};
 
@@ -51,7 +52,7 @@ fn forgotten_entries_go_and_come_back_the_same() {
     assert_eq!(v.getattr(a.ino).unwrap(), a, "one lookup still held");
     v.forget(a.ino, 1);
     assert_eq!(v.entry_count(), base);
-    assert_eq!(v.getattr(a.ino), Err(VfsError::NotFound));
+    assert_eq!(v.getattr(a.ino), Err(FsError::NotFound));
     assert_eq!(v.lookup(ROOT_INO, b"data").unwrap(), a);
     // The root is never dropped.
     v.forget(ROOT_INO, 5);
@@ -146,10 +147,10 @@ fn single_snapshot_view_reads_lists_and_links() {
     let ln = v.lookup(ROOT_INO, b"ln").unwrap().ino;
     assert_eq!(v.readlink(ln).unwrap(), b"sub/small");
     // Errors.
-    assert_eq!(v.lookup(ROOT_INO, b"nope"), Err(VfsError::NotFound));
-    assert_eq!(v.lookup(data.ino, b"x"), Err(VfsError::NotDir));
-    assert_eq!(v.getxattr(data.ino, b"user.missing"), Err(VfsError::NoData));
-    assert_eq!(v.read(sub, 0, 1), Err(VfsError::IsDir));
+    assert_eq!(v.lookup(ROOT_INO, b"nope"), Err(FsError::NotFound));
+    assert_eq!(v.lookup(data.ino, b"x"), Err(FsError::NotDir));
+    assert_eq!(v.getxattr(data.ino, b"user.missing"), Err(FsError::NoData));
+    assert_eq!(v.read(sub, 0, 1), Err(FsError::IsDir));
     assert_eq!(v.parent(sub).unwrap(), ROOT_INO);
 }
 
