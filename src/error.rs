@@ -25,6 +25,10 @@ pub enum Error {
         context: String,
         err: std::io::Error,
     },
+    /// A fault of this program, not of the input or the store (a worker
+    /// thread that died).
+    #[error("internal fault: {0}")]
+    Internal(String),
     /// A writer's earlier store write failed; every later call says so,
     /// with what that failure was (an outage, damage, a full disk…).
     #[error("writing to the store failed: {0}")]
@@ -61,8 +65,9 @@ impl Error {
             Error::InvalidInput(s) => Error::InvalidInput(s.clone()),
             Error::Io { context, err } => Error::Io {
                 context: context.clone(),
-                err: duplicate_io(err),
+                err: crate::storage::duplicate_io(err),
             },
+            Error::Internal(s) => Error::Internal(s.clone()),
             Error::WriteFailed(e) => Error::WriteFailed(Box::new(e.duplicate())),
         }
     }
@@ -74,12 +79,3 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// An `io::Error` again: the OS error code if it has one, else its kind
-/// and text.
-pub fn duplicate_io(e: &std::io::Error) -> std::io::Error {
-    match e.raw_os_error() {
-        Some(code) => std::io::Error::from_raw_os_error(code),
-        None => std::io::Error::new(e.kind(), e.to_string()),
-    }
-}

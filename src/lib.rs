@@ -4,7 +4,7 @@
 //! Layers, bottom up; each uses only those below it:
 //! - [`storage`]: where a store lives (local folder, S3, memory) behind one
 //!   small trait, with retry, limit, cache and fault wrappers, and
-//!   [`storage::resource`] to open a location;
+//!   [`resource`] to open a location;
 //! - [`format`]: the stored objects (ids, crypto, blobs, packs, index, trees,
 //!   snapshots, keys, locks, config), [`unlock`], which reads the config
 //!   and keys (each kept twice) and proves a key is this store's, and
@@ -35,6 +35,7 @@ pub mod mount;
 pub mod ops;
 pub mod pipeline;
 pub mod repo;
+pub mod resource;
 #[cfg(feature = "ui")]
 pub mod serve;
 pub mod storage;

@@ -625,14 +625,6 @@ pub(crate) fn ignore_exists(r: std::result::Result<(), StorageError>) -> Result<
     }
 }
 
-/// Deleting what is already gone succeeded before (a concurrent or earlier run).
-pub(crate) fn ignore_missing(r: std::result::Result<(), StorageError>) -> Result<()> {
-    match r {
-        Ok(()) | Err(StorageError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 pub(crate) fn plaintext_keys(config: &StoreConfig) -> Result<Keys> {
     let hexkey = config
         .plaintext_id_key

@@ -224,7 +224,7 @@ pub fn write_key(storage: &dyn Storage, kf: &KeyFile) -> Result<KeyId> {
 /// Removes a key and its twin.
 pub fn remove_key(storage: &dyn Storage, id: &KeyId) -> Result<()> {
     for n in [id.to_hex(), format!("{}{KEY_COPY_SUFFIX}", id.to_hex())] {
-        crate::repo::ignore_missing(storage.delete(Kind::Key, &n))?;
+        crate::storage::ignore_missing(storage.delete(Kind::Key, &n))?;
     }
     Ok(())
 }
@@ -495,7 +495,7 @@ pub fn repair_root(storage: &dyn Storage) -> Result<Vec<String>> {
 /// Replaces one object (objects are never overwritten in place: delete, then
 /// put; the twin holds the content in between).
 fn rewrite(storage: &dyn Storage, kind: Kind, name: &str, bytes: &[u8]) -> Result<()> {
-    crate::repo::ignore_missing(storage.delete(kind, name))?;
+    crate::storage::ignore_missing(storage.delete(kind, name))?;
     storage.put(kind, name, bytes)?;
     Ok(())
 }

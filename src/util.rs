@@ -213,7 +213,7 @@ mod byte_lru_tests {
 
 /// Threads for fan-outs that wait on a remote store rather than a core: 16,
 /// the number of requests a remote store runs at once
-/// (`storage::resource`). With the default pool (one thread per core) a
+/// (`resource`). With the default pool (one thread per core) a
 /// 2-core machine would wait for 2 round trips at a time.
 pub fn io_pool() -> &'static rayon::ThreadPool {
     static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();

@@ -234,7 +234,7 @@ impl Ctx {
     /// The store's resource stack. `create` makes the folder or bucket if needed.
     pub fn storage(&self, create: bool) -> anyhow::Result<Arc<dyn Storage>> {
         let (loc, settings) = self.settings()?;
-        let opts = klosetfs::storage::resource::OpenOptions {
+        let opts = klosetfs::resource::OpenOptions {
             create,
             settings,
             cache_dir: self.global.cache_dir.clone(),
@@ -242,7 +242,7 @@ impl Ctx {
             data_cache: self.data_cache.get(),
             retry: None,
         };
-        Ok(klosetfs::storage::resource::open(&loc, &opts)?)
+        Ok(klosetfs::resource::open(&loc, &opts)?)
     }
 
     /// klosetfs's own folder for caches, spools and logs: `--cache-dir` /

@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::format::id::BlobId;
 use crate::format::index::IndexPack;
 use crate::format::pack::PackWriter;
-use crate::repo::{ignore_missing, Repo};
+use crate::repo::Repo;
+use crate::storage::ignore_missing;
 use crate::storage::Kind;
 
 #[derive(Clone, Debug)]

@@ -4,7 +4,8 @@
 
 use crate::error::Result;
 use crate::format::id::SnapshotId;
-use crate::repo::{ignore_missing, Repo};
+use crate::repo::Repo;
+use crate::storage::ignore_missing;
 use crate::storage::Kind;
 
 /// Removes the snapshots named by `specs` (ids, prefixes or `latest`);

@@ -16,7 +16,8 @@ use crate::error::Result;
 use crate::format::id::{BlobId, PackId};
 use crate::format::index::IndexPack;
 use crate::format::pack::{self, PackEntry, PackWriter};
-use crate::repo::{ignore_missing, Repo};
+use crate::repo::Repo;
+use crate::storage::ignore_missing;
 use crate::storage::Kind;
 
 /// What a repair did, and the damage it could not undo.

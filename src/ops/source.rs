@@ -283,7 +283,7 @@ impl<S: Source> Walker<'_, S> {
             match rx.recv() {
                 Ok(Some(n)) => nodes.push(n),
                 Ok(None) => {}
-                Err(_) => return Err(Error::InvalidInput("a backup reader died".into())),
+                Err(_) => return Err(Error::Internal("a backup reader died".into())),
             }
         }
         self.source.finish_dir(node, &nodes);
@@ -325,7 +325,7 @@ impl<S: Source> Walker<'_, S> {
                 node,
                 reply,
             })
-            .map_err(|_| Error::InvalidInput("backup readers stopped".into()))?;
+            .map_err(|_| Error::Internal("backup readers stopped".into()))?;
         pending.push(rx);
         Ok(())
     }
@@ -404,7 +404,7 @@ fn read_one<'a, S: Source>(
     let content = packer.chunk_stream(counted, size_hint, |id, chunk| {
         chunks
             .send((id, chunk))
-            .map_err(|_| Error::InvalidInput("the packing stage stopped".into()))
+            .map_err(|_| Error::Internal("the packing stage stopped".into()))
     })?;
     Ok((content, file))
 }

@@ -21,7 +21,6 @@ pub mod fault;
 pub mod limit;
 pub mod local;
 pub mod memory;
-pub mod resource;
 pub mod retry;
 #[cfg(feature = "s3")]
 pub mod s3;
@@ -137,7 +136,7 @@ impl StorageError {
             StorageError::InvalidName(n) => StorageError::InvalidName(n.clone()),
             StorageError::Io { context, err } => StorageError::Io {
                 context: context.clone(),
-                err: crate::error::duplicate_io(err),
+                err: duplicate_io(err),
             },
             StorageError::Unavailable(m) => StorageError::Unavailable(m.clone()),
             StorageError::Backend(m) => StorageError::Backend(m.clone()),
@@ -146,6 +145,15 @@ impl StorageError {
 }
 
 pub type StorageResult<T> = std::result::Result<T, StorageError>;
+
+/// A delete whose object is already gone succeeded (another process or an
+/// earlier run got there first).
+pub fn ignore_missing(r: StorageResult<()>) -> StorageResult<()> {
+    match r {
+        Ok(()) | Err(StorageError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
 
 /// A resource that holds a store. See the module documentation for the contract.
 pub trait Storage: Send + Sync {
@@ -328,5 +336,14 @@ pub mod suite {
         for bad in ["", "../x", "a/b", ".."] {
             assert!(s.put(Kind::Pack, bad, b"x").is_err());
         }
+    }
+}
+
+/// An `io::Error` again: the OS error code if it has one, else its kind
+/// and text.
+pub fn duplicate_io(e: &std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(e.kind(), e.to_string()),
     }
 }

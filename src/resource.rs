@@ -1,6 +1,8 @@
 //! From a store location (a path or `s3://bucket/prefix`) and its settings to
 //! the storage stack that serves it: the backend, then for remote stores the
-//! shared wrappers (concurrency limit, retries, on-disk cache).
+//! shared wrappers (concurrency limit, retries, on-disk cache). Beside
+//! `storage/`, not in it: it speaks the library's errors, which wrap the
+//! storage layer's.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
