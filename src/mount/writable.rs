@@ -23,7 +23,7 @@ use crate::mount::kernel::{
 use crate::view::vfs::Attr;
 use crate::writable::journal::NewMeta;
 use crate::writable::namespace::WInode;
-use crate::writable::{is_commit_ino, WritableFs, COMMIT_TEXT_LEN};
+use crate::writable::{is_commit_ino, AttrChange, WritableFs, COMMIT_TEXT_LEN};
 
 const TTL: Duration = Duration::from_secs(1);
 
@@ -192,15 +192,17 @@ impl Filesystem for WritableFuse {
         }
         // The kernel names the file when the change comes through an open
         // one (`ftruncate`; its handle is 0, the mount declining OPEN).
-        match self.fs.setattr(
-            ino.0,
+        let change = AttrChange {
             mode,
             uid,
             gid,
-            size.map(|s| (s, fh.is_some())),
-            atime.map(ns_time),
-            mtime.map(ns_time),
-        ) {
+            atime: atime.map(ns_time),
+            mtime: mtime.map(ns_time),
+        };
+        match self
+            .fs
+            .setattr(ino.0, change, size.map(|s| (s, fh.is_some())))
+        {
             Ok(()) => self.getattr(_req, ino, None, reply),
             Err(e) => reply.error(errno(&e)),
         }

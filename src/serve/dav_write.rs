@@ -20,7 +20,7 @@ use futures_util::FutureExt;
 use crate::format::tree::{NodeKind, Xattr};
 use crate::fs_error::FsError;
 use crate::writable::journal::NewMeta;
-use crate::writable::{Upload, WritableFs};
+use crate::writable::{AttrChange, Upload, WritableFs};
 
 mod props;
 mod upload;
@@ -99,7 +99,7 @@ impl DavWritable {
     ) -> DavFsResult<()> {
         let ino = self.ino(path)?;
         self.fs
-            .setattr(ino, None, None, None, None, atime, mtime)
+            .setattr(ino, AttrChange::times(atime, mtime), None)
             .map_err(dav_error)
     }
 

@@ -137,37 +137,24 @@ impl Walk<'_> {
 
 /// An inode's metadata as a tree node (no size, content or subtree).
 fn meta_node(names: &NameCache, name: Vec<u8>, ino: u64, i: &WInode) -> Node {
-    Node {
-        name,
-        kind: i.kind,
-        mode: i.mode,
-        uid: i.uid,
-        gid: i.gid,
-        user: if i.user.is_empty() {
-            names.user(i.uid)
-        } else {
-            i.user.clone()
-        },
-        group: if i.group.is_empty() {
-            names.group(i.gid)
-        } else {
-            i.group.clone()
-        },
-        atime: i.atime,
-        mtime: i.mtime,
-        ctime: i.ctime,
-        dev: MOUNT_DEV,
-        ino,
-        nlink: if i.is_dir() {
-            1
-        } else {
-            i.links.len().max(1) as u64
-        },
-        rdev: i.rdev,
-        xattrs: i.xattrs.clone(),
-        target: i.target.clone(),
-        ..Node::bare(Vec::new(), i.kind)
+    let mut n = i.to_node();
+    n.name = name;
+    n.size = 0;
+    n.content = Vec::new();
+    if n.user.is_empty() {
+        n.user = names.user(i.uid);
     }
+    if n.group.is_empty() {
+        n.group = names.group(i.gid);
+    }
+    n.dev = MOUNT_DEV;
+    n.ino = ino;
+    n.nlink = if i.is_dir() {
+        1
+    } else {
+        i.links.len().max(1) as u64
+    };
+    n
 }
 
 impl WritableFs {

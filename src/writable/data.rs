@@ -209,7 +209,7 @@ impl WritableFs {
         let killed = (kill_suid && i.mode & 0o6000 != 0).then_some(i.mode & !0o6000);
         drop(ns);
         if let Some(mode) = killed {
-            self.setattr(ino, Some(mode), None, None, None, None, None)?;
+            self.setattr(ino, super::AttrChange::mode(mode), None)?;
         }
         Ok(data.len() as u32)
     }

@@ -23,6 +23,7 @@ mod xattrs;
 
 pub use exclude::Excludes;
 pub use put::Upload;
+pub use record::AttrChange;
 use recover::recover_dir;
 
 use std::collections::HashMap;
@@ -476,31 +477,17 @@ impl WritableFs {
 
     /// Changes attributes; a new `size` is a truncation, `(size, open)`: through
     /// an open file (`ftruncate`, stored at its close) or not (stored now).
-    #[allow(clippy::too_many_arguments)]
-    pub fn setattr(
-        &self,
-        ino: u64,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<(u64, bool)>,
-        atime: Option<i64>,
-        mtime: Option<i64>,
-    ) -> FsResult<()> {
+    pub fn setattr(&self, ino: u64, change: AttrChange, size: Option<(u64, bool)>) -> FsResult<()> {
         if let Some((sz, open)) = size {
             self.truncate(ino, sz, open)?;
         }
         let t = now();
         let appended = {
             let mut ns = self.ns.lock();
-            ns.get_mut(ino)?.set_attrs(mode, uid, gid, atime, mtime, t);
+            ns.get_mut(ino)?.set_attrs(change, t);
             self.append_named(&ns, ino, |path| Record::SetAttr {
                 path,
-                mode,
-                uid,
-                gid,
-                atime,
-                mtime,
+                change,
                 ctime: t,
             })?
         };

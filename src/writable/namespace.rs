@@ -13,7 +13,7 @@ use crate::format::tree::{ChunkRef, Node, NodeKind, Xattr};
 use crate::fs_error::{FsError, FsResult};
 use crate::repo::Repo;
 
-use super::record::NewMeta;
+use super::record::{AttrChange, NewMeta};
 
 pub const ROOT: u64 = 1;
 
@@ -61,34 +61,15 @@ pub struct WInode {
 
 impl WInode {
     pub fn new(meta: &NewMeta) -> Self {
-        WInode {
-            kind: meta.kind,
-            mode: meta.mode & 0o7777,
-            uid: meta.uid,
-            gid: meta.gid,
-            user: String::new(),
-            group: String::new(),
-            rdev: meta.rdev,
-            atime: meta.time,
-            mtime: meta.time,
-            ctime: meta.time,
-            xattrs: Vec::new(),
-            target: meta.target.clone(),
-            children: BTreeMap::new(),
-            links: Vec::new(),
-            content: Vec::new(),
-            size: if meta.kind == NodeKind::Symlink {
-                meta.target.len() as u64
-            } else {
-                0
-            },
-            spool: None,
-            dirty: false,
-            generation: 0,
-            content_gen: 0,
-            queued_gen: 0,
-            lookups: 0,
+        let mut n = Node::bare(Vec::new(), meta.kind);
+        n.mode = meta.mode & 0o7777;
+        (n.uid, n.gid, n.rdev) = (meta.uid, meta.gid, meta.rdev);
+        (n.atime, n.mtime, n.ctime) = (meta.time, meta.time, meta.time);
+        n.target = meta.target.clone();
+        if meta.kind == NodeKind::Symlink {
+            n.size = meta.target.len() as u64;
         }
+        Self::from_node(&n)
     }
 
     fn from_node(n: &Node) -> Self {
@@ -118,6 +99,27 @@ impl WInode {
         }
     }
 
+    /// This inode as a tree node, without a name or a place in a tree
+    /// (the inverse of `from_node`).
+    pub fn to_node(&self) -> Node {
+        Node {
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            user: self.user.clone(),
+            group: self.group.clone(),
+            size: self.size,
+            atime: self.atime,
+            mtime: self.mtime,
+            ctime: self.ctime,
+            rdev: self.rdev,
+            xattrs: self.xattrs.clone(),
+            target: self.target.clone(),
+            content: self.content.clone(),
+            ..Node::bare(Vec::new(), self.kind)
+        }
+    }
+
     /// Written since the last close journaled and queued its bytes: what a
     /// close (FLUSH) has to store.
     pub fn unqueued_writes(&self) -> bool {
@@ -130,15 +132,14 @@ impl WInode {
 
     /// chmod/chown/utimens: the one place both live requests and journal
     /// replay change attributes. A new owner drops the stored owner name.
-    pub fn set_attrs(
-        &mut self,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        atime: Option<i64>,
-        mtime: Option<i64>,
-        ctime: i64,
-    ) {
+    pub fn set_attrs(&mut self, c: AttrChange, ctime: i64) {
+        let AttrChange {
+            mode,
+            uid,
+            gid,
+            atime,
+            mtime,
+        } = c;
         if let Some(m) = mode {
             self.mode = m & 0o7777;
         }

@@ -22,6 +22,34 @@ pub struct NewMeta {
     pub target: Vec<u8>,
 }
 
+/// A chmod, chown or utimens: what it sets, the rest left as it is. The
+/// one spelling of these fields, for live requests and journal replay.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttrChange {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub atime: Option<i64>,
+    pub mtime: Option<i64>,
+}
+
+impl AttrChange {
+    pub fn mode(mode: u32) -> Self {
+        AttrChange {
+            mode: Some(mode),
+            ..Default::default()
+        }
+    }
+
+    pub fn times(atime: Option<i64>, mtime: Option<i64>) -> Self {
+        AttrChange {
+            atime,
+            mtime,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Record {
     /// First record: what the mount started from.
@@ -54,14 +82,12 @@ pub enum Record {
         #[serde(with = "serde_bytes")]
         to: Vec<u8>,
     },
+    /// (postcard writes a nested struct's fields in place: the same bytes
+    /// as when they were this variant's own.)
     SetAttr {
         #[serde(with = "serde_bytes")]
         path: Vec<u8>,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        atime: Option<i64>,
-        mtime: Option<i64>,
+        change: AttrChange,
         ctime: i64,
     },
     SetXattrs {
@@ -192,5 +218,52 @@ mod tests {
             assert_eq!(enc, postcard::to_stdvec(&old).unwrap());
             assert_eq!(postcard::from_bytes::<Record>(&enc).unwrap(), new);
         }
+    }
+
+    /// `SetAttr` with its fields in an `AttrChange` is encoded as when they
+    /// were the variant's own, so older journals replay.
+    #[test]
+    fn set_attr_keeps_its_encoding() {
+        #[derive(Serialize)]
+        enum Old {
+            _Header,
+            _Create,
+            _Link,
+            _Unlink,
+            _Rename,
+            SetAttr {
+                #[serde(with = "serde_bytes")]
+                path: Vec<u8>,
+                mode: Option<u32>,
+                uid: Option<u32>,
+                gid: Option<u32>,
+                atime: Option<i64>,
+                mtime: Option<i64>,
+                ctime: i64,
+            },
+        }
+        let new = Record::SetAttr {
+            path: b"d/f".to_vec(),
+            change: AttrChange {
+                mode: Some(0o640),
+                uid: None,
+                gid: Some(7),
+                atime: None,
+                mtime: Some(-3),
+            },
+            ctime: 99,
+        };
+        let old = Old::SetAttr {
+            path: b"d/f".to_vec(),
+            mode: Some(0o640),
+            uid: None,
+            gid: Some(7),
+            atime: None,
+            mtime: Some(-3),
+            ctime: 99,
+        };
+        let enc = postcard::to_stdvec(&new).unwrap();
+        assert_eq!(enc, postcard::to_stdvec(&old).unwrap());
+        assert_eq!(postcard::from_bytes::<Record>(&enc).unwrap(), new);
     }
 }

@@ -151,15 +151,10 @@ fn replay(
         }
         Record::SetAttr {
             path,
-            mode,
-            uid,
-            gid,
-            atime,
-            mtime,
+            change,
             ctime,
         } => {
-            ns.get_mut(ns.resolve(path)?)?
-                .set_attrs(*mode, *uid, *gid, *atime, *mtime, *ctime);
+            ns.get_mut(ns.resolve(path)?)?.set_attrs(*change, *ctime);
         }
         Record::SetXattrs { path, xattrs } => {
             ns.get_mut(ns.resolve(path)?)?.xattrs = xattrs.clone();

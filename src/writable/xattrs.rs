@@ -47,7 +47,7 @@ impl WritableFs {
                 })?;
                 let mode = (now & !0o777) | bits;
                 if mode != now {
-                    self.setattr(ino, Some(mode), None, None, None, None, None)?;
+                    self.setattr(ino, super::AttrChange::mode(mode), None)?;
                 }
                 if had_acl {
                     self.set_xattrs(ino, |xs| {
