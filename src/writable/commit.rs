@@ -168,9 +168,9 @@ impl WritableFs {
     /// built and before the snapshot is saved (tests change the namespace
     /// there, as a copy going on during the commit would).
     pub(super) fn commit_with(&self, while_saving: impl FnOnce()) -> FsResult<SnapshotId> {
-        let _g = self.commit_lock.lock();
+        let _g = self.commits.lock.lock();
         // No close falls between the tree and the new journal.
-        let _closes = self.close_gate.write();
+        let _closes = self.commits.gate.write();
         let started = Instant::now();
         // Every close so far must be stored before its chunks go in a tree.
         self.storer.wait_idle();
@@ -188,7 +188,7 @@ impl WritableFs {
         let origin = Origin {
             host: &self.opts.host,
             tags: &self.opts.tags,
-            base: *self.base.lock(),
+            base: *self.commits.base.lock(),
         };
         // Renames, creations and the like go on meanwhile (only closes wait).
         let id = write_snapshot(&self.repo, &self.packer, &origin, tree, started)?;
@@ -210,12 +210,14 @@ impl WritableFs {
                 &since,
                 self.opts.sync == super::SyncMode::Close,
             )?;
-            *self.base.lock() = Some(id);
-            self.changed.store(!since.is_empty(), Ordering::Relaxed);
+            *self.commits.base.lock() = Some(id);
+            self.commits
+                .changed
+                .store(!since.is_empty(), Ordering::Relaxed);
             Self::take_clean_spools(&mut ns)
         };
         self.drop_spools(freed);
-        *self.last_commit.lock() = Some(id);
+        *self.commits.last.lock() = Some(id);
         tracing::info!("committed snapshot {}", id.short());
         Ok(id)
     }

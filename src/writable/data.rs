@@ -25,7 +25,7 @@ impl WritableFs {
     pub fn commit_read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         // Held across the commit: a second read of the same inode (the
         // kernel's read-ahead) waits for the first one's id.
-        let mut texts = self.commit_texts.lock();
+        let mut texts = self.commits.texts.lock();
         let text = match texts.get(&ino) {
             Some(t) => t.clone(),
             None => {
@@ -51,7 +51,7 @@ impl WritableFs {
             let i = ns.get(ino)?;
             i.spool.clone().filter(|_| i.queued_gen == i.generation)
         };
-        let handed_over = queued_spool.is_some_and(|s| !self.mem_spools.lock().contains_key(&s));
+        let handed_over = queued_spool.is_some_and(|s| !self.spools.mem.lock().contains_key(&s));
         if handed_over {
             self.storer.wait_idle();
             self.check_store_error()?;
@@ -85,7 +85,7 @@ impl WritableFs {
                 drop((s, gone));
             }
             Some(_) => {}
-            None if was_mem && offset == old && !self.mem_spools.lock().contains_key(spool) => {
+            None if was_mem && offset == old && !self.spools.mem.lock().contains_key(spool) => {
                 let Ok(f) = self.spool_file(spool) else {
                     return;
                 };
@@ -105,10 +105,10 @@ impl WritableFs {
         drop(gone);
         let old = self.spool_set_len(spool, size)?;
         if size > old {
-            self.spool_bytes.fetch_add(size - old, Ordering::Relaxed);
+            self.spools.bytes.fetch_add(size - old, Ordering::Relaxed);
         } else {
-            self.spool_bytes.fetch_sub(
-                (old - size).min(self.spool_bytes.load(Ordering::Relaxed)),
+            self.spools.bytes.fetch_sub(
+                (old - size).min(self.spools.bytes.load(Ordering::Relaxed)),
                 Ordering::Relaxed,
             );
         }
@@ -132,7 +132,7 @@ impl WritableFs {
         self.truncate_spool(ino, &spool, size)?;
         if !open {
             self.store_content(ino)?;
-            self.spool_files.lock().remove(&spool);
+            self.spools.files.lock().remove(&spool);
         }
         Ok(())
     }
@@ -178,28 +178,28 @@ impl WritableFs {
     /// them) clears the setuid and setgid bits, as a local filesystem does.
     pub fn write(&self, ino: u64, offset: u64, data: &[u8], kill_suid: bool) -> FsResult<u32> {
         self.check_store_error()?;
-        if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
+        if self.spools.bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
             self.drain_spool()?;
-            if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
+            if self.spools.bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
                 // Closed files still being stored hold spool: wait for them.
                 self.storer.wait_idle();
                 self.check_store_error()?;
                 self.drain_spool()?;
             }
-            if self.spool_bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
+            if self.spools.bytes.load(Ordering::Relaxed) > self.opts.spool_cap {
                 return Err(FsError::NoSpace);
             }
         }
         let spool = self.spool_for_change(ino, false)?;
         let old_size = self.ns.lock().get(ino)?.size;
-        let was_in_memory = self.mem_spools.lock().contains_key(&spool);
+        let was_in_memory = self.spools.mem.lock().contains_key(&spool);
         self.spool_write_at(&spool, data, offset)?;
         let end = offset + data.len() as u64;
         self.follow_write(ino, &spool, offset, end, old_size, was_in_memory);
         let mut ns = self.ns.lock();
         let i = ns.get_mut(ino)?;
         if end > i.size {
-            self.spool_bytes.fetch_add(end - i.size, Ordering::Relaxed);
+            self.spools.bytes.fetch_add(end - i.size, Ordering::Relaxed);
             i.size = end;
         }
         i.dirty = true;
@@ -235,7 +235,7 @@ impl WritableFs {
             self.store_content(ino)?;
         }
         if let Some(spool) = spool {
-            self.spool_files.lock().remove(&spool);
+            self.spools.files.lock().remove(&spool);
         }
         if fsync {
             // fsync reports this file's own storing, as a disk filesystem
@@ -251,7 +251,7 @@ impl WritableFs {
     /// Journals a dirty file's current bytes and queues them for storing;
     /// the background job records the chunks when they are stored.
     pub(super) fn store_content(&self, ino: u64) -> FsResult<()> {
-        let gate = self.close_gate.read();
+        let gate = self.commits.gate.read();
         self.store_content_gated(&gate, ino)
     }
 
@@ -295,7 +295,7 @@ impl WritableFs {
     ) -> FsResult<()> {
         // Small files travel inside the journal record: one fsync per close
         // (the journal's) instead of two, and the spool is not needed again.
-        let mut bytes = self.mem_spools.lock().get(&spool).cloned(); // shared, not copied
+        let mut bytes = self.spools.mem.lock().get(&spool).cloned(); // shared, not copied
         let mut file = None;
         if bytes.is_none() {
             let f = self.spool_file(&spool)?;
@@ -388,7 +388,7 @@ impl WritableFs {
         }
         // Closed files wait in the spool until their packs are durable; keep
         // that backlog (memory for small files) modest.
-        if self.spool_bytes.load(Ordering::Relaxed) > DRAIN_AT.min(self.opts.spool_cap) {
+        if self.spools.bytes.load(Ordering::Relaxed) > DRAIN_AT.min(self.opts.spool_cap) {
             self.drain_spool()?;
         }
         Ok(())
@@ -406,7 +406,7 @@ impl WritableFs {
     /// name that no process can reach any more goes, with its spool.
     pub fn forget(&self, ino: u64, n: u64) {
         if super::is_commit_ino(ino) {
-            self.commit_texts.lock().remove(&ino);
+            self.commits.texts.lock().remove(&ino);
             return;
         }
         let mut ns = self.ns.lock();

@@ -113,6 +113,15 @@ impl SyncMode {
     }
 }
 
+/// The writable core: a namespace over a spool and a journal, whose closed
+/// files are stored in the background and committed as snapshots.
+///
+/// Locks, always taken in this order (a thread holding one never waits for
+/// an earlier one): `commits.texts` (held across the commit a read of the
+/// control file makes) → `commits.lock` → `commits.gate` → `ns` →
+/// `journal`; and `spools.mem` → `spools.files` (a memory spool spilling to
+/// a file). `streams`, `commits.base` and `commits.last` are leaves: held
+/// for a lookup or an update, never while taking another.
 pub struct WritableFs {
     repo: Arc<Repo>,
     /// The store's shared lock, held for the session's whole life.
@@ -127,24 +136,42 @@ pub struct WritableFs {
     storer: storer::Storer,
     /// Large files being written sequentially, streaming into the chunker.
     streams: Mutex<HashMap<u64, Arc<stream::Stream>>>,
-    base: Mutex<Option<SnapshotId>>,
-    /// The id each control-file inode's first read committed.
-    commit_texts: Mutex<HashMap<u64, Vec<u8>>>,
-    next_commit_ino: AtomicU64,
-    spool_files: Mutex<HashMap<String, Arc<File>>>,
+    spools: Spools,
+    commits: Commits,
+    names: NameCache,
+}
+
+/// The spool files of files written since they were last stored.
+#[derive(Default)]
+struct Spools {
+    /// Open spool files by name.
+    files: Mutex<HashMap<String, Arc<File>>>,
     /// Spools of small files, kept in memory: creating a file per copied file
     /// costs more than the copy. Spilled to a file past `INLINE_LIMIT`.
     /// Shared with journal records and store jobs of closed files.
-    mem_spools: Mutex<HashMap<String, Arc<Vec<u8>>>>,
-    spool_seq: AtomicU64,
-    spool_bytes: AtomicU64,
-    changed: AtomicBool,
-    commit_lock: Mutex<()>,
+    mem: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    /// Names the next spool.
+    seq: AtomicU64,
+    /// Bytes in spools, files and memory.
+    bytes: AtomicU64,
+}
+
+/// What commits share: their order, the gate closes pass, and what the last
+/// one made.
+struct Commits {
+    /// One commit at a time.
+    lock: Mutex<()>,
     /// Closes hold it shared, a commit exclusively: no close falls between
     /// the commit's tree and its new journal.
-    close_gate: parking_lot::RwLock<()>,
-    last_commit: Mutex<Option<SnapshotId>>,
-    names: NameCache,
+    gate: parking_lot::RwLock<()>,
+    /// The snapshot the journal starts from.
+    base: Mutex<Option<SnapshotId>>,
+    /// Something changed since that snapshot.
+    changed: AtomicBool,
+    last: Mutex<Option<SnapshotId>>,
+    /// The id each control-file inode's first read committed.
+    texts: Mutex<HashMap<u64, Vec<u8>>>,
+    next_ino: AtomicU64,
 }
 
 fn now() -> i64 {
@@ -279,17 +306,16 @@ impl WritableFs {
             journal: Arc::new(Mutex::new(journal)),
             storer,
             streams: Mutex::new(HashMap::new()),
-            base: Mutex::new(base),
-            commit_texts: Mutex::new(HashMap::new()),
-            next_commit_ino: AtomicU64::new(COMMIT_INO_BASE),
-            spool_files: Mutex::new(HashMap::new()),
-            mem_spools: Mutex::new(HashMap::new()),
-            spool_seq: AtomicU64::new(0),
-            spool_bytes: AtomicU64::new(0),
-            changed: AtomicBool::new(false),
-            commit_lock: Mutex::new(()),
-            close_gate: parking_lot::RwLock::new(()),
-            last_commit: Mutex::new(None),
+            spools: Spools::default(),
+            commits: Commits {
+                lock: Mutex::new(()),
+                gate: parking_lot::RwLock::new(()),
+                base: Mutex::new(base),
+                changed: AtomicBool::new(false),
+                last: Mutex::new(None),
+                texts: Mutex::new(HashMap::new()),
+                next_ino: AtomicU64::new(COMMIT_INO_BASE),
+            },
             names: NameCache::default(),
         };
         Ok((fs, recovered))
@@ -342,7 +368,7 @@ impl WritableFs {
     /// otherwise (but for [`SyncMode::Commit`]) within
     /// [`journal::LAZY_SYNC`], by the journal's background syncer.
     fn settle(&self, a: Appended, durable: bool) -> FsResult<()> {
-        self.changed.store(true, Ordering::Relaxed);
+        self.commits.changed.store(true, Ordering::Relaxed);
         match self.opts.sync {
             // Outside every lock: other appenders go on meanwhile.
             SyncMode::Close if durable => a.sync.sync_to(a.end)?,
@@ -369,7 +395,7 @@ impl WritableFs {
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<u64> {
         if parent == ROOT && name == COMMIT_FILE {
-            return Ok(self.next_commit_ino.fetch_add(1, Ordering::Relaxed));
+            return Ok(self.commits.next_ino.fetch_add(1, Ordering::Relaxed));
         }
         self.ns.lock().lookup(parent, name)
     }
@@ -512,10 +538,10 @@ impl WritableFs {
     }
 
     pub fn has_changes(&self) -> bool {
-        self.changed.load(Ordering::Relaxed)
+        self.commits.changed.load(Ordering::Relaxed)
     }
 
     pub fn last_commit(&self) -> Option<SnapshotId> {
-        *self.last_commit.lock()
+        *self.commits.last.lock()
     }
 }

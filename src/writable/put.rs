@@ -55,7 +55,7 @@ impl WritableFs {
         if parent == ROOT && name == super::COMMIT_FILE {
             return Err(FsError::Invalid);
         }
-        let gate = self.close_gate.read();
+        let gate = self.commits.gate.read();
         let found = self.ns.lock().lookup(parent, name);
         // A new file is journaled (`Create`) only once its bytes are all in,
         // just before its `Content`: a crash while a large body is handed
@@ -97,7 +97,7 @@ impl WritableFs {
         match written {
             Ok(()) => {
                 if let Some(spool) = self.with_inode(ino, |i| i.spool.clone())? {
-                    self.spool_files.lock().remove(&spool);
+                    self.spools.files.lock().remove(&spool);
                 }
                 Ok(ino)
             }

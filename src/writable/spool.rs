@@ -31,7 +31,7 @@ impl WritableFs {
     }
 
     pub(super) fn spool_file(&self, name: &str) -> FsResult<Arc<File>> {
-        if let Some(f) = self.spool_files.lock().get(name) {
+        if let Some(f) = self.spools.files.lock().get(name) {
             return Ok(f.clone());
         }
         let f = OpenOptions::new()
@@ -43,7 +43,7 @@ impl WritableFs {
             .open(self.spool_path(name))
             .map_err(|e| FsError::Io(format!("spool: {e}")))?;
         let f = Arc::new(f);
-        self.spool_files.lock().insert(name.to_string(), f.clone());
+        self.spools.files.lock().insert(name.to_string(), f.clone());
         Ok(f)
     }
 
@@ -51,7 +51,7 @@ impl WritableFs {
     /// [`INLINE_LIMIT`].
     pub(super) fn spool_write_at(&self, name: &str, data: &[u8], off: u64) -> FsResult<()> {
         {
-            let mut mem = self.mem_spools.lock();
+            let mut mem = self.spools.mem.lock();
             if let Some(v) = mem.get_mut(name) {
                 let end = off as usize + data.len();
                 if end as u64 <= INLINE_LIMIT {
@@ -81,13 +81,13 @@ impl WritableFs {
         out: &mut [u8],
         off: u64,
     ) -> FsResult<Option<usize>> {
-        if let Some(v) = self.mem_spools.lock().get(name) {
+        if let Some(v) = self.spools.mem.lock().get(name) {
             let from = (off as usize).min(v.len());
             let n = out.len().min(v.len() - from);
             out[..n].copy_from_slice(&v[from..from + n]);
             return Ok(Some(n));
         }
-        let known = self.spool_files.lock().get(name).cloned();
+        let known = self.spools.files.lock().get(name).cloned();
         let f = match known {
             Some(f) => f,
             None => match File::open(self.spool_path(name)) {
@@ -110,7 +110,7 @@ impl WritableFs {
     /// Sets a spool's length; returns the old one.
     pub(super) fn spool_set_len(&self, name: &str, size: u64) -> FsResult<u64> {
         {
-            let mut mem = self.mem_spools.lock();
+            let mut mem = self.spools.mem.lock();
             if let Some(v) = mem.get_mut(name) {
                 let old = v.len() as u64;
                 if size <= INLINE_LIMIT {
@@ -128,18 +128,18 @@ impl WritableFs {
     }
 
     pub(super) fn drop_spool(&self, name: &str) {
-        if let Some(v) = self.mem_spools.lock().remove(name) {
-            self.spool_bytes.fetch_sub(
-                (v.len() as u64).min(self.spool_bytes.load(Ordering::Relaxed)),
+        if let Some(v) = self.spools.mem.lock().remove(name) {
+            self.spools.bytes.fetch_sub(
+                (v.len() as u64).min(self.spools.bytes.load(Ordering::Relaxed)),
                 Ordering::Relaxed,
             );
             return;
         }
-        self.spool_files.lock().remove(name);
+        self.spools.files.lock().remove(name);
         let p = self.spool_path(name);
         if let Ok(m) = std::fs::metadata(&p) {
-            self.spool_bytes.fetch_sub(
-                m.len().min(self.spool_bytes.load(Ordering::Relaxed)),
+            self.spools.bytes.fetch_sub(
+                m.len().min(self.spools.bytes.load(Ordering::Relaxed)),
                 Ordering::Relaxed,
             );
         }
@@ -159,14 +159,14 @@ impl WritableFs {
         if let Some(s) = existing {
             return Ok(s);
         }
-        let name = format!("{ino}-{}", self.spool_seq.fetch_add(1, Ordering::Relaxed));
+        let name = format!("{ino}-{}", self.spools.seq.fetch_add(1, Ordering::Relaxed));
         let size: u64 = if truncate {
             0
         } else {
             content.iter().map(|c| c.size as u64).sum()
         };
         if size <= INLINE_LIMIT {
-            self.mem_spools.lock().insert(name.clone(), Arc::default());
+            self.spools.mem.lock().insert(name.clone(), Arc::default());
         }
         if !truncate {
             let mut off = 0u64;
@@ -175,7 +175,7 @@ impl WritableFs {
                 self.spool_write_at(&name, &d, off)?;
                 off += d.len() as u64;
             }
-            self.spool_bytes.fetch_add(off, Ordering::Relaxed);
+            self.spools.bytes.fetch_add(off, Ordering::Relaxed);
         }
         let mut ns = self.ns.lock();
         let i = ns.get_mut(ino)?;
