@@ -303,7 +303,7 @@ pub fn start_session(
     key: &std::path::Path,
     served_at: &[u8],
 ) -> anyhow::Result<klosetfs::writable::session::Session> {
-    use klosetfs::writable::exclude::CLIENT_LITTER;
+    use klosetfs::ops::exclude::CLIENT_LITTER;
     use klosetfs::writable::session::Session;
     use klosetfs::writable::WritableOptions;
     let spool = w

@@ -11,11 +11,10 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
-
 use crate::error::{Error, Result};
 use crate::format::id::SnapshotId;
 use crate::format::tree::Node;
+use crate::ops::exclude::Excludes;
 use crate::ops::local_node::{node_from_meta, NameCache};
 pub use crate::ops::source::{BackupResult, Progress};
 use crate::ops::source::{Content, Entry, Problems, Source, Threads};
@@ -60,21 +59,12 @@ pub fn normalize(p: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-pub fn build_globs(patterns: &[String]) -> Result<GlobSet> {
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        b.add(Glob::new(p).map_err(|e| Error::InvalidInput(format!("bad exclude {p:?}: {e}")))?);
-    }
-    b.build()
-        .map_err(|e| Error::InvalidInput(format!("bad excludes: {e}")))
-}
-
 /// The local file system from `/`, seen through the backup's options.
 struct LocalSource<'a> {
     /// Directories above the source paths, with the one entry (or few) of
     /// each that is backed up; every other directory is listed whole.
     partial: HashMap<PathBuf, Vec<Vec<u8>>>,
-    excludes: GlobSet,
+    excludes: Excludes,
     exclude_paths: &'a [PathBuf],
     /// With `one_file_system`, the devices of the source paths.
     devices: Option<Vec<u64>>,
@@ -86,9 +76,7 @@ impl LocalSource<'_> {
         if self.exclude_paths.iter().any(|p| p == path) {
             return true;
         }
-        !self.excludes.is_empty()
-            && (self.excludes.is_match(path)
-                || path.file_name().is_some_and(|n| self.excludes.is_match(n)))
+        self.excludes.matches(path.as_os_str().as_bytes())
     }
 
     fn entry(&self, dir: &Path, name: Vec<u8>) -> std::io::Result<Entry<PathBuf>> {
@@ -235,7 +223,7 @@ pub fn backup(repo: &Arc<Repo>, opts: &BackupOptions, progress: &Progress) -> Re
     )?;
     let source = LocalSource {
         partial,
-        excludes: build_globs(&opts.excludes)?,
+        excludes: Excludes::new(opts.excludes.clone())?,
         exclude_paths: &opts.exclude_paths,
         devices: opts.one_file_system.then_some(devices),
         names: NameCache::default(),

@@ -10,6 +10,7 @@ pub mod check;
 #[cfg(feature = "s3")]
 pub mod connector;
 pub mod diff;
+pub mod exclude;
 pub mod generate;
 pub mod local_node;
 pub mod prune;

@@ -17,10 +17,10 @@ use crate::ops::writer::{save_snapshot, SnapshotPlan};
 use crate::pipeline::packer::Packer;
 use crate::repo::Repo;
 
-use super::exclude::Excludes;
 use super::journal::{Journal, Record};
 use super::namespace::{Namespace, WInode, ROOT};
 use super::{WritableFs, MOUNT_DEV};
+use crate::ops::exclude::Excludes;
 
 /// Who a commit's snapshot is from, and what it follows.
 pub(super) struct Origin<'a> {

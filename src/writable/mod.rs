@@ -7,7 +7,6 @@
 
 mod commit;
 mod data;
-pub mod exclude;
 pub mod journal;
 pub mod namespace;
 mod put;
@@ -21,7 +20,7 @@ mod stream;
 mod tests;
 mod xattrs;
 
-pub use exclude::Excludes;
+pub use crate::ops::exclude::Excludes;
 pub use put::Upload;
 pub use record::AttrChange;
 use recover::recover_dir;

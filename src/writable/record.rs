@@ -171,31 +171,48 @@ impl Record {
 mod tests {
     use super::*;
 
-    /// A content record with shared inline bytes is encoded as before they
-    /// were shared (`serde_bytes` over `Option<Vec<u8>>`), so a journal left
-    /// by an older build replays.
+    /// The records as older builds wrote them: a journal they left must
+    /// replay, so each is encoded to the same bytes as its new form.
+    #[derive(Serialize)]
+    enum Old {
+        _Header,
+        _Create,
+        _Link,
+        _Unlink,
+        _Rename,
+        /// Before `AttrChange`: the fields were the variant's own.
+        SetAttr {
+            #[serde(with = "serde_bytes")]
+            path: Vec<u8>,
+            mode: Option<u32>,
+            uid: Option<u32>,
+            gid: Option<u32>,
+            atime: Option<i64>,
+            mtime: Option<i64>,
+            ctime: i64,
+        },
+        _SetXattrs,
+        /// Before the inline bytes were shared: `Option<Vec<u8>>`.
+        Content {
+            #[serde(with = "serde_bytes")]
+            path: Vec<u8>,
+            size: u64,
+            mtime: i64,
+            chunks: Vec<ChunkRef>,
+            spool: Option<String>,
+            #[serde(with = "serde_bytes")]
+            inline: Option<Vec<u8>>,
+        },
+    }
+
+    fn same_bytes(new: &Record, old: &Old) {
+        let enc = postcard::to_stdvec(new).unwrap();
+        assert_eq!(enc, postcard::to_stdvec(old).unwrap());
+        assert_eq!(&postcard::from_bytes::<Record>(&enc).unwrap(), new);
+    }
+
     #[test]
     fn inline_bytes_keep_their_encoding() {
-        #[derive(Serialize)]
-        enum Old {
-            _Header,
-            _Create,
-            _Link,
-            _Unlink,
-            _Rename,
-            _SetAttr,
-            _SetXattrs,
-            Content {
-                #[serde(with = "serde_bytes")]
-                path: Vec<u8>,
-                size: u64,
-                mtime: i64,
-                chunks: Vec<ChunkRef>,
-                spool: Option<String>,
-                #[serde(with = "serde_bytes")]
-                inline: Option<Vec<u8>>,
-            },
-        }
         let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
         for inline in [None, Some(bytes.clone())] {
             let new = Record::Content {
@@ -214,34 +231,12 @@ mod tests {
                 spool: Some("s1".into()),
                 inline,
             };
-            let enc = postcard::to_stdvec(&new).unwrap();
-            assert_eq!(enc, postcard::to_stdvec(&old).unwrap());
-            assert_eq!(postcard::from_bytes::<Record>(&enc).unwrap(), new);
+            same_bytes(&new, &old);
         }
     }
 
-    /// `SetAttr` with its fields in an `AttrChange` is encoded as when they
-    /// were the variant's own, so older journals replay.
     #[test]
     fn set_attr_keeps_its_encoding() {
-        #[derive(Serialize)]
-        enum Old {
-            _Header,
-            _Create,
-            _Link,
-            _Unlink,
-            _Rename,
-            SetAttr {
-                #[serde(with = "serde_bytes")]
-                path: Vec<u8>,
-                mode: Option<u32>,
-                uid: Option<u32>,
-                gid: Option<u32>,
-                atime: Option<i64>,
-                mtime: Option<i64>,
-                ctime: i64,
-            },
-        }
         let new = Record::SetAttr {
             path: b"d/f".to_vec(),
             change: AttrChange {
@@ -262,8 +257,6 @@ mod tests {
             mtime: Some(-3),
             ctime: 99,
         };
-        let enc = postcard::to_stdvec(&new).unwrap();
-        assert_eq!(enc, postcard::to_stdvec(&old).unwrap());
-        assert_eq!(postcard::from_bytes::<Record>(&enc).unwrap(), new);
+        same_bytes(&new, &old);
     }
 }

@@ -14,10 +14,10 @@ use crate::ops::local_node::NameCache;
 use crate::pipeline::packer::Packer;
 use crate::repo::Repo;
 
-use super::exclude::Excludes;
 use super::journal::{self, Record};
 use super::namespace::Namespace;
 use super::now;
+use crate::ops::exclude::Excludes;
 
 /// Replays and commits a journal left in `spool` by a mount that did not
 /// finish. Returns the snapshot it committed, if there was anything to do.

@@ -1,14 +1,14 @@
-//! Names a writable session keeps out of its snapshots (`--exclude`): the
-//! litter desktop clients leave on a network drive (`._*`, `.DS_Store`,
-//! `Thumbs.db`). An excluded file lives in the session like any other, so a
-//! client that writes one and reads it back, or renames it to a kept name
-//! (an editor's temporary file saved over the real one), works; only the
-//! commit leaves it out. The patterns are journaled, so a recovery leaves
-//! out what the session would have.
+//! Globs that leave entries out: `backup --exclude`, and a writable
+//! session's `--exclude`, matched the same way (against the path and the
+//! name). A writable session keeps excluded names usable (a client that
+//! writes one reads it back; an editor's temporary file renamed over the
+//! real one is kept under its new name); only its commits, and a recovery
+//! (the patterns are journaled), leave them out. Its `--exclude-litter`
+//! adds the litter desktop clients leave on a network drive.
 
-use globset::GlobSet;
+use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// What `--exclude-litter` adds: the files desktop clients write beside
 /// what is copied onto a network drive. macOS: AppleDouble `._*` files,
@@ -29,8 +29,8 @@ pub const CLIENT_LITTER: &[&str] = &[
     ".~lock.*#",
 ];
 
-/// Globs matched, as `backup --exclude` matches them, against an entry's
-/// path from the session's root (`/a/b`) and against its name.
+/// Globs matched against an entry's path (from the root of what is backed
+/// up: `/a/b`) and against its name.
 #[derive(Clone, Debug, Default)]
 pub struct Excludes {
     patterns: Vec<String>,
@@ -40,7 +40,15 @@ pub struct Excludes {
 impl Excludes {
     /// Fails on a pattern that is not a glob.
     pub fn new(patterns: Vec<String>) -> Result<Self> {
-        let set = crate::ops::backup::build_globs(&patterns)?;
+        let mut b = GlobSetBuilder::new();
+        for p in &patterns {
+            b.add(
+                Glob::new(p).map_err(|e| Error::InvalidInput(format!("bad exclude {p:?}: {e}")))?,
+            );
+        }
+        let set = b
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("bad excludes: {e}")))?;
         Ok(Self { patterns, set })
     }
 
@@ -52,8 +60,8 @@ impl Excludes {
         self.patterns.is_empty()
     }
 
-    /// Whether the entry at `path` (from the root, `/`-separated) is left
-    /// out, and with a directory everything under it.
+    /// Whether the entry at `path` (`/`-separated) is left out, and with a
+    /// directory everything under it.
     pub fn matches(&self, path: &[u8]) -> bool {
         use std::os::unix::ffi::OsStrExt;
         if self.patterns.is_empty() {
